@@ -1,0 +1,9 @@
+//! callhook: verify voice-provider webhooks on their raw bytes, store each event exactly once,
+//! queue it, and reconcile each call's events into one record. All logic lives here; the Lambda
+//! functions in `functions/` are thin adapters.
+
+pub mod config;
+pub mod model;
+pub mod providers;
+pub mod standard_webhooks;
+pub mod verify;

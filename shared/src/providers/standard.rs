@@ -1,0 +1,170 @@
+//! `standard`: the generic connector for any Standard Webhooks sender (DESIGN §4).
+//!
+//! Payload: `{"type","timestamp","data"}` with callhook's own types; the call key is
+//! `/data/call_id`; `direction`, `from`, `to`, `outcome` sit under `data`. Dedupe key: the
+//! `webhook-id` header.
+
+use serde_json::Value;
+
+use super::{Delivery, Provider, malformed, mark_unknown, str_at, time_at};
+use crate::config::{ConfigError, Env};
+use crate::model::{CanonicalEvent, Direction, Kind, Outcome};
+use crate::standard_webhooks::{self as sw, Key};
+use crate::verify::AuthError;
+
+pub const NAME: &str = "standard";
+const KEYS_VAR: &str = "STANDARD_WEBHOOK_SECRETS";
+
+/// Event type → (kind, is the call's terminal fact).
+pub const MAPPING: &[(&str, Kind, bool)] = &[
+    ("call.queued", Kind::Queued, false),
+    ("call.initiated", Kind::Initiated, false),
+    ("call.ringing", Kind::Ringing, false),
+    ("call.answered", Kind::Answered, false),
+    ("call.ended", Kind::Ended, true),
+    ("call.report", Kind::Report, false),
+    ("call.action", Kind::Action, false),
+];
+
+pub struct Standard {
+    keys: Vec<Key>,
+    tolerance_secs: u64,
+}
+
+impl Standard {
+    pub fn from_env(env: &Env) -> Result<Option<Box<dyn Provider>>, ConfigError> {
+        let entries = env.list(KEYS_VAR);
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(Standard {
+            keys: sw::parse_keys(KEYS_VAR, &entries)?,
+            tolerance_secs: env.tolerance_secs(NAME, 300)?,
+        })))
+    }
+}
+
+/// Parses the documented `outcome` values of DESIGN §5.
+pub fn parse_outcome(value: &str) -> Option<Outcome> {
+    serde_json::from_value(Value::String(value.to_owned())).ok()
+}
+
+impl Provider for Standard {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn signed_headers(&self) -> &'static [&'static str] {
+        sw::HEADERS
+    }
+
+    fn verify(&self, d: &Delivery<'_>) -> Result<(), AuthError> {
+        sw::verify(
+            &self.keys,
+            d.headers,
+            d.body,
+            d.received_at,
+            self.tolerance_secs,
+        )
+    }
+
+    fn normalize(&self, d: &Delivery<'_>) -> CanonicalEvent {
+        let Ok(body) = serde_json::from_slice::<Value>(d.body) else {
+            return malformed(NAME, d.body, d.received_at, "body is not JSON");
+        };
+        let (Some(event_type), Some(id)) = (str_at(&body, "/type"), d.headers.get(sw::ID)) else {
+            return malformed(NAME, d.body, d.received_at, "missing type or webhook-id");
+        };
+        let mut event = CanonicalEvent::new(NAME, id, event_type, d.received_at);
+        event.occurred_at = time_at(&body, "/timestamp").unwrap_or(d.received_at);
+        event.call_id = str_at(&body, "/data/call_id").map(|c| format!("{NAME}#{c}"));
+        event.direction = str_at(&body, "/data/direction").and_then(Direction::parse);
+        event.from = str_at(&body, "/data/from").map(str::to_owned);
+        event.to = str_at(&body, "/data/to").map(str::to_owned);
+        event.outcome = str_at(&body, "/data/outcome").and_then(parse_outcome);
+        let data = body.get("data").cloned().unwrap_or(Value::Null);
+        event.facts.recording_url = str_at(&data, "/recording_url").map(str::to_owned);
+        event.facts.transcript = data.get("transcript").cloned();
+        event.facts.analysis = data.get("analysis").cloned();
+        event.facts.cost = data.get("cost").cloned();
+        event.facts.action = data.get("action").cloned();
+        event.facts.metadata = data.get("metadata").cloned();
+        event.facts.duration_secs = data.get("duration_secs").and_then(Value::as_u64);
+        event.data = data;
+
+        match MAPPING.iter().find(|(t, _, _)| *t == event_type) {
+            Some((_, kind, is_final)) => {
+                event.kind = *kind;
+                event.is_final = *is_final;
+                if event.call_id.is_none() {
+                    return malformed(NAME, d.body, d.received_at, "data.call_id is missing");
+                }
+                if *kind == Kind::Ended && event.outcome.is_none() {
+                    event.outcome = Some(Outcome::Completed);
+                }
+            }
+            None => mark_unknown(&mut event),
+        }
+        event
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Headers;
+    use chrono::{TimeZone, Utc};
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn provider() -> Box<dyn Provider> {
+        Standard::from_env(&Env::from_pairs([(KEYS_VAR, SECRET)]))
+            .unwrap()
+            .unwrap()
+    }
+
+    fn normalize(body: &str) -> CanonicalEvent {
+        let headers: Headers = [(sw::ID, "msg_1")].into_iter().collect();
+        provider().normalize(&Delivery {
+            headers: &headers,
+            body: body.as_bytes(),
+            path_token: None,
+            request_url: None,
+            received_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+        })
+    }
+
+    #[test]
+    fn every_type_maps() {
+        for (event_type, kind, is_final) in MAPPING {
+            let e = normalize(&format!(
+                r#"{{"type":"{event_type}","timestamp":"2024-01-01T00:00:00Z","data":{{"call_id":"c1"}}}}"#
+            ));
+            assert_eq!(e.kind, *kind, "{event_type}");
+            assert_eq!(e.is_final, *is_final);
+            assert_eq!(e.event_id, "standard#msg_1");
+            assert_eq!(e.call_id.as_deref(), Some("standard#c1"));
+            assert!(e.review.is_none());
+        }
+    }
+
+    #[test]
+    fn ended_carries_outcome_and_parties() {
+        let e = normalize(
+            r#"{"type":"call.ended","timestamp":"2024-01-01T00:00:05Z","data":{"call_id":"c1","direction":"outbound","from":"+1","to":"+2","outcome":"no_answer"}}"#,
+        );
+        assert_eq!(e.outcome, Some(Outcome::NoAnswer));
+        assert_eq!(e.direction, Some(Direction::Outbound));
+        assert_eq!(e.occurred_at.to_rfc3339(), "2024-01-01T00:00:05+00:00");
+    }
+
+    #[test]
+    fn unknown_and_malformed_go_to_review() {
+        let e = normalize(r#"{"type":"call.teleported","data":{"call_id":"c1"}}"#);
+        assert_eq!(e.review.unwrap().reason, "unknown_type");
+        let e = normalize(r#"{"type":"call.ended","data":{}}"#);
+        assert_eq!(e.review.unwrap().reason, "malformed");
+        let e = normalize("not json");
+        assert_eq!(e.review.unwrap().reason, "malformed");
+    }
+}
