@@ -49,6 +49,11 @@ pub fn decode_hmac_secret(var: &'static str, secret: &str) -> Result<Vec<u8>, Co
     Ok(bytes)
 }
 
+/// The `whsec_…` form of a secret.
+pub fn encode_secret(secret: &[u8]) -> String {
+    format!("whsec_{}", B64.encode(secret))
+}
+
 /// Parses a comma-separated list of `whsec_…` and `whpk_…` keys.
 pub fn parse_keys(var: &'static str, entries: &[&str]) -> Result<Vec<Key>, ConfigError> {
     entries

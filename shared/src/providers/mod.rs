@@ -108,19 +108,57 @@ pub trait Provider: Send + Sync {
     fn normalize(&self, delivery: &Delivery<'_>) -> CanonicalEvent;
 }
 
-type Constructor = fn(&Env) -> Result<Option<Box<dyn Provider>>, ConfigError>;
+/// What a sender needs to sign a delivery so that this provider's `verify` accepts it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Signed {
+    pub headers: Vec<(String, String)>,
+    /// For providers authenticated by a secret path segment.
+    pub path_token: Option<String>,
+}
 
-/// Every provider callhook knows. A constructor answers `Ok(None)` when the environment leaves
-/// the provider unconfigured (it then answers 404, never "accept everything").
-const CONSTRUCTORS: &[(&str, Constructor)] = &[
-    ("telnyx", telnyx::Telnyx::from_env),
-    ("standard", standard::Standard::from_env),
-];
+/// Plays the provider's side: `callhook send`, fixtures and tests sign with it. Never used on
+/// the ingest path. Built from a 32-byte seed so dev keys and fixture keys are reproducible.
+pub trait DevSigner: Send + Sync {
+    /// Environment that configures the verifying side to accept what this signer signs.
+    fn verifier_env(&self) -> Vec<(&'static str, String)>;
+
+    /// Signs `body` as the provider would, at `timestamp` (Unix seconds), for a delivery to
+    /// `url` (the full URL the request is sent to).
+    fn sign(&self, body: &[u8], timestamp: i64, url: &str) -> Signed;
+}
+
+/// One provider's entry points.
+pub struct Entry {
+    pub name: &'static str,
+    /// `Ok(None)` when the environment leaves the provider unconfigured: it then answers 404,
+    /// never "accept everything".
+    pub from_env: fn(&Env) -> Result<Option<Box<dyn Provider>>, ConfigError>,
+    pub dev_signer: fn(&[u8; 32]) -> Box<dyn DevSigner>,
+}
+
+/// Every provider callhook knows.
+pub const CONSTRUCTORS: &[Entry] = &[telnyx::ENTRY, standard::ENTRY];
 
 /// Names of every provider callhook supports, configured or not.
 pub fn supported() -> impl Iterator<Item = &'static str> {
-    CONSTRUCTORS.iter().map(|(name, _)| *name)
+    CONSTRUCTORS.iter().map(|e| e.name)
 }
+
+/// The dev signer of a supported provider.
+pub fn dev_signer(name: &str, seed: &[u8; 32]) -> Option<Box<dyn DevSigner>> {
+    CONSTRUCTORS
+        .iter()
+        .find(|e| e.name == name)
+        .map(|e| (e.dev_signer)(seed))
+}
+
+/// The seed of the documented fixture keys (RFC 8032 test 1): fixtures in `events/` are signed
+/// with keys derived from it, and `events/env.json` configures the matching verifiers. It is
+/// public, so it is only ever configured for fixtures and tests, never in a deployment.
+pub const FIXTURE_SEED: [u8; 32] = [
+    0x9d, 0x61, 0xb1, 0x9d, 0xef, 0xfd, 0x5a, 0x60, 0xba, 0x84, 0x4a, 0xf4, 0x92, 0xec, 0x2c, 0xc4,
+    0x44, 0x49, 0xc5, 0x69, 0x7b, 0x32, 0x69, 0x19, 0x70, 0x3b, 0xac, 0x03, 0x1c, 0xae, 0x7f, 0x60,
+];
 
 /// The providers configured in this environment.
 pub struct Providers {
@@ -130,8 +168,8 @@ pub struct Providers {
 impl Providers {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let mut configured = Vec::new();
-        for (_, construct) in CONSTRUCTORS {
-            if let Some(provider) = construct(env)? {
+        for entry in CONSTRUCTORS {
+            if let Some(provider) = (entry.from_env)(env)? {
                 configured.push(provider);
             }
         }
@@ -236,6 +274,42 @@ mod tests {
     fn derived_keys_do_not_collide_on_boundaries() {
         assert_ne!(derived_key(&["ab", "c"]), derived_key(&["a", "bc"]));
         assert_eq!(derived_key(&["a", "b"]), derived_key(&["a", "b"]));
+    }
+
+    /// Every provider accepts what its own dev signer signs, and only that.
+    #[test]
+    fn dev_signers_round_trip_for_every_provider() {
+        let body = br#"{"hello":"world"}"#;
+        let now = chrono::Utc::now();
+        let url = "https://hooks.example.com/webhooks/x";
+        for entry in CONSTRUCTORS {
+            let signer = (entry.dev_signer)(&FIXTURE_SEED);
+            let env = Env::from_pairs(signer.verifier_env());
+            let provider = (entry.from_env)(&env).unwrap().expect(entry.name);
+            let signed = signer.sign(body, now.timestamp(), url);
+            let headers: Headers = signed.headers.iter().map(|(k, v)| (k, v.clone())).collect();
+            let delivery = Delivery {
+                headers: &headers,
+                body,
+                path_token: signed.path_token.as_deref(),
+                request_url: Some(url),
+                received_at: now,
+            };
+            assert_eq!(provider.verify(&delivery), Ok(()), "{}", entry.name);
+            let tampered = Delivery {
+                body: br#"{"hello":"World"}"#,
+                ..delivery
+            };
+            assert!(provider.verify(&tampered).is_err(), "{}", entry.name);
+            let other = (entry.dev_signer)(&[1; 32]).sign(body, now.timestamp(), url);
+            let headers: Headers = other.headers.iter().map(|(k, v)| (k, v.clone())).collect();
+            let forged = Delivery {
+                headers: &headers,
+                path_token: other.path_token.as_deref(),
+                ..delivery
+            };
+            assert!(provider.verify(&forged).is_err(), "{}", entry.name);
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@
 
 use serde_json::Value;
 
-use super::{Delivery, Provider, malformed, mark_unknown, str_at, time_at};
+use super::{
+    Delivery, DevSigner, Entry, Provider, Signed, malformed, mark_unknown, str_at, time_at,
+};
 use crate::config::{ConfigError, Env};
 use crate::model::{CanonicalEvent, Direction, Kind, Outcome};
 use crate::standard_webhooks::{self as sw, Key};
@@ -14,6 +16,37 @@ use crate::verify::AuthError;
 
 pub const NAME: &str = "standard";
 const KEYS_VAR: &str = "STANDARD_WEBHOOK_SECRETS";
+
+pub const ENTRY: Entry = Entry {
+    name: NAME,
+    from_env: Standard::from_env,
+    dev_signer: |seed| Box::new(StandardSigner(seed.to_vec())),
+};
+
+/// Signs as a Standard Webhooks sender with a `whsec_` secret made of the seed.
+pub struct StandardSigner(pub Vec<u8>);
+
+impl DevSigner for StandardSigner {
+    fn verifier_env(&self) -> Vec<(&'static str, String)> {
+        vec![(KEYS_VAR, sw::encode_secret(&self.0))]
+    }
+
+    fn sign(&self, body: &[u8], timestamp: i64, _url: &str) -> Signed {
+        // The message id must identify the fact: the same body re-sent is the same message.
+        let id = format!("msg_{}", &super::sha256_hex(body)[..24]);
+        Signed {
+            headers: vec![
+                (
+                    sw::SIGNATURE.to_owned(),
+                    sw::sign(&self.0, &id, timestamp, body),
+                ),
+                (sw::ID.to_owned(), id),
+                (sw::TIMESTAMP.to_owned(), timestamp.to_string()),
+            ],
+            path_token: None,
+        }
+    }
+}
 
 /// Event type → (kind, is the call's terminal fact).
 pub const MAPPING: &[(&str, Kind, bool)] = &[

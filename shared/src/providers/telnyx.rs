@@ -9,7 +9,9 @@
 use ed25519_dalek::VerifyingKey;
 use serde_json::Value;
 
-use super::{Delivery, Provider, malformed, mark_unknown, str_at, time_at};
+use super::{
+    Delivery, DevSigner, Entry, Provider, Signed, malformed, mark_unknown, str_at, time_at,
+};
 use crate::config::{ConfigError, Env};
 use crate::model::{CanonicalEvent, Direction, Kind, Outcome};
 use crate::verify::{self, AuthError};
@@ -20,6 +22,12 @@ pub const TIMESTAMP_HEADER: &str = "telnyx-timestamp";
 const KEYS_VAR: &str = "TELNYX_PUBLIC_KEYS";
 
 use Kind::*;
+
+pub const ENTRY: Entry = Entry {
+    name: NAME,
+    from_env: Telnyx::from_env,
+    dev_signer: |seed| Box::new(TelnyxSigner(ed25519_dalek::SigningKey::from_bytes(seed))),
+};
 
 /// Every Telnyx voice event type (union from the Go SDK, providers.md) → kind, and whether it
 /// is the call's terminal fact. Anything else is an unknown type and goes to review.
@@ -204,6 +212,33 @@ impl Provider for Telnyx {
     }
 }
 
+struct TelnyxSigner(ed25519_dalek::SigningKey);
+
+impl DevSigner for TelnyxSigner {
+    fn verifier_env(&self) -> Vec<(&'static str, String)> {
+        vec![(
+            KEYS_VAR,
+            verify::encode_b64(self.0.verifying_key().as_bytes()),
+        )]
+    }
+
+    fn sign(&self, body: &[u8], timestamp: i64, _url: &str) -> Signed {
+        use ed25519_dalek::Signer;
+        let ts = timestamp.to_string();
+        let signature = self.0.sign(&[ts.as_bytes(), b"|", body].concat());
+        Signed {
+            headers: vec![
+                (
+                    SIGNATURE_HEADER.to_owned(),
+                    verify::encode_b64(&signature.to_bytes()),
+                ),
+                (TIMESTAMP_HEADER.to_owned(), ts),
+            ],
+            path_token: None,
+        }
+    }
+}
+
 fn fill_facts(event: &mut CanonicalEvent, payload: &Value) {
     let facts = &mut event.facts;
     match event.event_type.as_str() {
@@ -274,6 +309,17 @@ mod tests {
             request_url: None,
             received_at: Utc.timestamp_opt(now, 0).unwrap(),
         }
+    }
+
+    #[test]
+    fn fixture_seed_signs_the_vector() {
+        let signer = (ENTRY.dev_signer)(&crate::providers::FIXTURE_SEED);
+        assert_eq!(
+            signer.verifier_env(),
+            vec![(KEYS_VAR, VECTOR_KEY.to_owned())]
+        );
+        let signed = signer.sign(VECTOR_BODY.as_bytes(), 1_700_000_000, "");
+        assert_eq!(signed.headers[0].1, VECTOR_SIG);
     }
 
     #[test]
