@@ -2,8 +2,12 @@
 //! queue it, and reconcile each call's events into one record. All logic lives here; the Lambda
 //! functions in `functions/` are thin adapters.
 
+pub mod aws;
 pub mod config;
+pub mod ingest;
 pub mod model;
 pub mod providers;
+pub mod queue;
 pub mod standard_webhooks;
+pub mod store;
 pub mod verify;

@@ -1,0 +1,434 @@
+//! The ingest contract (DESIGN §3), free of Lambda types: route → verify the raw bytes →
+//! normalize → one conditional write → one queue send → answer.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Value, json};
+
+use crate::config::IngestConfig;
+use crate::model::CanonicalEvent;
+use crate::providers::{Delivery, Headers, Provider, Providers};
+use crate::queue::Queue;
+use crate::store::{EventStatus, EventStore, Inserted, NewEvent};
+
+/// SQS refuses messages over 256 KiB; leave room for attributes.
+pub const MAX_MESSAGE_BYTES: usize = 250 * 1024;
+
+/// One HTTP request as API Gateway hands it over.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub provider: Option<&'a str>,
+    pub token: Option<&'a str>,
+    pub headers: Headers,
+    pub body: Option<&'a str>,
+    pub is_base64_encoded: bool,
+    /// `https://{domain}{path}[?{query}]`, for providers that sign the URL.
+    pub request_url: Option<String>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// The HTTP answer: status, extra headers, JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Value,
+}
+
+impl Answer {
+    fn new(status: u16, body: Value) -> Self {
+        Answer {
+            status,
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    fn error(status: u16, message: impl Into<String>) -> Self {
+        Answer::new(status, json!({ "status": "rejected", "error": message.into() }))
+    }
+
+    fn unavailable(what: &str) -> Self {
+        let mut answer = Answer::new(
+            503,
+            json!({ "status": "unavailable", "error": format!("{what} is unavailable; retry later") }),
+        );
+        answer.headers.push(("retry-after", "5".into()));
+        answer
+    }
+
+    /// The `status` field of the body (`accepted`, `duplicate`, `rejected`, `unavailable`).
+    pub fn result(&self) -> &str {
+        self.body["status"].as_str().unwrap_or("")
+    }
+}
+
+/// The ingest function's state, built once per cold start.
+pub struct Ingest<S, Q> {
+    pub providers: Providers,
+    pub store: S,
+    pub queue: Q,
+    pub config: IngestConfig,
+}
+
+impl<S: EventStore, Q: Queue> Ingest<S, Q> {
+    pub async fn handle(&self, request: &Request<'_>) -> Answer {
+        let answer = self.answer(request).await;
+        tracing::info!(
+            provider = request.provider.unwrap_or(""),
+            status = answer.status,
+            result = answer.result(),
+            event_id = answer.body["event_id"].as_str().unwrap_or(""),
+            error = answer.body["error"].as_str().unwrap_or(""),
+            "ingest"
+        );
+        answer
+    }
+
+    async fn answer(&self, request: &Request<'_>) -> Answer {
+        if !request.method.eq_ignore_ascii_case("POST") {
+            let mut answer = Answer::error(405, "only POST is accepted");
+            answer.headers.push(("allow", "POST".into()));
+            return answer;
+        }
+        let Some(provider) = request.provider.and_then(|name| self.providers.get(name)) else {
+            return Answer::error(404, "unknown or unconfigured provider");
+        };
+        let body = match self.decode_body(request) {
+            Ok(body) => body,
+            Err(answer) => return answer,
+        };
+        let delivery = Delivery {
+            headers: &request.headers,
+            body: &body,
+            path_token: request.token,
+            request_url: request.request_url.as_deref(),
+            received_at: request.received_at,
+        };
+        if let Err(failed) = provider.verify(&delivery) {
+            return Answer::error(401, failed.to_string());
+        }
+        let event = provider.normalize(&delivery);
+        self.store_and_queue(provider, &delivery, &event).await
+    }
+
+    fn decode_body(&self, request: &Request<'_>) -> Result<Vec<u8>, Answer> {
+        let max = self.config.max_body_bytes;
+        let too_large = || Answer::error(413, format!("body exceeds {max} bytes"));
+        let text = request.body.unwrap_or("");
+        if !request.is_base64_encoded {
+            if text.len() > max {
+                return Err(too_large());
+            }
+            return Ok(text.as_bytes().to_vec());
+        }
+        // Base64 is 4/3 the size: refuse an oversized encoding before decoding it.
+        if text.len() / 4 * 3 > max + 3 {
+            return Err(too_large());
+        }
+        let body = B64
+            .decode(text)
+            .map_err(|_| Answer::error(400, "body is not valid base64"))?;
+        if body.len() > max {
+            return Err(too_large());
+        }
+        Ok(body)
+    }
+
+    async fn store_and_queue(
+        &self,
+        provider: &dyn Provider,
+        delivery: &Delivery<'_>,
+        event: &CanonicalEvent,
+    ) -> Answer {
+        let envelope = serde_json::to_string(&event.envelope()).unwrap_or_default();
+        let headers = delivery.headers.subset(provider.signed_headers());
+        let retention = Duration::days(self.config.raw_retention_days as i64);
+        let new = NewEvent {
+            event_id: &event.event_id,
+            provider: &event.provider,
+            event_type: &event.event_type,
+            call_id: event.call_id.as_deref(),
+            raw_body: delivery.body,
+            headers: &headers,
+            envelope_json: &envelope,
+            received_at: event.received_at,
+            expires_at: event.received_at + retention,
+        };
+        let message = match self.store.insert_new(&new).await {
+            Ok(Inserted::New) => queue_message(event),
+            Ok(Inserted::Duplicate(stored)) => {
+                if stored.status != EventStatus::Received {
+                    return duplicate(&event.event_id);
+                }
+                // Stored but maybe never queued (the SendMessage after the write failed):
+                // queue the stored copy, normalized as it was first received.
+                let original = Delivery {
+                    headers: &stored.headers,
+                    body: &stored.raw_body,
+                    path_token: delivery.path_token,
+                    request_url: delivery.request_url,
+                    received_at: stored.received_at,
+                };
+                let requeued = provider.normalize(&original);
+                if let Err(err) = self.queue.send(queue_message(&requeued), 0).await {
+                    tracing::warn!(event_id = %event.event_id, error = %err, "re-send of duplicate failed");
+                    return Answer::unavailable("the queue");
+                }
+                return duplicate(&event.event_id);
+            }
+            Err(err) => {
+                tracing::warn!(event_id = %event.event_id, error = %err, "store failed");
+                return Answer::unavailable("storage");
+            }
+        };
+        if let Err(err) = self.queue.send(message, 0).await {
+            // The event is stored as RECEIVED: the provider's retry (deduped) or the sweeper
+            // will queue it.
+            tracing::warn!(event_id = %event.event_id, error = %err, "queue send failed");
+            return Answer::unavailable("the queue");
+        }
+        let mut body = json!({ "status": "accepted", "event_id": event.event_id });
+        if event.review.is_some() {
+            body["review"] = Value::Bool(true);
+        }
+        Answer::new(200, body)
+    }
+}
+
+fn duplicate(event_id: &str) -> Answer {
+    Answer::new(200, json!({ "status": "duplicate", "event_id": event_id }))
+}
+
+/// The canonical event as the queue carries it. Over the SQS limit the payload is left out:
+/// the raw body stays in the events table and the reducer needs only the canonical fields.
+pub fn queue_message(event: &CanonicalEvent) -> String {
+    let full = serde_json::to_string(event).unwrap_or_default();
+    if full.len() <= MAX_MESSAGE_BYTES {
+        return full;
+    }
+    tracing::warn!(event_id = %event.event_id, bytes = full.len(), "payload left out of queue message");
+    serde_json::to_string(&event.envelope()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::config::Env;
+    use crate::providers::{FIXTURE_SEED, dev_signer};
+    use crate::queue::MemoryQueue;
+    use crate::store::memory::MemoryEventStore;
+
+    fn ingest(max_body_bytes: usize) -> Ingest<MemoryEventStore, MemoryQueue> {
+        let mut env = Env::from_pairs(dev_signer("telnyx", &FIXTURE_SEED).unwrap().verifier_env());
+        env.set("EVENTS_TABLE", "events");
+        env.set("EVENTS_QUEUE_URL", "queue");
+        env.set("MAX_BODY_BYTES", max_body_bytes.to_string());
+        Ingest {
+            providers: Providers::from_env(&env).unwrap(),
+            store: MemoryEventStore::default(),
+            queue: MemoryQueue::default(),
+            config: IngestConfig::from_env(&env).unwrap(),
+        }
+    }
+
+    fn body(event_type: &str, id: &str) -> String {
+        format!(
+            r#"{{"data":{{"event_type":"{event_type}","id":"{id}","occurred_at":"2024-01-01T00:00:00Z","payload":{{"call_session_id":"s1"}},"record_type":"event"}},"meta":{{"attempt":1}}}}"#
+        )
+    }
+
+    fn signed<'a>(body: &'a str, now: DateTime<Utc>) -> Request<'a> {
+        let signed = dev_signer("telnyx", &FIXTURE_SEED)
+            .unwrap()
+            .sign(body.as_bytes(), now.timestamp(), "");
+        Request {
+            method: "POST",
+            provider: Some("telnyx"),
+            token: None,
+            headers: signed.headers.into_iter().collect(),
+            body: Some(body),
+            is_base64_encoded: false,
+            request_url: None,
+            received_at: now,
+        }
+    }
+
+    #[tokio::test]
+    async fn new_event_is_stored_and_queued_once() {
+        let ingest = ingest(1024);
+        let body = body("call.initiated", "e1");
+        let answer = ingest.handle(&signed(&body, Utc::now())).await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, json!({"status":"accepted","event_id":"telnyx#e1"}));
+        assert_eq!(ingest.store.len(), 1);
+        let queued = ingest.queue.taken();
+        assert_eq!(queued.len(), 1);
+        let event: CanonicalEvent = serde_json::from_str(&queued[0]).unwrap();
+        assert_eq!(event.event_id, "telnyx#e1");
+        assert_eq!(event.call_id.as_deref(), Some("telnyx#s1"));
+        let stored = ingest.store.events.lock().unwrap()["telnyx#e1"].clone();
+        assert_eq!(stored.raw_body, body.as_bytes());
+        assert!(stored.headers.get("telnyx-signature-ed25519").is_some());
+    }
+
+    #[tokio::test]
+    async fn duplicate_resends_only_while_received() {
+        let ingest = ingest(1024);
+        let body = body("call.answered", "e2");
+        ingest.handle(&signed(&body, Utc::now())).await;
+        ingest.queue.taken();
+
+        let again = ingest.handle(&signed(&body, Utc::now())).await;
+        assert_eq!(again.body, json!({"status":"duplicate","event_id":"telnyx#e2"}));
+        assert_eq!(ingest.queue.taken().len(), 1, "still RECEIVED: re-sent");
+
+        ingest.store.set_status("telnyx#e2", EventStatus::Processed);
+        let third = ingest.handle(&signed(&body, Utc::now())).await;
+        assert_eq!(third.result(), "duplicate");
+        assert!(ingest.queue.taken().is_empty(), "processed: not re-sent");
+        assert_eq!(ingest.store.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_type_is_accepted_for_review() {
+        let ingest = ingest(1024);
+        let body = body("call.teleported", "e3");
+        let answer = ingest.handle(&signed(&body, Utc::now())).await;
+        assert_eq!(
+            answer.body,
+            json!({"status":"accepted","event_id":"telnyx#e3","review":true})
+        );
+        let event: CanonicalEvent = serde_json::from_str(&ingest.queue.taken()[0]).unwrap();
+        assert_eq!(event.review.unwrap().reason, "unknown_type");
+    }
+
+    #[tokio::test]
+    async fn authentication_failures_are_401_and_store_nothing() {
+        let ingest = ingest(1024);
+        let body = body("call.initiated", "e4");
+        let now = Utc::now();
+
+        let mut tampered = signed(&body, now);
+        let changed = body.replace("e4", "e5");
+        tampered.body = Some(&changed);
+        let answer = ingest.handle(&tampered).await;
+        assert_eq!(answer.status, 401);
+        assert_eq!(answer.body["error"], "signature does not match");
+
+        let stale = signed(&body, now - Duration::seconds(301));
+        let stale = Request {
+            received_at: now,
+            ..stale
+        };
+        let answer = ingest.handle(&stale).await;
+        assert_eq!(answer.status, 401);
+        assert!(answer.body["error"].as_str().unwrap().contains("timestamp"));
+
+        let mut unsigned = signed(&body, now);
+        unsigned.headers = Headers::new();
+        let answer = ingest.handle(&unsigned).await;
+        assert_eq!(answer.status, 401);
+        assert_eq!(answer.body["error"], "missing header telnyx-signature-ed25519");
+        assert!(ingest.store.is_empty());
+        assert!(ingest.queue.taken().is_empty());
+    }
+
+    #[tokio::test]
+    async fn routing_method_size_and_encoding_answers() {
+        let ingest = ingest(64);
+        let body = body("call.initiated", "e6");
+        let now = Utc::now();
+
+        let get = Request {
+            method: "GET",
+            ..signed(&body, now)
+        };
+        let answer = ingest.handle(&get).await;
+        assert_eq!(answer.status, 405);
+        assert_eq!(answer.headers, vec![("allow", "POST".to_owned())]);
+
+        for provider in [Some("nobody"), Some("bird"), None] {
+            let req = Request {
+                provider,
+                ..signed(&body, now)
+            };
+            assert_eq!(ingest.handle(&req).await.status, 404, "{provider:?}");
+        }
+
+        assert_eq!(ingest.handle(&signed(&body, now)).await.status, 413);
+
+        let bad64 = Request {
+            body: Some("!!not base64!!"),
+            is_base64_encoded: true,
+            ..signed(&body, now)
+        };
+        assert_eq!(ingest.handle(&bad64).await.status, 400);
+
+        let big64 = "QUFB".repeat(40);
+        let big = Request {
+            body: Some(&big64),
+            is_base64_encoded: true,
+            ..signed(&body, now)
+        };
+        assert_eq!(ingest.handle(&big).await.status, 413);
+        assert!(ingest.store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn base64_bodies_are_verified_on_their_decoded_bytes() {
+        let ingest = ingest(1024);
+        let body = body("call.initiated", "e7");
+        let encoded = B64.encode(&body);
+        let req = Request {
+            body: Some(&encoded),
+            is_base64_encoded: true,
+            ..signed(&body, Utc::now())
+        };
+        assert_eq!(ingest.handle(&req).await.result(), "accepted");
+    }
+
+    #[tokio::test]
+    async fn store_or_queue_failure_is_503_and_the_retry_recovers() {
+        let ingest = ingest(1024);
+        let body = body("call.hangup", "e8");
+        let now = Utc::now();
+
+        ingest.store.fail.store(true, Ordering::SeqCst);
+        let answer = ingest.handle(&signed(&body, now)).await;
+        assert_eq!(answer.status, 503);
+        assert!(ingest.queue.taken().is_empty());
+        ingest.store.fail.store(false, Ordering::SeqCst);
+
+        ingest.queue.fail.store(true, Ordering::SeqCst);
+        assert_eq!(ingest.handle(&signed(&body, now)).await.status, 503);
+        assert_eq!(ingest.store.len(), 1, "the write was durable");
+        ingest.queue.fail.store(false, Ordering::SeqCst);
+
+        let retry = ingest
+            .handle(&signed(&body, now + Duration::seconds(10)))
+            .await;
+        assert_eq!(retry.status, 200);
+        assert_eq!(retry.result(), "duplicate");
+        let queued = ingest.queue.taken();
+        assert_eq!(queued.len(), 1);
+        let event: CanonicalEvent = serde_json::from_str(&queued[0]).unwrap();
+        assert_eq!(event.event_id, "telnyx#e8");
+        assert_eq!(event.received_at, now, "the stored copy is what is queued");
+    }
+
+    #[test]
+    fn oversized_payloads_leave_the_queue_message_lean() {
+        let mut event = CanonicalEvent::new("telnyx", "big", "call.hangup", Utc::now());
+        event.data = Value::String("x".repeat(MAX_MESSAGE_BYTES));
+        let message = queue_message(&event);
+        assert!(message.len() < 1024);
+        let back: CanonicalEvent = serde_json::from_str(&message).unwrap();
+        assert_eq!(back.event_id, "telnyx#big");
+        assert!(back.data.is_null());
+    }
+}

@@ -1,0 +1,153 @@
+//! The events table on DynamoDB.
+//!
+//! Item: `pk` (event id), `provider`, `event_type`, `call_id`, `status`, `raw_body` (B, exact
+//! bytes), `headers` (M, those needed to re-verify), `canonical` (S, the envelope JSON),
+//! `received_at` (S, RFC 3339), `pending_since` (N, epoch ms; only while RECEIVED, so the
+//! `pending` GSI is sparse), `expires_at` (N, epoch seconds, the TTL attribute).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use chrono::{DateTime, Utc};
+
+use super::{EventStatus, EventStore, Inserted, NewEvent, StoreError, StoredEvent};
+use crate::providers::Headers;
+
+#[derive(Clone)]
+pub struct DynamoEventStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoEventStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoEventStore {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+pub(crate) fn item_of(event: &NewEvent<'_>) -> HashMap<String, AttributeValue> {
+    let headers = event
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_owned(), s(v)))
+        .collect();
+    let mut item = HashMap::from([
+        ("pk".to_owned(), s(event.event_id)),
+        ("provider".to_owned(), s(event.provider)),
+        ("event_type".to_owned(), s(event.event_type)),
+        ("status".to_owned(), s(EventStatus::Received.as_str())),
+        (
+            "raw_body".to_owned(),
+            AttributeValue::B(Blob::new(event.raw_body)),
+        ),
+        ("headers".to_owned(), AttributeValue::M(headers)),
+        ("canonical".to_owned(), s(event.envelope_json)),
+        ("received_at".to_owned(), s(event.received_at.to_rfc3339())),
+        (
+            "pending_since".to_owned(),
+            n(event.received_at.timestamp_millis()),
+        ),
+        ("expires_at".to_owned(), n(event.expires_at.timestamp())),
+    ]);
+    if let Some(call_id) = event.call_id {
+        item.insert("call_id".to_owned(), s(call_id));
+    }
+    item
+}
+
+pub(crate) fn stored_of(item: &HashMap<String, AttributeValue>) -> Result<StoredEvent, StoreError> {
+    let pk = item
+        .get("pk")
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default();
+    let corrupt = |what: &str| StoreError::Corrupt(pk.clone(), what.to_owned());
+    let text = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| corrupt(name))
+    };
+    let status = EventStatus::parse(text("status")?).ok_or_else(|| corrupt("status"))?;
+    let raw_body = item
+        .get("raw_body")
+        .and_then(|v| v.as_b().ok())
+        .map(|b| b.as_ref().to_vec())
+        .ok_or_else(|| corrupt("raw_body"))?;
+    let headers = item
+        .get("headers")
+        .and_then(|v| v.as_m().ok())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_s().ok().map(|v| (k, v.clone())))
+                .collect::<Headers>()
+        })
+        .unwrap_or_default();
+    let received_at = DateTime::parse_from_rfc3339(text("received_at")?)
+        .map_err(|_| corrupt("received_at"))?
+        .with_timezone(&Utc);
+    Ok(StoredEvent {
+        event_id: pk.clone(),
+        provider: text("provider")?.clone(),
+        status,
+        raw_body,
+        headers,
+        received_at,
+    })
+}
+
+/// Any SDK failure is "unavailable" to the caller, which answers 503 so the provider retries;
+/// the text keeps the error's kind for logs and never includes request data.
+pub(crate) fn unavailable<E: std::error::Error>(op: &str, err: &SdkError<E>) -> StoreError {
+    let detail = match err {
+        SdkError::ServiceError(e) => format!("{op}: {}", e.err()),
+        SdkError::TimeoutError(_) => format!("{op}: timed out"),
+        SdkError::DispatchFailure(_) => format!("{op}: could not connect"),
+        other => format!("{op}: {other}"),
+    };
+    StoreError::Unavailable(detail)
+}
+
+impl EventStore for DynamoEventStore {
+    async fn insert_new(&self, event: &NewEvent<'_>) -> Result<Inserted, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item_of(event)))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Inserted::New),
+            Err(SdkError::ServiceError(service)) => match service.err() {
+                PutItemError::ConditionalCheckFailedException(failed) => {
+                    let item = failed.item().ok_or_else(|| {
+                        StoreError::Corrupt(
+                            event.event_id.to_owned(),
+                            "condition failed without the old item".into(),
+                        )
+                    })?;
+                    stored_of(item).map(Inserted::Duplicate)
+                }
+                other => Err(StoreError::Unavailable(format!("PutItem: {other}"))),
+            },
+            Err(err) => Err(unavailable("PutItem", &err)),
+        }
+    }
+}
