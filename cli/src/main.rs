@@ -1,1 +1,166 @@
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use callhook_cli::{dev, fixtures, keys, send};
+use clap::{Parser, Subcommand};
+
+/// callhook: receive voice-provider call webhooks, verified, stored once and reconciled.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Where dev keys and the local stack's state live.
+    #[arg(long, global = true, default_value = keys::STATE_DIR, env = "CALLHOOK_STATE_DIR")]
+    state_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole stack locally: emulator, tables and queues from template.yaml, dev keys,
+    /// and ingest on http://127.0.0.1:PORT. Ctrl-C stops everything it started.
+    Dev {
+        #[arg(long, default_value_t = 3000)]
+        port: u16,
+        /// Use a running emulator (moto server, DynamoDB Local…) instead of starting moto.
+        #[arg(long, env = "CALLHOOK_AWS_ENDPOINT")]
+        aws_endpoint: Option<String>,
+        #[arg(long, default_value = "template.yaml")]
+        template: PathBuf,
+        /// Prefix of the local table and queue names.
+        #[arg(long, default_value = "callhook-dev")]
+        prefix: String,
+    },
+    /// Sign bodies with the provider's dev key at the current time and post them to ingest.
+    /// A file may be a raw body or an API Gateway event fixture (its body is sent); `-` is stdin.
+    Send {
+        /// telnyx, bird, recho, miraiminds, stateset or standard.
+        provider: String,
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// Base URL of ingest (default: the running `callhook dev`, else http://127.0.0.1:3000).
+        #[arg(long)]
+        url: Option<String>,
+        /// Sign as of this Unix time instead of now (to try stale signatures).
+        #[arg(long)]
+        timestamp: Option<i64>,
+        /// Change one byte of the body after signing: ingest must answer 401.
+        #[arg(long)]
+        tamper: bool,
+        /// One JSON object per answer.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Maintain the fixtures in events/.
+    #[command(subcommand)]
+    Fixtures(FixturesCommand),
+}
+
+#[derive(Subcommand)]
+enum FixturesCommand {
+    /// Re-sign every fixture events/fixtures.json marks for signing, with the fixture keys.
+    Sign {
+        #[arg(long, default_value = "events")]
+        dir: PathBuf,
+        /// Change nothing; fail if a fixture's signature is out of date.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Wrap a raw provider body into a signed API Gateway event fixture.
+    New {
+        provider: String,
+        body: PathBuf,
+        out: PathBuf,
+        /// Send the body base64-encoded, as API Gateway does for binary content.
+        #[arg(long)]
+        base64: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("callhook: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Dev {
+            port,
+            aws_endpoint,
+            template,
+            prefix,
+        } => {
+            dev::run(dev::Options {
+                port,
+                aws_endpoint,
+                template,
+                prefix,
+                state_dir: cli.state_dir,
+            })
+            .await?;
+        }
+        Command::Send {
+            provider,
+            files,
+            url,
+            timestamp,
+            tamper,
+            json,
+        } => {
+            let url = url
+                .or_else(|| dev::DevState::load(&cli.state_dir).ok().map(|s| s.url))
+                .unwrap_or_else(|| "http://127.0.0.1:3000".to_owned());
+            let failures = send::run(send::Options {
+                provider: &provider,
+                files: &files,
+                url,
+                state_dir: &cli.state_dir,
+                timestamp,
+                tamper,
+                json,
+            })
+            .await?;
+            if failures > 0 {
+                return Ok(ExitCode::from(2));
+            }
+        }
+        Command::Fixtures(FixturesCommand::Sign { dir, check }) => {
+            let stale = fixtures::sign_all(&dir, check)?;
+            for path in &stale {
+                eprintln!(
+                    "{} {}",
+                    if check { "out of date:" } else { "signed:" },
+                    path.display()
+                );
+            }
+            if check && !stale.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+            eprintln!(
+                "{} fixture(s) {}",
+                stale.len(),
+                if check { "out of date" } else { "re-signed" }
+            );
+        }
+        Command::Fixtures(FixturesCommand::New {
+            provider,
+            body,
+            out,
+            base64,
+        }) => {
+            let bytes = std::fs::read(&body)?;
+            let mut event = fixtures::wrap(&provider, &bytes, base64);
+            fixtures::sign(&mut event)?;
+            fixtures::write(&out, &event)?;
+            eprintln!("wrote {}", out.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,12 +1,13 @@
 //! AWS SDK configuration for the functions: read from the environment exactly as Lambda provides
-//! it, so a cold start never waits on the instance metadata service or a profile file.
+//! it (region and the execution role's session credentials), so a cold start never waits on the
+//! instance metadata service or a profile file.
 
 use std::time::Duration;
 
-use aws_config::environment::EnvironmentVariableCredentialsProvider;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::config::{ConfigError, Env};
@@ -23,9 +24,13 @@ pub fn sdk_config(env: &Env) -> Result<SdkConfig, ConfigError> {
     let mut builder = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
-        .credentials_provider(SharedCredentialsProvider::new(
-            EnvironmentVariableCredentialsProvider::new(),
-        ))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            env.require("AWS_ACCESS_KEY_ID")?,
+            env.require("AWS_SECRET_ACCESS_KEY")?,
+            env.get("AWS_SESSION_TOKEN").map(str::to_owned),
+            None,
+            "environment",
+        )))
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .timeout_config(
             TimeoutConfig::builder()

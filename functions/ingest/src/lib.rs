@@ -1,1 +1,118 @@
+//! The ingest Lambda: API Gateway HTTP API (payload 2.0) ⇄ `callhook::ingest`.
+//!
+//! It takes the raw `ApiGatewayV2httpRequest` rather than `lambda_http`'s request, because
+//! `lambda_http` panics on a body that is not valid base64 before a handler could answer 400.
 
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::encodings::Body;
+use callhook::config::{ConfigError, Env, IngestConfig};
+use callhook::ingest::{Answer, Ingest, Request};
+use callhook::providers::{Headers, Providers};
+use callhook::queue::SqsQueue;
+use callhook::store::DynamoEventStore;
+use chrono::Utc;
+use http::{HeaderMap, HeaderValue};
+use lambda_runtime::{Error, LambdaEvent};
+
+pub type IngestFunction = Ingest<DynamoEventStore, SqsQueue>;
+
+/// Everything the function needs, built once per cold start; any configuration problem is one
+/// clear error naming the variable.
+pub fn build(env: &Env) -> Result<IngestFunction, ConfigError> {
+    let config = IngestConfig::from_env(env)?;
+    let providers = Providers::from_env(env)?;
+    let sdk = callhook::aws::sdk_config(env)?;
+    Ok(Ingest {
+        providers,
+        store: DynamoEventStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            config.events_table.clone(),
+        ),
+        queue: SqsQueue::new(
+            aws_sdk_sqs::Client::new(&sdk),
+            config.events_queue_url.clone(),
+        ),
+        config,
+    })
+}
+
+/// Reads what the contract needs from API Gateway's event. Header values that are not UTF-8
+/// are kept lossily: a signature header mangled that way simply fails verification.
+pub fn request_of(event: &ApiGatewayV2httpRequest) -> Request<'_> {
+    let headers: Headers = event
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let path = event
+        .raw_path
+        .as_deref()
+        .or(event.request_context.http.path.as_deref());
+    let request_url = event.request_context.domain_name.as_deref().map(|domain| {
+        let mut url = format!("https://{domain}{}", path.unwrap_or("/"));
+        if let Some(query) = event.raw_query_string.as_deref().filter(|q| !q.is_empty()) {
+            url.push('?');
+            url.push_str(query);
+        }
+        url
+    });
+    Request {
+        method: event.request_context.http.method.as_str(),
+        provider: event.path_parameters.get("provider").map(String::as_str),
+        token: event.path_parameters.get("token").map(String::as_str),
+        headers,
+        body: event.body.as_deref(),
+        is_base64_encoded: event.is_base64_encoded,
+        request_url,
+        received_at: Utc::now(),
+    }
+}
+
+pub fn response_of(answer: Answer) -> ApiGatewayV2httpResponse {
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    for (name, value) in answer.headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    let mut response = ApiGatewayV2httpResponse::default();
+    response.status_code = i64::from(answer.status);
+    response.headers = headers;
+    response.body = Some(Body::Text(answer.body.to_string()));
+    response
+}
+
+/// The whole function: API Gateway event in, API Gateway response out. `callhook dev` serves
+/// HTTP through this too.
+pub async fn respond(
+    function: &IngestFunction,
+    event: &ApiGatewayV2httpRequest,
+) -> ApiGatewayV2httpResponse {
+    response_of(function.handle(&request_of(event)).await)
+}
+
+pub async fn handle(
+    function: &IngestFunction,
+    event: LambdaEvent<ApiGatewayV2httpRequest>,
+) -> Result<ApiGatewayV2httpResponse, Error> {
+    Ok(respond(function, &event.payload).await)
+}
+
+/// JSON logs for CloudWatch; RUST_LOG decides the level.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .without_time()
+        .init();
+}

@@ -1,0 +1,8 @@
+//! The `callhook` command: local stack, test senders, fixtures and (later) operations.
+
+pub mod dev;
+pub mod emulator;
+pub mod fixtures;
+pub mod keys;
+pub mod provision;
+pub mod send;
