@@ -17,6 +17,9 @@ use serde_json::{Value, json};
 /// The fixed signing time of every fixture (2023-11-14T22:13:20Z), as in the Telnyx vector.
 pub const FIXTURE_TIMESTAMP: i64 = 1_700_000_000;
 pub const FIXTURE_DOMAIN: &str = "hooks.example.com";
+/// Wide enough that the fixed fixture time stays inside it for decades; set only in
+/// `events/env.json`, never a default.
+pub const FIXTURE_TOLERANCE_SECS: &str = "2000000000";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
@@ -188,6 +191,26 @@ pub fn write(path: &Path, event: &Value) -> Result<()> {
 pub fn sign_all(events_dir: &Path, check: bool) -> Result<Vec<PathBuf>> {
     let manifest = load_manifest(events_dir)?;
     let mut stale = Vec::new();
+    let env_path = events_dir.join("env.json");
+    let env = read(&env_path)?;
+    let mut updated = env.clone();
+    let vars = updated["IngestFunction"]
+        .as_object_mut()
+        .context("env.json has no IngestFunction object")?;
+    for provider in providers::supported() {
+        let signer = providers::dev_signer(provider, &FIXTURE_SEED).expect("supported");
+        for (name, value) in signer.verifier_env() {
+            vars.insert(name.to_owned(), Value::from(value));
+        }
+        let tolerance = format!("{}_TOLERANCE_SECS", provider.to_ascii_uppercase());
+        vars.insert(tolerance, Value::from(FIXTURE_TOLERANCE_SECS));
+    }
+    if updated != env {
+        if !check {
+            write(&env_path, &updated)?;
+        }
+        stale.push(env_path);
+    }
     for entry in manifest.fixtures.iter().filter(|e| e.sign) {
         let path = events_dir.join(&entry.file);
         let event = read(&path)?;

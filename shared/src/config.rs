@@ -105,10 +105,15 @@ pub struct IngestConfig {
     pub events_queue_url: String,
     pub max_body_bytes: usize,
     pub raw_retention_days: u64,
+    /// A duplicate of an event still RECEIVED this long after it was stored is re-queued: its
+    /// first ingest has certainly ended (the function times out sooner) without it being
+    /// processed.
+    pub resend_after_secs: u64,
 }
 
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 256 * 1024;
 pub const DEFAULT_RAW_RETENTION_DAYS: u64 = 30;
+pub const DEFAULT_RESEND_AFTER_SECS: u64 = 15;
 
 impl IngestConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
@@ -129,6 +134,7 @@ impl IngestConfig {
             max_body_bytes: usize::try_from(max_body_bytes)
                 .map_err(|_| ConfigError::invalid("MAX_BODY_BYTES", "too large"))?,
             raw_retention_days,
+            resend_after_secs: env.number("RESEND_AFTER_SECS", DEFAULT_RESEND_AFTER_SECS)?,
         })
     }
 }

@@ -47,7 +47,10 @@ impl Answer {
     }
 
     fn error(status: u16, message: impl Into<String>) -> Self {
-        Answer::new(status, json!({ "status": "rejected", "error": message.into() }))
+        Answer::new(
+            status,
+            json!({ "status": "rejected", "error": message.into() }),
+        )
     }
 
     fn unavailable(what: &str) -> Self {
@@ -160,11 +163,14 @@ impl<S: EventStore, Q: Queue> Ingest<S, Q> {
         let message = match self.store.insert_new(&new).await {
             Ok(Inserted::New) => queue_message(event),
             Ok(Inserted::Duplicate(stored)) => {
-                if stored.status != EventStatus::Received {
+                let overdue = event.received_at - stored.received_at
+                    >= Duration::seconds(self.config.resend_after_secs as i64);
+                // Re-queue only a copy that may never have been queued: its send failed, or it
+                // is overdue. A duplicate racing the first delivery must not queue it twice.
+                if stored.status != EventStatus::Received || !(stored.queue_failed || overdue) {
                     return duplicate(&event.event_id);
                 }
-                // Stored but maybe never queued (the SendMessage after the write failed):
-                // queue the stored copy, normalized as it was first received.
+                // Normalized as first received, so the message is the one first meant.
                 let original = Delivery {
                     headers: &stored.headers,
                     body: &stored.raw_body,
@@ -186,8 +192,11 @@ impl<S: EventStore, Q: Queue> Ingest<S, Q> {
         };
         if let Err(err) = self.queue.send(message, 0).await {
             // The event is stored as RECEIVED: the provider's retry (deduped) or the sweeper
-            // will queue it.
+            // will queue it. The mark lets the retry re-send at once.
             tracing::warn!(event_id = %event.event_id, error = %err, "queue send failed");
+            if let Err(err) = self.store.mark_queue_failed(&event.event_id).await {
+                tracing::warn!(event_id = %event.event_id, error = %err, "could not mark the failed send");
+            }
             return Answer::unavailable("the queue");
         }
         let mut body = json!({ "status": "accepted", "event_id": event.event_id });
@@ -243,9 +252,10 @@ mod tests {
     }
 
     fn signed<'a>(body: &'a str, now: DateTime<Utc>) -> Request<'a> {
-        let signed = dev_signer("telnyx", &FIXTURE_SEED)
-            .unwrap()
-            .sign(body.as_bytes(), now.timestamp(), "");
+        let signed =
+            dev_signer("telnyx", &FIXTURE_SEED)
+                .unwrap()
+                .sign(body.as_bytes(), now.timestamp(), "");
         Request {
             method: "POST",
             provider: Some("telnyx"),
@@ -264,7 +274,10 @@ mod tests {
         let body = body("call.initiated", "e1");
         let answer = ingest.handle(&signed(&body, Utc::now())).await;
         assert_eq!(answer.status, 200);
-        assert_eq!(answer.body, json!({"status":"accepted","event_id":"telnyx#e1"}));
+        assert_eq!(
+            answer.body,
+            json!({"status":"accepted","event_id":"telnyx#e1"})
+        );
         assert_eq!(ingest.store.len(), 1);
         let queued = ingest.queue.taken();
         assert_eq!(queued.len(), 1);
@@ -284,7 +297,10 @@ mod tests {
         ingest.queue.taken();
 
         let again = ingest.handle(&signed(&body, Utc::now())).await;
-        assert_eq!(again.body, json!({"status":"duplicate","event_id":"telnyx#e2"}));
+        assert_eq!(
+            again.body,
+            json!({"status":"duplicate","event_id":"telnyx#e2"})
+        );
         assert_eq!(ingest.queue.taken().len(), 1, "still RECEIVED: re-sent");
 
         ingest.store.set_status("telnyx#e2", EventStatus::Processed);
@@ -333,7 +349,10 @@ mod tests {
         unsigned.headers = Headers::new();
         let answer = ingest.handle(&unsigned).await;
         assert_eq!(answer.status, 401);
-        assert_eq!(answer.body["error"], "missing header telnyx-signature-ed25519");
+        assert_eq!(
+            answer.body["error"],
+            "missing header telnyx-signature-ed25519"
+        );
         assert!(ingest.store.is_empty());
         assert!(ingest.queue.taken().is_empty());
     }

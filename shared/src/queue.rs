@@ -39,7 +39,11 @@ impl SqsQueue {
 
 impl Queue for SqsQueue {
     async fn send(&self, body: String, delay_secs: u32) -> Result<(), QueueError> {
-        let mut request = self.client.send_message().queue_url(&self.url).message_body(body);
+        let mut request = self
+            .client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body);
         if delay_secs > 0 {
             request = request.delay_seconds(delay_secs.min(900) as i32);
         }

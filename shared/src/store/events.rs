@@ -2,7 +2,7 @@
 //!
 //! Item: `pk` (event id), `provider`, `event_type`, `call_id`, `status`, `raw_body` (B, exact
 //! bytes), `headers` (M, those needed to re-verify), `canonical` (S, the envelope JSON),
-//! `received_at` (S, RFC 3339), `pending_since` (N, epoch ms; only while RECEIVED, so the
+//! `received_at` (S, RFC 3339), `queue_failed` (BOOL, only after a failed send), `pending_since` (N, epoch ms; only while RECEIVED, so the
 //! `pending` GSI is sparse), `expires_at` (N, epoch seconds, the TTL attribute).
 
 use std::collections::HashMap;
@@ -107,6 +107,11 @@ pub(crate) fn stored_of(item: &HashMap<String, AttributeValue>) -> Result<Stored
         raw_body,
         headers,
         received_at,
+        queue_failed: item
+            .get("queue_failed")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
     })
 }
 
@@ -148,6 +153,29 @@ impl EventStore for DynamoEventStore {
                 other => Err(StoreError::Unavailable(format!("PutItem: {other}"))),
             },
             Err(err) => Err(unavailable("PutItem", &err)),
+        }
+    }
+
+    async fn mark_queue_failed(&self, event_id: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(event_id))
+            .update_expression("SET queue_failed = :t")
+            .condition_expression("attribute_exists(pk) AND #s = :received")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .expression_attribute_values(":received", s(EventStatus::Received.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Already processed or gone: nothing left to repair.
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(())
+            }
+            Err(err) => Err(unavailable("UpdateItem", &err)),
         }
     }
 }

@@ -47,8 +47,16 @@ impl EventStore for MemoryEventStore {
                 raw_body: event.raw_body.to_vec(),
                 headers: event.headers.clone(),
                 received_at: event.received_at,
+                queue_failed: false,
             },
         );
         Ok(Inserted::New)
+    }
+
+    async fn mark_queue_failed(&self, event_id: &str) -> Result<(), StoreError> {
+        if let Some(e) = self.events.lock().unwrap().get_mut(event_id) {
+            e.queue_failed = true;
+        }
+        Ok(())
     }
 }

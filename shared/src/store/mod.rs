@@ -64,6 +64,8 @@ pub struct StoredEvent {
     pub raw_body: Vec<u8>,
     pub headers: Headers,
     pub received_at: DateTime<Utc>,
+    /// Set when the ingest that stored it could not queue it.
+    pub queue_failed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -91,4 +93,11 @@ pub trait EventStore: Send + Sync {
         &self,
         event: &NewEvent<'_>,
     ) -> impl Future<Output = Result<Inserted, StoreError>> + Send;
+
+    /// Records that the event was stored but not queued, so the provider's retry re-sends it
+    /// at once. Off the happy path: only called after a failed send.
+    fn mark_queue_failed(
+        &self,
+        event_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

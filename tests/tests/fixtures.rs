@@ -1,0 +1,103 @@
+//! Every fixture in events/ through the Lambda handler against moto, checked against the
+//! answer events/fixtures.json documents for it, so the fixtures never rot.
+
+use std::path::{Path, PathBuf};
+
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use callhook::config::Env;
+use callhook::providers::{self, FIXTURE_SEED};
+use callhook_cli::fixtures;
+use callhook_integration::Stack;
+use serde_json::Value;
+
+fn events_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../events")
+}
+
+/// events/env.json's verifier settings, with this test's emulator in place of the documented
+/// local endpoint.
+fn fixture_env(stack: &Stack) -> Env {
+    let mut env = stack.ingest_env();
+    let documented = fixtures::read(&events_dir().join("env.json")).unwrap();
+    for (k, v) in documented["IngestFunction"].as_object().unwrap() {
+        if !matches!(
+            k.as_str(),
+            "EVENTS_TABLE" | "EVENTS_QUEUE_URL" | "AWS_ENDPOINT_URL"
+        ) {
+            env.set(k, v.as_str().unwrap());
+        }
+    }
+    env
+}
+
+#[test]
+fn every_fixture_is_in_the_manifest_and_signed_up_to_date() {
+    let dir = events_dir();
+    let manifest = fixtures::load_manifest(&dir).unwrap();
+    let listed: Vec<String> = manifest.fixtures.iter().map(|e| e.file.clone()).collect();
+    for file in fixtures::fixture_files(&dir).unwrap() {
+        assert!(
+            listed.contains(&file),
+            "{file} has no entry in events/fixtures.json"
+        );
+    }
+    let stale = fixtures::sign_all(&dir, true).unwrap();
+    assert!(stale.is_empty(), "run `callhook fixtures sign`: {stale:?}");
+}
+
+#[test]
+fn env_json_configures_every_provider_with_the_fixture_keys() {
+    let documented = fixtures::read(&events_dir().join("env.json")).unwrap();
+    let vars = documented["IngestFunction"].as_object().unwrap();
+    for provider in providers::supported() {
+        let signer = providers::dev_signer(provider, &FIXTURE_SEED).unwrap();
+        for (k, v) in signer.verifier_env() {
+            assert_eq!(
+                vars.get(k).and_then(Value::as_str),
+                Some(v.as_str()),
+                "{provider}: {k}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_ingest_fixture_gets_its_documented_answer() {
+    let stack = Stack::start().await;
+    let env = fixture_env(&stack);
+    let function = callhook_ingest::build(&env).expect("fixture configuration");
+    let dir = events_dir();
+    let manifest = fixtures::load_manifest(&dir).unwrap();
+    let mut ran = 0;
+    for entry in &manifest.fixtures {
+        let raw = fixtures::read(&dir.join(&entry.file)).unwrap();
+        if raw.get("requestContext").is_none() {
+            continue;
+        }
+        let event: ApiGatewayV2httpRequest = serde_json::from_value(raw).unwrap();
+        let response = callhook_ingest::respond(&function, &event).await;
+        let body: Value = match &response.body {
+            Some(aws_lambda_events::encodings::Body::Text(text)) => {
+                serde_json::from_str(text).unwrap()
+            }
+            other => panic!("{}: unexpected body {other:?}", entry.file),
+        };
+        assert_eq!(
+            response.status_code,
+            i64::from(entry.expect.status),
+            "{}: {body}",
+            entry.file
+        );
+        if let Some(result) = &entry.expect.result {
+            assert_eq!(body["status"], result.as_str(), "{}: {body}", entry.file);
+        }
+        assert_eq!(
+            body["review"].as_bool().unwrap_or(false),
+            entry.expect.review,
+            "{}: {body}",
+            entry.file
+        );
+        ran += 1;
+    }
+    assert!(ran >= 9, "only {ran} ingest fixtures ran");
+}
