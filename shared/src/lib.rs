@@ -5,6 +5,7 @@
 pub mod aws;
 pub mod config;
 pub mod ingest;
+pub mod lifecycle;
 pub mod model;
 pub mod providers;
 pub mod queue;
