@@ -1,0 +1,45 @@
+# callhook — developer entry points. `make dev` runs the stack locally; `make test` runs every test.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export CALLHOOK_MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
+CARGO ?= cargo
+
+.PHONY: help venv dev test lint fmt-check clippy cfn-lint unit fixtures bench fuzz clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements-dev.txt
+	@echo "installing moto server and cfn-lint into $(VENV) (once)"
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed ## Install the local emulator and linters into .venv
+
+dev: venv ## Run callhook locally: moto, tables/queues from template.yaml, ingest on :3000
+	$(CARGO) run --quiet --bin callhook -- dev $(DEV_ARGS)
+
+test: venv cfn-lint fmt-check clippy ## Run every test (unit, property, fixtures, integration on moto)
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) run --quiet --bin callhook -- fixtures sign --check
+
+cfn-lint: venv ## Lint template.yaml
+	$(VENV)/bin/cfn-lint template.yaml
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fixtures: ## Re-sign the fixtures in events/ after editing a body
+	$(CARGO) run --quiet --bin callhook -- fixtures sign
+
+bench: ## Criterion benchmarks; numbers go to docs/benchmarks.md
+	$(CARGO) bench -p callhook --bench verify
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV) .callhook
