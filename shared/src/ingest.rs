@@ -290,21 +290,36 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn duplicate_resends_only_while_received() {
+    async fn duplicate_resends_only_when_overdue_and_still_received() {
         let ingest = ingest(1024);
         let body = body("call.answered", "e2");
-        ingest.handle(&signed(&body, Utc::now())).await;
+        let first = Utc::now();
+        ingest.handle(&signed(&body, first)).await;
         ingest.queue.taken();
 
-        let again = ingest.handle(&signed(&body, Utc::now())).await;
+        let racing = ingest
+            .handle(&signed(&body, first + Duration::seconds(1)))
+            .await;
         assert_eq!(
-            again.body,
+            racing.body,
             json!({"status":"duplicate","event_id":"telnyx#e2"})
         );
-        assert_eq!(ingest.queue.taken().len(), 1, "still RECEIVED: re-sent");
+        assert!(
+            ingest.queue.taken().is_empty(),
+            "the first delivery queued it"
+        );
+
+        let late = first + Duration::seconds(15);
+        let again = ingest.handle(&signed(&body, late)).await;
+        assert_eq!(again.result(), "duplicate");
+        assert_eq!(
+            ingest.queue.taken().len(),
+            1,
+            "overdue and still RECEIVED: re-sent"
+        );
 
         ingest.store.set_status("telnyx#e2", EventStatus::Processed);
-        let third = ingest.handle(&signed(&body, Utc::now())).await;
+        let third = ingest.handle(&signed(&body, late)).await;
         assert_eq!(third.result(), "duplicate");
         assert!(ingest.queue.taken().is_empty(), "processed: not re-sent");
         assert_eq!(ingest.store.len(), 1);

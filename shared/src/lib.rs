@@ -4,8 +4,10 @@
 
 pub mod aws;
 pub mod config;
+pub mod dispatch;
 pub mod ingest;
 pub mod lifecycle;
+pub mod logging;
 pub mod model;
 pub mod providers;
 pub mod queue;

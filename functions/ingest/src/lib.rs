@@ -103,16 +103,3 @@ pub async fn handle(
 ) -> Result<ApiGatewayV2httpResponse, Error> {
     Ok(respond(function, &event.payload).await)
 }
-
-/// JSON logs for CloudWatch; RUST_LOG decides the level.
-pub fn init_tracing() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .without_time()
-        .init();
-}

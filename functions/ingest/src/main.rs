@@ -3,7 +3,7 @@ use lambda_runtime::{Error, run, service_fn};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    callhook_ingest::init_tracing();
+    callhook::logging::init();
     let function = callhook_ingest::build(&Env::from_process()).map_err(|e| {
         eprintln!("callhook ingest: configuration error: {e}");
         e
