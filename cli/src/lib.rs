@@ -4,5 +4,6 @@ pub mod dev;
 pub mod emulator;
 pub mod fixtures;
 pub mod keys;
+pub mod poller;
 pub mod provision;
 pub mod send;

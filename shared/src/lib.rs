@@ -11,6 +11,7 @@ pub mod logging;
 pub mod model;
 pub mod providers;
 pub mod queue;
+pub mod reconcile;
 pub mod standard_webhooks;
 pub mod store;
 pub mod verify;

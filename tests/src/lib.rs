@@ -53,6 +53,17 @@ impl Stack {
         &self.provisioned.queues["EventsQueue"]
     }
 
+    /// The environment the template gives `function` here (parameters left to the caller).
+    pub fn function_env(&self, function: &str) -> Env {
+        let mut env = Env::from_pairs(
+            provision::function_env(TEMPLATE, function, &self.provisioned).unwrap(),
+        );
+        for (k, v) in emulator::local_aws_env(&self.moto.endpoint) {
+            env.set(k, v);
+        }
+        env
+    }
+
     /// The environment the template gives IngestFunction here, with every provider configured
     /// with its fixture keys.
     pub fn ingest_env(&self) -> Env {

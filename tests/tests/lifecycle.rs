@@ -1,0 +1,167 @@
+//! Ingest → events queue → lifecycle (through the local event source mapping) → calls table
+//! and dispatch queue, against moto.
+
+use callhook::config::Env;
+use callhook::ingest::Request;
+use callhook::providers::{FIXTURE_SEED, Headers, dev_signer};
+use callhook::store::calls::CallStore;
+use callhook_cli::poller;
+use callhook_integration::Stack;
+use chrono::Utc;
+
+fn telnyx(event_type: &str, id: &str, at: &str, extra: &str) -> String {
+    format!(
+        r#"{{"data":{{"event_type":"{event_type}","id":"{id}","occurred_at":"{at}","payload":{{"call_session_id":"sess-1","direction":"incoming","from":"+15550100","to":"+15550199"{extra}}},"record_type":"event"}},"meta":{{"attempt":1}}}}"#
+    )
+}
+
+fn full_call() -> Vec<String> {
+    vec![
+        telnyx("call.initiated", "e1", "2024-01-01T00:00:00Z", ""),
+        telnyx("call.answered", "e2", "2024-01-01T00:00:05Z", ""),
+        telnyx(
+            "call.hangup",
+            "e3",
+            "2024-01-01T00:01:05Z",
+            r#","hangup_cause":"normal_clearing""#,
+        ),
+        telnyx(
+            "call.recording.saved",
+            "e4",
+            "2024-01-01T00:01:10Z",
+            r#","recording_urls":{"mp3":"https://r.example/1.mp3"}"#,
+        ),
+    ]
+}
+
+async fn ingest_all(stack: &Stack, bodies: &[String]) {
+    let ingest = callhook_ingest::build(&stack.ingest_env()).unwrap();
+    let signer = dev_signer("telnyx", &FIXTURE_SEED).unwrap();
+    for body in bodies {
+        let now = Utc::now();
+        let signed = signer.sign(body.as_bytes(), now.timestamp(), "");
+        let answer = ingest
+            .handle(&Request {
+                method: "POST",
+                provider: Some("telnyx"),
+                token: None,
+                headers: signed.headers.into_iter().collect::<Headers>(),
+                body: Some(body),
+                is_base64_encoded: false,
+                request_url: None,
+                received_at: now,
+            })
+            .await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+}
+
+fn lifecycle_env(stack: &Stack) -> Env {
+    let mut env = stack.function_env("LifecycleFunction");
+    env.set("DISPATCH_SETTLE_SECS", "0");
+    env
+}
+
+/// Runs the lifecycle on the events queue until it is empty.
+async fn pump(stack: &Stack, function: &callhook_lifecycle::LifecycleFunction) {
+    loop {
+        let n = poller::poll_once(
+            &stack.sqs,
+            stack.events_queue(),
+            10,
+            0,
+            |event| async move { callhook_lifecycle::process_batch(function, &event).await },
+        )
+        .await
+        .unwrap();
+        if n == 0 {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shuffled_duplicated_call_is_one_record_and_one_completion() {
+    let stack = Stack::start().await;
+    let call = full_call();
+    // Out of order, with a redelivery of the hangup and of the first event.
+    let deliveries = [
+        call[2].clone(),
+        call[3].clone(),
+        call[0].clone(),
+        call[2].clone(),
+        call[1].clone(),
+        call[0].clone(),
+    ];
+    ingest_all(&stack, &deliveries).await;
+    let function = callhook_lifecycle::build(&lifecycle_env(&stack)).unwrap();
+    pump(&stack, &function).await;
+
+    let stored = function.calls.get("telnyx#sess-1").await.unwrap().unwrap();
+    let record = stored.record;
+    assert_eq!(record.event_count, 4);
+    assert_eq!(record.rank, 5);
+    assert_eq!(record.outcome, Some(callhook::model::Outcome::Completed));
+    assert_eq!(
+        record.recording_url.as_deref(),
+        Some("https://r.example/1.mp3")
+    );
+    assert_eq!(record.duration_secs, Some(60));
+    assert!(record.finalized_at.is_some());
+    assert!(stored.outbox.is_empty());
+
+    let dispatches = stack
+        .drain(&stack.provisioned.queues["DispatchQueue"])
+        .await;
+    let completed = dispatches
+        .iter()
+        .filter(|m| m.contains("\"call.completed\""))
+        .count();
+    assert_eq!(completed, 1, "{dispatches:?}");
+
+    // Every event ended PROCESSED, none left for the sweeper.
+    for id in ["e1", "e2", "e3", "e4"] {
+        let item = stack
+            .dynamo
+            .get_item()
+            .table_name(stack.events_table())
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("telnyx#{id}")),
+            )
+            .send()
+            .await
+            .unwrap();
+        let item = item.item().unwrap();
+        assert_eq!(item["status"].as_s().unwrap(), "PROCESSED", "{id}");
+        assert!(!item.contains_key("pending_since"), "{id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_fails_only_itself() {
+    let stack = Stack::start().await;
+    ingest_all(&stack, &full_call()[..1]).await;
+    stack
+        .sqs
+        .send_message()
+        .queue_url(stack.events_queue())
+        .message_body("this is not an event")
+        .send()
+        .await
+        .unwrap();
+    let function = callhook_lifecycle::build(&lifecycle_env(&stack)).unwrap();
+    let failures = std::sync::Mutex::new(Vec::new());
+    poller::poll_once(&stack.sqs, stack.events_queue(), 10, 1, |event| {
+        let (function, failures) = (&function, &failures);
+        async move {
+            let response = callhook_lifecycle::process_batch(function, &event).await;
+            *failures.lock().unwrap() = response.batch_item_failures.clone();
+            response
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(failures.lock().unwrap().len(), 1);
+    assert!(function.calls.get("telnyx#sess-1").await.unwrap().is_some());
+}
