@@ -143,6 +143,22 @@ pub async fn run(options: Options) -> Result<()> {
         );
     }
     let ingest = Arc::new(callhook_ingest::build(&env).context("ingest configuration")?);
+    let mut lifecycle_env = env.clone();
+    for (k, v) in provision::function_env(&template, "LifecycleFunction", &provisioned)? {
+        lifecycle_env.set(&k, v);
+    }
+    let lifecycle =
+        Arc::new(callhook_lifecycle::build(&lifecycle_env).context("lifecycle configuration")?);
+    let events_queue = provisioned.queues["EventsQueue"].clone();
+    let pollers = vec![tokio::spawn(poll_forever(
+        "lifecycle",
+        sqs.clone(),
+        events_queue,
+        move |event| {
+            let lifecycle = lifecycle.clone();
+            async move { callhook_lifecycle::process_batch(&lifecycle, &event).await }
+        },
+    ))];
 
     let url = format!("http://{addr}");
     let state = DevState {
@@ -188,8 +204,33 @@ pub async fn run(options: Options) -> Result<()> {
             }
         }
     }
+    for poller in pollers {
+        poller.abort();
+    }
     let _ = std::fs::remove_file(options.state_dir.join("dev.json"));
     Ok(())
+}
+
+/// Runs a function on its queue the way the SQS event source mapping does, until aborted.
+async fn poll_forever<F, Fut>(
+    name: &'static str,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    handler: F,
+) where
+    F: Fn(aws_lambda_events::sqs::SqsEvent) -> Fut,
+    Fut: std::future::Future<Output = aws_lambda_events::sqs::SqsBatchResponse>,
+{
+    loop {
+        match crate::poller::poll_once(&sqs, &queue_url, 10, 1, &handler).await {
+            Ok(0) => {}
+            Ok(n) => eprintln!("{name}: processed a batch of {n}"),
+            Err(e) => {
+                eprintln!("{name}: polling {queue_url} failed: {e:#}");
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+        }
+    }
 }
 
 fn json_response(status: u16, body: serde_json::Value) -> Response<Full<Bytes>> {

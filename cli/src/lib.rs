@@ -1,5 +1,6 @@
 //! The `callhook` command: local stack, test senders, fixtures and (later) operations.
 
+pub mod calls;
 pub mod dev;
 pub mod emulator;
 pub mod fixtures;

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use callhook_cli::{dev, fixtures, keys, send};
+use callhook_cli::{calls, dev, fixtures, keys, send};
 use clap::{Parser, Subcommand};
 
 /// callhook: receive voice-provider call webhooks, verified, stored once and reconciled.
@@ -54,6 +54,31 @@ enum Command {
     /// Maintain the fixtures in events/.
     #[command(subcommand)]
     Fixtures(FixturesCommand),
+    /// Reconciled call records of the running `callhook dev`.
+    #[command(subcommand)]
+    Calls(CallsCommand),
+}
+
+#[derive(Subcommand)]
+enum CallsCommand {
+    /// One call's record (the object dispatches carry as `call`).
+    Get {
+        /// e.g. telnyx#428c31b6-abf3-3bc1-b7f4-5013ef9657c1
+        call_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every call, most recent activity first.
+    List {
+        /// queued, initiated, ringing, answered or ended.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only calls with activity at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -129,6 +154,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await?;
             if failures > 0 {
                 return Ok(ExitCode::from(2));
+            }
+        }
+        Command::Calls(command) => {
+            let state = dev::DevState::load(&cli.state_dir)?;
+            let store = calls::local_store(&state)?;
+            match command {
+                CallsCommand::Get { call_id, json } => calls::get(&store, &call_id, json).await?,
+                CallsCommand::List {
+                    status,
+                    since,
+                    json,
+                } => calls::list(&store, status.as_deref(), since, json).await?,
             }
         }
         Command::Fixtures(FixturesCommand::Sign { dir, check }) => {
