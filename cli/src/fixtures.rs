@@ -44,7 +44,12 @@ fn yes() -> bool {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Expect {
-    pub status: u16,
+    /// HTTP status, for API Gateway fixtures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Reported batch item failures, for SQS fixtures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failures: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
