@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export CALLHOOK_MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
 CARGO ?= cargo
 
-.PHONY: help venv dev test lint fmt-check clippy cfn-lint unit fixtures bench fuzz clean
+.PHONY: help venv dev test fmt-check clippy cfn-lint fixtures bench fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,15 @@ fixtures: ## Re-sign the fixtures in events/ after editing a body
 
 bench: ## Criterion benchmarks; numbers go to docs/benchmarks.md
 	$(CARGO) bench -p callhook --bench verify
+
+FUZZ_SECS ?= 30
+fuzz: ## Fuzz every provider's verify+normalize for FUZZ_SECS each (needs nightly + cargo-fuzz)
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@for t in telnyx bird recho miraiminds stateset standard; do \
+	  mkdir -p fuzz/corpus/$$t; seeds=events/$$t/bodies; [ -d $$seeds ] || seeds=; \
+	  echo "== fuzz $$t ($(FUZZ_SECS) s)"; \
+	  $(CARGO) +nightly fuzz run -s none $$t fuzz/corpus/$$t $$seeds -- -max_total_time=$(FUZZ_SECS) || exit 1; \
+	done
 
 clean:
 	$(CARGO) clean

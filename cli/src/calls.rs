@@ -54,8 +54,8 @@ pub async fn list(
         return Ok(());
     }
     println!(
-        "{:<48} {:<9} {:<11} {:<8} {:>6} {:>6}  {}",
-        "CALL", "STATUS", "OUTCOME", "DIR", "SECS", "EVENTS", "LAST EVENT"
+        "{:<48} {:<9} {:<11} {:<8} {:>6} {:>6}  LAST EVENT",
+        "CALL", "STATUS", "OUTCOME", "DIR", "SECS", "EVENTS"
     );
     for c in &calls {
         println!(

@@ -279,7 +279,7 @@ impl CallStore for DynamoCallStore {
                 break;
             }
         }
-        calls.sort_by(|a, b| b.last_occurred_at.cmp(&a.last_occurred_at));
+        calls.sort_by_key(|c| std::cmp::Reverse(c.last_occurred_at));
         Ok(calls)
     }
 }

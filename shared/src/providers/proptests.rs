@@ -1,0 +1,490 @@
+//! Property tests over every provider in [`CONSTRUCTORS`], each configured by its own dev signer
+//! made from [`FIXTURE_SEED`]: what the signer signs verifies, and any change to the body, the
+//! timestamp, the signature or the path token does not; normalizing never panics and always
+//! keys the event under the provider's name.
+
+use std::sync::OnceLock;
+
+use chrono::{DateTime, TimeZone, Utc};
+use proptest::prelude::*;
+use serde_json::{Map, Value};
+
+use super::{CONSTRUCTORS, Delivery, DevSigner, FIXTURE_SEED, Headers, Provider, Signed};
+use crate::config::Env;
+use crate::verify;
+
+struct Case {
+    name: &'static str,
+    provider: Box<dyn Provider>,
+    signer: Box<dyn DevSigner>,
+}
+
+/// Built once: the Recho dev key takes a moment to make.
+fn cases() -> &'static [Case] {
+    static CASES: OnceLock<Vec<Case>> = OnceLock::new();
+    CASES.get_or_init(|| {
+        CONSTRUCTORS
+            .iter()
+            .map(|entry| {
+                let signer = (entry.dev_signer)(&FIXTURE_SEED);
+                let env = Env::from_pairs(signer.verifier_env());
+                let provider = (entry.from_env)(&env)
+                    .expect("dev signer env is valid")
+                    .expect("dev signer env configures the provider");
+                Case {
+                    name: entry.name,
+                    provider,
+                    signer,
+                }
+            })
+            .collect()
+    })
+}
+
+const NOW: i64 = 1_750_000_000;
+const URL: &str = "https://hooks.example.com/webhooks/provider";
+
+fn now() -> DateTime<Utc> {
+    Utc.timestamp_opt(NOW, 0).unwrap()
+}
+
+fn headers_of(signed: &Signed) -> Headers {
+    signed
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect()
+}
+
+fn check(case: &Case, headers: &Headers, body: &[u8], token: Option<&str>) -> bool {
+    case.provider
+        .verify(&Delivery {
+            headers,
+            body,
+            path_token: token,
+            request_url: Some(URL),
+            received_at: now(),
+        })
+        .is_ok()
+}
+
+/// The signed header whose name contains `part`, if the provider signs with headers.
+fn header_named(signed: &Signed, part: &str) -> Option<String> {
+    signed
+        .headers
+        .iter()
+        .map(|(k, _)| k.to_ascii_lowercase())
+        .find(|k| k.contains(part))
+}
+
+fn replaced(headers: &Headers, name: &str, value: String) -> Headers {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            if k == name {
+                (k, value.clone())
+            } else {
+                (k, v.to_owned())
+            }
+        })
+        .collect()
+}
+
+/// JSON values of any shape, with keys and strings drawn often from the providers' own
+/// vocabulary so that normalizers get past their first checks.
+fn json_value() -> impl Strategy<Value = Value> {
+    const WORDS: &[&str] = &[
+        "event",
+        "eventType",
+        "type",
+        "data",
+        "payload",
+        "body",
+        "id",
+        "call",
+        "call_id",
+        "call_sid",
+        "callId",
+        "callSid",
+        "callStatus",
+        "voice_session_id",
+        "created_at",
+        "occurred_at",
+        "updatedAt",
+        "startedAt",
+        "endedAt",
+        "status",
+        "errors",
+        "report",
+        "reAttemptCount",
+        "metadata",
+        "analysis",
+        "credits",
+        "escalated",
+        "direction",
+        "event_type",
+        "call_session_id",
+        "hangup_cause",
+        "timestamp",
+        "duration",
+        "durationSeconds",
+        "duration_seconds",
+        "projectId",
+        "call.hangup",
+        "call.ended",
+        "call.lifecycle-ended",
+        "end-of-call",
+        "send_whatsapp",
+        "voice.inbound",
+        "voice.outbound",
+        "completed",
+        "no-answer",
+        "OUTBOUND_CALL_COMPLETED",
+        "INBOUND_CALL_ERROR",
+        "voice.call.completed",
+        "voice.webhook.delivery_failed",
+        "2024-01-01T00:00:00Z",
+        "inbound",
+        "",
+    ];
+    let word = proptest::sample::select(WORDS).prop_map(str::to_owned);
+    let text = prop_oneof![3 => word.clone(), 1 => any::<String>()];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        text.clone().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 48, 6, move |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::vec((text.clone(), inner), 0..6)
+                .prop_map(|pairs| Value::Object(pairs.into_iter().collect::<Map<_, _>>())),
+        ]
+    })
+}
+
+/// The raw provider bodies under `events/{provider}/bodies/`, parsed: (provider index, file
+/// name, body).
+fn fixture_bodies() -> &'static [(usize, String, Value)] {
+    static BODIES: OnceLock<Vec<(usize, String, Value)>> = OnceLock::new();
+    BODIES.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+        let mut bodies = Vec::new();
+        for (i, entry) in CONSTRUCTORS.iter().enumerate() {
+            let Ok(dir) = std::fs::read_dir(root.join(entry.name).join("bodies")) else {
+                continue;
+            };
+            let mut files: Vec<_> = dir.flatten().map(|f| f.path()).collect();
+            files.sort();
+            for path in files {
+                let bytes = std::fs::read(&path).unwrap();
+                let value = serde_json::from_slice(&bytes)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                bodies.push((i, name, value));
+            }
+        }
+        bodies
+    })
+}
+
+/// Every JSON pointer inside `value` (the root is "").
+fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let escaped = k.replace('~', "~0").replace('/', "~1");
+                pointers(v, format!("{at}/{escaped}"), out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                pointers(v, format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+    out.push(at);
+}
+
+/// A real provider body with one part (any depth) replaced by an arbitrary value: reaches
+/// the normalizers' deeper branches far more often than arbitrary JSON does.
+fn mutated_fixture() -> impl Strategy<Value = (usize, Value)> {
+    let count = fixture_bodies().len().max(1);
+    (0..count, any::<prop::sample::Index>(), json_value()).prop_map(|(i, at, replacement)| {
+        let Some((provider, _, body)) = fixture_bodies().get(i) else {
+            return (0, replacement);
+        };
+        let mut body = body.clone();
+        let mut all = Vec::new();
+        pointers(&body, String::new(), &mut all);
+        let target = &all[at.index(all.len())];
+        if let Some(slot) = body.pointer_mut(target) {
+            *slot = replacement;
+        }
+        (*provider, body)
+    })
+}
+
+fn normalizes_sanely(case: &Case, body: &[u8]) -> Result<(), TestCaseError> {
+    let signed = case.signer.sign(body, NOW, URL);
+    let headers = headers_of(&signed);
+    let event = case.provider.normalize(&Delivery {
+        headers: &headers,
+        body,
+        path_token: signed.path_token.as_deref(),
+        request_url: Some(URL),
+        received_at: now(),
+    });
+    let prefix = format!("{}#", case.name);
+    prop_assert!(event.event_id.starts_with(&prefix), "{}", event.event_id);
+    prop_assert!(event.event_id.len() > prefix.len());
+    prop_assert_eq!(&event.provider, case.name);
+    if let Some(call_id) = &event.call_id {
+        prop_assert!(call_id.starts_with(&prefix), "{}", call_id);
+    }
+    prop_assert!(serde_json::to_string(&event).is_ok());
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_changed_body_byte_is_rejected(
+        body in proptest::collection::vec(any::<u8>(), 1..400),
+        at in any::<prop::sample::Index>(),
+        mask in 1u8..=255,
+    ) {
+        for case in cases() {
+            let signed = case.signer.sign(&body, NOW, URL);
+            if signed.path_token.is_some() {
+                continue; // the path token authenticates the sender, not the bytes
+            }
+            let headers = headers_of(&signed);
+            prop_assert!(check(case, &headers, &body, None), "{} rejects its own signature", case.name);
+            let mut tampered = body.clone();
+            tampered[at.index(body.len())] ^= mask;
+            prop_assert!(!check(case, &headers, &tampered, None), "{} accepted a changed body", case.name);
+        }
+    }
+
+    #[test]
+    fn any_changed_timestamp_is_rejected(
+        body in proptest::collection::vec(any::<u8>(), 0..64),
+        delta in prop_oneof![-200_000i64..0, 1i64..200_000],
+    ) {
+        for case in cases() {
+            let signed = case.signer.sign(&body, NOW, URL);
+            let Some(name) = header_named(&signed, "timestamp") else {
+                prop_assert!(signed.path_token.is_some(), "{} signs without a timestamp", case.name);
+                continue;
+            };
+            let headers = replaced(&headers_of(&signed), &name, (NOW + delta).to_string());
+            prop_assert!(!check(case, &headers, &body, None), "{} accepted timestamp {delta:+}", case.name);
+        }
+    }
+
+    #[test]
+    fn any_changed_signature_byte_is_rejected(
+        body in proptest::collection::vec(any::<u8>(), 0..64),
+        at in any::<prop::sample::Index>(),
+        mask in 1u8..=255,
+    ) {
+        for case in cases() {
+            let signed = case.signer.sign(&body, NOW, URL);
+            let Some(name) = header_named(&signed, "signature") else {
+                prop_assert!(signed.path_token.is_some(), "{} signs without a signature", case.name);
+                continue;
+            };
+            let headers = headers_of(&signed);
+            let value = headers.get(&name).unwrap().to_owned();
+            // Standard Webhooks entries are `v1,<base64>`; the others are bare base64.
+            let (prefix, encoded) = match value.split_once(',') {
+                Some((version, encoded)) => (format!("{version},"), encoded.to_owned()),
+                None => (String::new(), value.clone()),
+            };
+            let mut decoded = verify::decode_b64("signature", &encoded).unwrap();
+            let i = at.index(decoded.len());
+            decoded[i] ^= mask;
+            let changed = format!("{prefix}{}", verify::encode_b64(&decoded));
+            let headers = replaced(&headers, &name, changed);
+            prop_assert!(!check(case, &headers, &body, None), "{} accepted a changed signature", case.name);
+        }
+    }
+
+    #[test]
+    fn any_changed_path_token_byte_is_rejected(
+        at in any::<prop::sample::Index>(),
+        replacement in proptest::char::range(' ', '~'),
+    ) {
+        for case in cases() {
+            let signed = case.signer.sign(b"{}", NOW, URL);
+            let Some(token) = signed.path_token.as_deref() else { continue };
+            let headers = headers_of(&signed);
+            prop_assert!(check(case, &headers, b"{}", Some(token)), "{} rejects its token", case.name);
+            let i = at.index(token.len());
+            prop_assume!(token.as_bytes()[i] != replacement as u8);
+            let mut changed = token.to_owned();
+            changed.replace_range(i..=i, &replacement.to_string());
+            prop_assert!(!check(case, &headers, b"{}", Some(&changed)), "{} accepted token {changed}", case.name);
+            prop_assert!(!check(case, &headers, b"{}", Some(&token[..i])), "{} accepted a prefix", case.name);
+        }
+    }
+
+    #[test]
+    fn verify_never_panics_on_arbitrary_headers(
+        body in proptest::collection::vec(any::<u8>(), 0..64),
+        values in proptest::collection::vec(any::<String>(), 4),
+        token in proptest::option::of(any::<String>()),
+    ) {
+        for case in cases() {
+            let signed = case.signer.sign(&body, NOW, URL);
+            let mut headers = Headers::new();
+            for ((name, _), value) in signed.headers.iter().zip(&values) {
+                headers.insert(name, value.clone());
+            }
+            headers.insert("authorization", values[3].clone());
+            let _ = check(case, &headers, &body, token.as_deref());
+        }
+    }
+
+    #[test]
+    fn normalize_never_panics_on_arbitrary_bytes(
+        body in proptest::collection::vec(any::<u8>(), 0..600),
+    ) {
+        for case in cases() {
+            normalizes_sanely(case, &body)?;
+        }
+    }
+
+    #[test]
+    fn normalize_never_panics_on_arbitrary_json(value in json_value()) {
+        let body = serde_json::to_vec(&value).unwrap();
+        for case in cases() {
+            normalizes_sanely(case, &body)?;
+        }
+    }
+    #[test]
+    fn normalize_never_panics_on_mutated_provider_bodies((provider, value) in mutated_fixture()) {
+        let body = serde_json::to_vec(&value).unwrap();
+        normalizes_sanely(&cases()[provider], &body)?;
+    }
+}
+
+/// The raw bodies in `events/`: each normalizes without review except the unknown types,
+/// and each numbered sequence is one call that ends with its terminal fact.
+#[test]
+fn fixture_bodies_normalize() {
+    let bodies = fixture_bodies();
+    for entry in ["bird", "recho", "miraiminds", "stateset"] {
+        assert!(
+            bodies.iter().any(|(i, ..)| CONSTRUCTORS[*i].name == entry),
+            "no bodies for {entry}"
+        );
+    }
+    let mut sequences: std::collections::BTreeMap<String, Vec<crate::model::CanonicalEvent>> =
+        Default::default();
+    for (i, name, value) in bodies {
+        let case = &cases()[*i];
+        let body = serde_json::to_vec(value).unwrap();
+        let headers = Headers::new();
+        let event = case.provider.normalize(&Delivery {
+            headers: &headers,
+            body: &body,
+            path_token: None,
+            request_url: None,
+            received_at: now(),
+        });
+        let review = event.review.as_ref().map(|r| r.reason.as_str());
+        match name.as_str() {
+            "unknown-type.json" => assert_eq!(review, Some("unknown_type"), "{}/{name}", case.name),
+            "delivery-failed.json" => {
+                assert_eq!(
+                    review,
+                    Some("provider_delivery_failed"),
+                    "{}/{name}",
+                    case.name
+                )
+            }
+            _ if case.name == "telnyx" || case.name == "standard" => {}
+            _ => {
+                assert_eq!(review, None, "{}/{name}", case.name);
+                // `outbound-retry-03-…` belongs to the sequence `outbound-retry`.
+                let sequence: Vec<&str> = name
+                    .split('-')
+                    .take_while(|part| !part.bytes().all(|b| b.is_ascii_digit()))
+                    .collect();
+                let sequence = sequence.join("-");
+                sequences
+                    .entry(format!("{}/{sequence}", case.name))
+                    .or_default()
+                    .push(event);
+            }
+        }
+    }
+    for (sequence, events) in &sequences {
+        let calls: std::collections::BTreeSet<_> =
+            events.iter().filter_map(|e| e.call_id.as_deref()).collect();
+        assert_eq!(calls.len(), 1, "{sequence}: {calls:?}");
+        let ids: std::collections::BTreeSet<_> = events.iter().map(|e| &e.event_id).collect();
+        assert_eq!(
+            ids.len(),
+            events.len(),
+            "{sequence}: two facts share an event id"
+        );
+        assert_eq!(
+            events.iter().filter(|e| e.is_final).count(),
+            1,
+            "{sequence}"
+        );
+        let terminal = events.iter().position(|e| e.is_final).unwrap();
+        assert!(
+            events[terminal].outcome.is_some(),
+            "{sequence}: terminal fact without outcome"
+        );
+        // Only enrichment (reports) may follow the terminal fact.
+        for late in &events[terminal + 1..] {
+            assert_eq!(
+                late.kind,
+                crate::model::Kind::Report,
+                "{sequence}: {}",
+                late.event_type
+            );
+        }
+    }
+    assert!(sequences.len() >= 7, "{sequences:?}");
+}
+
+/// Redelivering the same bytes (a retry) always maps to the same event id.
+#[test]
+fn redelivery_keeps_the_event_id() {
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 64,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&json_value(), |value| {
+            let body = serde_json::to_vec(&value).unwrap();
+            for case in cases() {
+                let signed = case.signer.sign(&body, NOW, URL);
+                let headers = headers_of(&signed);
+                let at = |received_at| Delivery {
+                    headers: &headers,
+                    body: &body,
+                    path_token: signed.path_token.as_deref(),
+                    request_url: Some(URL),
+                    received_at,
+                };
+                let first = case.provider.normalize(&at(now()));
+                let retry = case
+                    .provider
+                    .normalize(&at(now() + chrono::Duration::hours(3)));
+                prop_assert_eq!(first.event_id, retry.event_id, "{}", case.name);
+            }
+            Ok(())
+        })
+        .unwrap();
+}
