@@ -134,6 +134,10 @@ pub async fn run(options: Options) -> Result<()> {
     for (k, v) in emulator::local_aws_env(&endpoint) {
         env.set(k, v);
     }
+    if env.get("BIRD_WEBHOOK_URL").is_none() {
+        // Bird signs the URL it calls; locally that is plain http on this port.
+        env.set("BIRD_WEBHOOK_URL", format!("http://{addr}/webhooks/bird"));
+    }
     let generated = keys::fill_dev_keys(&options.state_dir, &mut env)?;
     if !generated.is_empty() {
         eprintln!(

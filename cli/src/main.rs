@@ -44,7 +44,8 @@ enum Command {
         /// Sign as of this Unix time instead of now (to try stale signatures).
         #[arg(long)]
         timestamp: Option<i64>,
-        /// Change one byte of the body after signing: ingest must answer 401.
+        /// Change one byte of the body after signing (for Mirai Minds, one character of the path
+        /// token): ingest must answer 401.
         #[arg(long)]
         tamper: bool,
         /// One JSON object per answer.

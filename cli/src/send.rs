@@ -37,6 +37,15 @@ pub fn body_from(file: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The token with its last character changed.
+fn tampered(token: &str) -> String {
+    let mut chars: Vec<char> = token.chars().collect();
+    if let Some(last) = chars.last_mut() {
+        *last = if *last == 'a' { 'b' } else { 'a' };
+    }
+    chars.into_iter().collect()
+}
+
 /// Sends each file in order; returns how many got a non-2xx answer.
 pub async fn run(options: Options<'_>) -> Result<usize> {
     let signer = keys::signer(options.state_dir, options.provider)?;
@@ -52,13 +61,24 @@ pub async fn run(options: Options<'_>) -> Result<usize> {
         let base = options.url.trim_end_matches('/');
         let mut url = format!("{base}/webhooks/{}", options.provider);
         let token = signer.sign(&body, timestamp, &url).path_token;
-        if let Some(token) = &token {
-            url = format!("{url}/{token}");
-        }
-        let signed = signer.sign(&body, timestamp, &url);
-        if options.tamper && !body.is_empty() {
-            let middle = body.len() / 2;
-            body[middle] ^= 0x01;
+        let signed_url = match &token {
+            Some(token) => format!("{url}/{token}"),
+            None => url.clone(),
+        };
+        let signed = signer.sign(&body, timestamp, &signed_url);
+        url = signed_url;
+        if options.tamper {
+            match &token {
+                // A path token authenticates the sender, not the bytes: tamper with the token.
+                Some(token) => {
+                    url = format!("{base}/webhooks/{}/{}", options.provider, tampered(token))
+                }
+                None if !body.is_empty() => {
+                    let middle = body.len() / 2;
+                    body[middle] ^= 0x01;
+                }
+                None => {}
+            }
         }
         let mut request = client
             .post(&url)
