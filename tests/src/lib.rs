@@ -205,3 +205,239 @@ fn with_endpoint(env: &Env, endpoint: &str) -> Env {
 pub fn dead_endpoint() -> String {
     format!("http://127.0.0.1:{}", emulator::free_port().unwrap())
 }
+
+// ------------------------------------------------------------------------------------------------
+// Resources a test needs before template.yaml has them, queues driven like Lambda's event source
+// mapping, and a scripted HTTP receiver.
+
+impl Stack {
+    /// Provisions the tables and queues of a template snippet that the stack does not have yet
+    /// (through the same `callhook_cli::provision` code as template.yaml) and returns the merged
+    /// map. Resources template.yaml already declares are left as the template made them.
+    pub async fn provision_missing(&mut self, yaml: &str) -> Provisioned {
+        let mut plan = provision::plan_from_template(yaml).expect("snippet parses");
+        plan.tables
+            .retain(|t| !self.provisioned.tables.contains_key(&t.logical_id));
+        plan.queues
+            .retain(|q| !self.provisioned.queues.contains_key(&q.logical_id));
+        let added = provision::apply(&plan, "callhook-test", &self.dynamo, &self.sqs)
+            .await
+            .expect("provisioning the snippet");
+        self.provisioned.tables.extend(added.tables);
+        self.provisioned.queues.extend(added.queues);
+        self.provisioned.clone()
+    }
+
+    /// Up to 10 visible messages as Lambda's SQS event source would hand them over (message id,
+    /// receipt handle, body, system attributes such as ApproximateReceiveCount), long-polling up
+    /// to `wait_secs`.
+    pub async fn receive_event(
+        &self,
+        queue_url: &str,
+        wait_secs: i32,
+    ) -> aws_lambda_events::sqs::SqsEvent {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(wait_secs)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let mut event = aws_lambda_events::sqs::SqsEvent::default();
+        for m in out.messages() {
+            let mut record = aws_lambda_events::sqs::SqsMessage::default();
+            record.message_id = m.message_id().map(str::to_owned);
+            record.receipt_handle = m.receipt_handle().map(str::to_owned);
+            record.body = m.body().map(str::to_owned);
+            record.attributes = m
+                .attributes()
+                .map(|attrs| {
+                    attrs
+                        .iter()
+                        .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            event.records.push(record);
+        }
+        event
+    }
+
+    /// What the event source mapping does after a batch: deletes every message the function did
+    /// not report as failed.
+    pub async fn settle(
+        &self,
+        queue_url: &str,
+        event: &aws_lambda_events::sqs::SqsEvent,
+        response: &aws_lambda_events::sqs::SqsBatchResponse,
+    ) {
+        for record in &event.records {
+            let id = record.message_id.as_deref().unwrap_or_default();
+            let failed = response
+                .batch_item_failures
+                .iter()
+                .any(|f| f.item_identifier == id);
+            if !failed && let Some(receipt) = record.receipt_handle.as_deref() {
+                self.sqs
+                    .delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(receipt)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+/// How [`HttpSink`] answers one request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Status(u16, String),
+    /// Reads the request, then never answers.
+    Hang,
+}
+
+/// One request an [`HttpSink`] received.
+#[derive(Debug, Clone)]
+pub struct SinkRequest {
+    pub method: String,
+    pub path: String,
+    /// Names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl SinkRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A minimal HTTP/1.1 receiver on a free loopback port: records every request and answers the
+/// scripted replies in order (then 200). Stops when dropped.
+pub struct HttpSink {
+    pub url: String,
+    requests: Arc<std::sync::Mutex<Vec<SinkRequest>>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl HttpSink {
+    pub async fn start(script: Vec<Reply>) -> HttpSink {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let script = Arc::new(std::sync::Mutex::new(
+            script
+                .into_iter()
+                .collect::<std::collections::VecDeque<_>>(),
+        ));
+        let recorded = requests.clone();
+        let server = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let recorded = recorded.clone();
+                let script = script.clone();
+                tokio::spawn(async move {
+                    let _ = serve_one(stream, recorded, script).await;
+                });
+            }
+        });
+        HttpSink {
+            url,
+            requests,
+            server,
+        }
+    }
+
+    pub fn requests(&self) -> Vec<SinkRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+}
+
+impl Drop for HttpSink {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn serve_one(
+    mut stream: tokio::net::TcpStream,
+    recorded: Arc<std::sync::Mutex<Vec<SinkRequest>>>,
+    script: Arc<std::sync::Mutex<std::collections::VecDeque<Reply>>>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut start = lines.next().unwrap_or_default().split(' ');
+    let method = start.next().unwrap_or_default().to_owned();
+    let path = start.next().unwrap_or_default().to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < length {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    recorded.lock().unwrap().push(SinkRequest {
+        method,
+        path,
+        headers,
+        body,
+    });
+    let reply = script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or(Reply::Status(200, String::new()));
+    match reply {
+        Reply::Hang => {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            Ok(())
+        }
+        Reply::Status(status, text) => {
+            let response = format!(
+                "HTTP/1.1 {status} Scripted\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                text.len()
+            );
+            stream.write_all(response.as_bytes()).await?;
+            stream.shutdown().await
+        }
+    }
+}

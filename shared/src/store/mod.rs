@@ -8,7 +8,9 @@ use crate::providers::Headers;
 
 pub mod calls;
 pub mod events;
+pub mod ledger;
 pub mod memory;
+pub mod review;
 
 pub use events::DynamoEventStore;
 
