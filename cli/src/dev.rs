@@ -33,6 +33,8 @@ const GATEWAY_MAX_BODY: usize = 10 * 1024 * 1024;
 
 pub struct Options {
     pub port: u16,
+    /// Port of the built-in CRM/ticketing sink (used when the environment names no URLs).
+    pub sink_port: u16,
     pub aws_endpoint: Option<String>,
     pub template: PathBuf,
     pub prefix: String,
@@ -139,6 +141,29 @@ pub async fn run(options: Options) -> Result<()> {
         env.set("BIRD_WEBHOOK_URL", format!("http://{addr}/webhooks/bird"));
     }
     let generated = keys::fill_dev_keys(&options.state_dir, &mut env)?;
+    let mut sink_server = None;
+    if env.get("CRM_SIGNING_SECRET").is_none() {
+        let seed = keys::load_or_create(&options.state_dir, "crm")?;
+        env.set(
+            "CRM_SIGNING_SECRET",
+            callhook::standard_webhooks::encode_secret(&seed),
+        );
+    }
+    if env.get("CRM_WEBHOOK_URL").is_none() && env.get("TICKETING_WEBHOOK_URL").is_none() {
+        let (listener, sink_addr) = crate::sink::bind(options.sink_port).await?;
+        let log = options.state_dir.join("sink.jsonl");
+        let sink = crate::sink::Sink::new(env.require("CRM_SIGNING_SECRET")?, Some(log.clone()))?;
+        env.set("CRM_WEBHOOK_URL", format!("http://{sink_addr}/crm"));
+        env.set(
+            "TICKETING_WEBHOOK_URL",
+            format!("http://{sink_addr}/ticketing"),
+        );
+        eprintln!(
+            "CRM and ticketing sink on http://{sink_addr} (deliveries logged to {})",
+            log.display()
+        );
+        sink_server = Some(tokio::spawn(crate::sink::serve(listener, Arc::new(sink))));
+    }
     if !generated.is_empty() {
         eprintln!(
             "dev keys in {}/keys for: {}",
@@ -153,16 +178,34 @@ pub async fn run(options: Options) -> Result<()> {
     }
     let lifecycle =
         Arc::new(callhook_lifecycle::build(&lifecycle_env).context("lifecycle configuration")?);
+    let mut dispatch_env = env.clone();
+    for (k, v) in provision::function_env(&template, "DispatchFunction", &provisioned)? {
+        dispatch_env.set(&k, v);
+    }
+    let dispatch =
+        Arc::new(callhook_dispatch::build(&dispatch_env).context("dispatch configuration")?);
     let events_queue = provisioned.queues["EventsQueue"].clone();
-    let pollers = vec![tokio::spawn(poll_forever(
-        "lifecycle",
-        sqs.clone(),
-        events_queue,
-        move |event| {
-            let lifecycle = lifecycle.clone();
-            async move { callhook_lifecycle::process_batch(&lifecycle, &event).await }
-        },
-    ))];
+    let dispatch_queue = provisioned.queues["DispatchQueue"].clone();
+    let pollers = vec![
+        tokio::spawn(poll_forever(
+            "lifecycle",
+            sqs.clone(),
+            events_queue,
+            move |event| {
+                let lifecycle = lifecycle.clone();
+                async move { callhook_lifecycle::process_batch(&lifecycle, &event).await }
+            },
+        )),
+        tokio::spawn(poll_forever(
+            "dispatch",
+            sqs.clone(),
+            dispatch_queue,
+            move |event| {
+                let dispatch = dispatch.clone();
+                async move { callhook_dispatch::process_batch(&dispatch, &event).await }
+            },
+        )),
+    ];
 
     let url = format!("http://{addr}");
     let state = DevState {
@@ -210,6 +253,9 @@ pub async fn run(options: Options) -> Result<()> {
     }
     for poller in pollers {
         poller.abort();
+    }
+    if let Some(sink) = sink_server {
+        sink.abort();
     }
     let _ = std::fs::remove_file(options.state_dir.join("dev.json"));
     Ok(())

@@ -8,3 +8,4 @@ pub mod keys;
 pub mod poller;
 pub mod provision;
 pub mod send;
+pub mod sink;

@@ -22,6 +22,10 @@ enum Command {
     Dev {
         #[arg(long, default_value_t = 3000)]
         port: u16,
+        /// Port of the built-in CRM/ticketing sink, started when CRM_WEBHOOK_URL and
+        /// TICKETING_WEBHOOK_URL are both unset.
+        #[arg(long, default_value_t = 3001)]
+        sink_port: u16,
         /// Use a running emulator (moto server, DynamoDB Local…) instead of starting moto.
         #[arg(long, env = "CALLHOOK_AWS_ENDPOINT")]
         aws_endpoint: Option<String>,
@@ -119,12 +123,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Dev {
             port,
+            sink_port,
             aws_endpoint,
             template,
             prefix,
         } => {
             dev::run(dev::Options {
                 port,
+                sink_port,
                 aws_endpoint,
                 template,
                 prefix,
