@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::QueueAttributeName;
-use callhook::config::Env;
 use callhook::dispatch::DispatchMessage;
 use callhook::lifecycle::{self, CallRecord, CallStatus, Effect};
 use callhook::model::{Direction, Outcome};
@@ -18,143 +17,12 @@ use callhook::providers::Headers;
 use callhook::standard_webhooks;
 use callhook::store::ledger::{DynamoLedger, Ledger, LedgerStatus};
 use callhook::store::review::{DynamoReviewStore, ReviewStatus};
-use callhook_cli::emulator;
+use callhook_cli::poller;
 use callhook_cli::provision::{self, Provisioned};
 use callhook_dispatch::{DispatchFunction, process_batch};
 use callhook_integration::{HttpSink, Reply, Stack, TEMPLATE};
 use chrono::Utc;
 use serde_json::Value;
-
-/// The resources and function dispatch adds to template.yaml (what the lead merges).
-const DISPATCH_SNIPPET: &str = r#"
-Parameters:
-  CrmWebhookUrl:
-    Type: String
-    NoEcho: true
-    Default: ""
-  TicketingWebhookUrl:
-    Type: String
-    NoEcho: true
-    Default: ""
-  CrmSigningSecret:
-    Type: String
-    NoEcho: true
-    Default: ""
-  DispatchRoutes:
-    Type: String
-    Default: ""
-  DispatchMaxAttempts:
-    Type: Number
-    Default: 5
-    MinValue: 1
-    MaxValue: 9
-
-Resources:
-  CallsTable:
-    Type: AWS::DynamoDB::Table
-    Properties:
-      BillingMode: PAY_PER_REQUEST
-      AttributeDefinitions:
-        - AttributeName: pk
-          AttributeType: S
-      KeySchema:
-        - AttributeName: pk
-          KeyType: HASH
-  LedgerTable:
-    Type: AWS::DynamoDB::Table
-    DeletionPolicy: Retain
-    UpdateReplacePolicy: Retain
-    Properties:
-      BillingMode: PAY_PER_REQUEST
-      AttributeDefinitions:
-        - AttributeName: pk
-          AttributeType: S
-      KeySchema:
-        - AttributeName: pk
-          KeyType: HASH
-      PointInTimeRecoverySpecification:
-        PointInTimeRecoveryEnabled: true
-      SSESpecification:
-        SSEEnabled: true
-  ReviewTable:
-    Type: AWS::DynamoDB::Table
-    DeletionPolicy: Retain
-    UpdateReplacePolicy: Retain
-    Properties:
-      BillingMode: PAY_PER_REQUEST
-      AttributeDefinitions:
-        - AttributeName: pk
-          AttributeType: S
-      KeySchema:
-        - AttributeName: pk
-          KeyType: HASH
-      PointInTimeRecoverySpecification:
-        PointInTimeRecoveryEnabled: true
-      SSESpecification:
-        SSEEnabled: true
-  DispatchDeadLetterQueue:
-    Type: AWS::SQS::Queue
-    Properties:
-      MessageRetentionPeriod: 1209600
-      SqsManagedSseEnabled: true
-  DispatchQueue:
-    Type: AWS::SQS::Queue
-    Properties:
-      VisibilityTimeout: 60
-      MessageRetentionPeriod: 1209600
-      SqsManagedSseEnabled: true
-      RedrivePolicy:
-        deadLetterTargetArn: !GetAtt DispatchDeadLetterQueue.Arn
-        maxReceiveCount: 10
-  CallbackDeadLetterQueue:
-    Type: AWS::SQS::Queue
-    DeletionPolicy: Retain
-    UpdateReplacePolicy: Retain
-    Properties:
-      MessageRetentionPeriod: 1209600
-      SqsManagedSseEnabled: true
-  CallbackQueue:
-    Type: AWS::SQS::Queue
-    DeletionPolicy: Retain
-    UpdateReplacePolicy: Retain
-    Properties:
-      VisibilityTimeout: 60
-      MessageRetentionPeriod: 1209600
-      SqsManagedSseEnabled: true
-      RedrivePolicy:
-        deadLetterTargetArn: !GetAtt CallbackDeadLetterQueue.Arn
-        maxReceiveCount: 5
-  DispatchFunction:
-    Type: AWS::Serverless::Function
-    Metadata:
-      BuildMethod: rust-cargolambda
-      BuildProperties:
-        Binary: dispatch
-    Properties:
-      CodeUri: .
-      Timeout: 30
-      Events:
-        Dispatch:
-          Type: SQS
-          Properties:
-            Queue: !GetAtt DispatchQueue.Arn
-            BatchSize: 10
-            FunctionResponseTypes:
-              - ReportBatchItemFailures
-      Environment:
-        Variables:
-          CALLS_TABLE: !Ref CallsTable
-          LEDGER_TABLE: !Ref LedgerTable
-          REVIEW_TABLE: !Ref ReviewTable
-          DISPATCH_QUEUE_URL: !Ref DispatchQueue
-          CALLBACK_QUEUE_URL: !Ref CallbackQueue
-          CRM_WEBHOOK_URL: !Ref CrmWebhookUrl
-          TICKETING_WEBHOOK_URL: !Ref TicketingWebhookUrl
-          CRM_SIGNING_SECRET: !Ref CrmSigningSecret
-          DISPATCH_ROUTES: !Ref DispatchRoutes
-          DISPATCH_MAX_ATTEMPTS: !Ref DispatchMaxAttempts
-          RUST_LOG: info
-"#;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -172,20 +40,9 @@ impl Harness {
         ticketing: Option<&HttpSink>,
         extra: &[(&str, &str)],
     ) -> Harness {
-        let mut stack = Stack::start().await;
-        let provisioned = stack.provision_missing(DISPATCH_SNIPPET).await;
-        // Once template.yaml declares the function, its environment is the one under test.
-        let template = if TEMPLATE.contains("DispatchFunction:") {
-            TEMPLATE
-        } else {
-            DISPATCH_SNIPPET
-        };
-        let mut env = Env::from_pairs(
-            provision::function_env(template, "DispatchFunction", &provisioned).unwrap(),
-        );
-        for (k, v) in emulator::local_aws_env(&stack.moto.endpoint) {
-            env.set(k, v);
-        }
+        let stack = Stack::start().await;
+        let provisioned = stack.provisioned.clone();
+        let mut env = stack.function_env("DispatchFunction");
         env.set("CRM_SIGNING_SECRET", SECRET);
         env.set("DISPATCH_RETRY_BASE_SECS", "1");
         if let Some(crm) = crm {
@@ -291,15 +148,17 @@ impl Harness {
                 started.elapsed() < limit,
                 "dispatch queue not drained within {limit:?}"
             );
-            let event = self.stack.receive_event(&queue, 1).await;
-            if event.records.is_empty() {
+            let received = poller::poll_once(&self.stack.sqs, &queue, 10, 1, |event| async move {
+                process_batch(&self.function, &event).await
+            })
+            .await
+            .unwrap();
+            if received == 0 {
                 if self.queue_depth("DispatchQueue").await == 0 {
                     return batches;
                 }
                 continue;
             }
-            let response = process_batch(&self.function, &event).await;
-            self.stack.settle(&queue, &event, &response).await;
             batches += 1;
         }
     }
@@ -533,16 +392,15 @@ async fn a_dispatch_already_sent_is_never_sent_again() {
 /// The redrive must not take a message away before the function has given up on it.
 #[test]
 fn the_dispatch_dlq_waits_for_the_function_to_give_up() {
-    for template in [DISPATCH_SNIPPET, TEMPLATE] {
-        let plan = provision::plan_from_template(template).unwrap();
-        let Some(queue) = plan.queues.iter().find(|q| q.logical_id == "DispatchQueue") else {
-            continue;
-        };
-        let (_, max_receive) = queue.dead_letter.clone().expect("DispatchQueue has a DLQ");
-        assert!(
-            max_receive as u64 > callhook::dispatch::DEFAULT_MAX_ATTEMPTS,
-            "maxReceiveCount {max_receive}"
-        );
-    }
-    assert!(DISPATCH_SNIPPET.contains("MaxValue: 9"));
+    let plan = provision::plan_from_template(TEMPLATE).unwrap();
+    let queue = plan
+        .queues
+        .iter()
+        .find(|q| q.logical_id == "DispatchQueue")
+        .expect("template.yaml declares DispatchQueue");
+    let (_, max_receive) = queue.dead_letter.clone().expect("DispatchQueue has a DLQ");
+    assert!(
+        max_receive as u64 > callhook::dispatch::DEFAULT_MAX_ATTEMPTS,
+        "maxReceiveCount {max_receive}"
+    );
 }
