@@ -132,4 +132,42 @@ async fn every_lifecycle_fixture_gets_its_documented_answer() {
     .unwrap()
     .expect("the hangup fixture made a call record");
     assert!(call.record.finalized_at.is_some());
+
+    // The dispatch fixtures send that call on, to a CRM that answers 200.
+    let crm = callhook_integration::HttpSink::start(Vec::new()).await;
+    let documented = fixtures::read(&dir.join("env.json")).unwrap();
+    let mut env = stack.function_env("DispatchFunction");
+    env.set("CRM_WEBHOOK_URL", &crm.url);
+    env.set(
+        "CRM_SIGNING_SECRET",
+        documented["DispatchFunction"]["CRM_SIGNING_SECRET"]
+            .as_str()
+            .unwrap(),
+    );
+    let dispatch = callhook_dispatch::build(&env).unwrap();
+    let mut ran = 0;
+    for entry in fixtures::load_manifest(&dir).unwrap().fixtures {
+        if !entry.file.starts_with("dispatch/") {
+            continue;
+        }
+        let raw = fixtures::read(&dir.join(&entry.file)).unwrap();
+        let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_value(raw).unwrap();
+        let response = callhook_dispatch::process_batch(&dispatch, &event).await;
+        assert_eq!(
+            Some(response.batch_item_failures.len()),
+            entry.expect.failures,
+            "{}",
+            entry.file
+        );
+        ran += 1;
+    }
+    assert_eq!(ran, 2);
+    assert_eq!(crm.count(), 1, "the completed call was POSTed once");
+    assert_eq!(
+        stack
+            .count_items(&stack.provisioned.tables["ReviewTable"])
+            .await,
+        1,
+        "the stray message was kept for review"
+    );
 }
