@@ -201,6 +201,26 @@ fn with_endpoint(env: &Env, endpoint: &str) -> Env {
     env
 }
 
+/// A Telnyx delivery of `body` signed with the fixture key at `now`, as ingest receives it.
+pub fn telnyx_request(
+    body: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> callhook::ingest::Request<'_> {
+    let signed = providers::dev_signer("telnyx", &FIXTURE_SEED)
+        .unwrap()
+        .sign(body.as_bytes(), now.timestamp(), "");
+    callhook::ingest::Request {
+        method: "POST",
+        provider: Some("telnyx"),
+        token: None,
+        headers: signed.headers.into_iter().collect(),
+        body: Some(body),
+        is_base64_encoded: false,
+        request_url: None,
+        received_at: now,
+    }
+}
+
 /// An address where nothing listens.
 pub fn dead_endpoint() -> String {
     format!("http://127.0.0.1:{}", emulator::free_port().unwrap())

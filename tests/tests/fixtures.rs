@@ -102,19 +102,21 @@ async fn every_ingest_fixture_gets_its_documented_answer() {
     assert!(ran >= 9, "only {ran} ingest fixtures ran");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_lifecycle_fixture_gets_its_documented_answer() {
-    let stack = Stack::start().await;
-    let function = callhook_lifecycle::build(&stack.function_env("LifecycleFunction")).unwrap();
+/// Runs the SQS fixtures under `prefix` through a batch handler and checks each one's documented
+/// count of batch item failures; returns how many ran.
+async fn run_sqs_fixtures<F, Fut>(prefix: &str, handler: F) -> usize
+where
+    F: Fn(aws_lambda_events::sqs::SqsEvent) -> Fut,
+    Fut: std::future::Future<Output = aws_lambda_events::sqs::SqsBatchResponse>,
+{
     let dir = events_dir();
     let mut ran = 0;
     for entry in fixtures::load_manifest(&dir).unwrap().fixtures {
-        if !entry.file.starts_with("lifecycle/") {
+        if !entry.file.starts_with(prefix) {
             continue;
         }
         let raw = fixtures::read(&dir.join(&entry.file)).unwrap();
-        let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_value(raw).unwrap();
-        let response = callhook_lifecycle::process_batch(&function, &event).await;
+        let response = handler(serde_json::from_value(raw).unwrap()).await;
         assert_eq!(
             Some(response.batch_item_failures.len()),
             entry.expect.failures,
@@ -123,6 +125,19 @@ async fn every_lifecycle_fixture_gets_its_documented_answer() {
         );
         ran += 1;
     }
+    ran
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_lifecycle_and_dispatch_fixture_gets_its_documented_answer() {
+    let stack = Stack::start().await;
+    let function = callhook_lifecycle::build(&stack.function_env("LifecycleFunction")).unwrap();
+    let dir = events_dir();
+    let ran = run_sqs_fixtures("lifecycle/", |event| {
+        let function = &function;
+        async move { callhook_lifecycle::process_batch(function, &event).await }
+    })
+    .await;
     assert_eq!(ran, 2);
     let call = callhook::store::calls::CallStore::get(
         &function.calls,
@@ -145,22 +160,11 @@ async fn every_lifecycle_fixture_gets_its_documented_answer() {
             .unwrap(),
     );
     let dispatch = callhook_dispatch::build(&env).unwrap();
-    let mut ran = 0;
-    for entry in fixtures::load_manifest(&dir).unwrap().fixtures {
-        if !entry.file.starts_with("dispatch/") {
-            continue;
-        }
-        let raw = fixtures::read(&dir.join(&entry.file)).unwrap();
-        let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_value(raw).unwrap();
-        let response = callhook_dispatch::process_batch(&dispatch, &event).await;
-        assert_eq!(
-            Some(response.batch_item_failures.len()),
-            entry.expect.failures,
-            "{}",
-            entry.file
-        );
-        ran += 1;
-    }
+    let ran = run_sqs_fixtures("dispatch/", |event| {
+        let dispatch = &dispatch;
+        async move { callhook_dispatch::process_batch(dispatch, &event).await }
+    })
+    .await;
     assert_eq!(ran, 2);
     assert_eq!(crm.count(), 1, "the completed call was POSTed once");
     assert_eq!(

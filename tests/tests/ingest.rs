@@ -3,33 +3,15 @@
 use std::sync::Arc;
 
 use callhook::config::Env;
-use callhook::ingest::{Answer, Request};
+use callhook::ingest::Answer;
 use callhook::model::CanonicalEvent;
-use callhook::providers::{FIXTURE_SEED, Headers, dev_signer};
-use callhook_integration::{Stack, counted_ingest, dead_endpoint};
-use chrono::{DateTime, Utc};
+use callhook_integration::{Stack, counted_ingest, dead_endpoint, telnyx_request};
+use chrono::Utc;
 
 fn body(id: &str) -> String {
     format!(
         r#"{{"data":{{"event_type":"call.initiated","id":"{id}","occurred_at":"2024-01-01T00:00:00Z","payload":{{"call_session_id":"s-{id}","direction":"incoming","from":"+15550100","to":"+15550199"}},"record_type":"event"}},"meta":{{"attempt":1}}}}"#
     )
-}
-
-fn request(body: &str, now: DateTime<Utc>) -> Request<'_> {
-    let signed =
-        dev_signer("telnyx", &FIXTURE_SEED)
-            .unwrap()
-            .sign(body.as_bytes(), now.timestamp(), "");
-    Request {
-        method: "POST",
-        provider: Some("telnyx"),
-        token: None,
-        headers: signed.headers.into_iter().collect::<Headers>(),
-        body: Some(body),
-        is_base64_encoded: false,
-        request_url: None,
-        received_at: now,
-    }
 }
 
 fn env(stack: &Stack) -> Env {
@@ -42,7 +24,10 @@ async fn accepted_event_is_one_item_one_message_and_exactly_two_requests() {
     let counted = counted_ingest(&env(&stack), &stack.moto.endpoint, &stack.moto.endpoint);
     let body = body("accepted-1");
 
-    let answer = counted.ingest.handle(&request(&body, Utc::now())).await;
+    let answer = counted
+        .ingest
+        .handle(&telnyx_request(&body, Utc::now()))
+        .await;
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(answer.result(), "accepted");
     assert_eq!(counted.dynamo_requests.get(), 1, "one conditional PutItem");
@@ -88,7 +73,7 @@ async fn twenty_concurrent_identical_deliveries_store_and_queue_once() {
         let counted = counted.clone();
         let body = body.clone();
         tasks.push(tokio::spawn(async move {
-            counted.ingest.handle(&request(&body, now)).await
+            counted.ingest.handle(&telnyx_request(&body, now)).await
         }));
     }
     let mut answers: Vec<Answer> = Vec::new();
@@ -109,7 +94,7 @@ async fn dynamodb_unreachable_is_503_and_nothing_is_queued() {
     let counted = counted_ingest(&env(&stack), &dead_endpoint(), &stack.moto.endpoint);
     let answer = counted
         .ingest
-        .handle(&request(&body("no-db"), Utc::now()))
+        .handle(&telnyx_request(&body("no-db"), Utc::now()))
         .await;
     assert_eq!(answer.status, 503, "{answer:?}");
     assert_eq!(answer.headers, vec![("retry-after", "5".to_owned())]);
@@ -125,7 +110,7 @@ async fn sqs_unreachable_after_the_write_is_503_then_the_retry_requeues() {
     let body = body("no-queue");
     let now = Utc::now();
 
-    let answer = broken.ingest.handle(&request(&body, now)).await;
+    let answer = broken.ingest.handle(&telnyx_request(&body, now)).await;
     assert_eq!(answer.status, 503, "{answer:?}");
     assert_eq!(
         stack.count_items(stack.events_table()).await,
@@ -137,7 +122,7 @@ async fn sqs_unreachable_after_the_write_is_503_then_the_retry_requeues() {
     let healthy = counted_ingest(&env, &stack.moto.endpoint, &stack.moto.endpoint);
     let retry = healthy
         .ingest
-        .handle(&request(&body, now + chrono::Duration::seconds(2)))
+        .handle(&telnyx_request(&body, now + chrono::Duration::seconds(2)))
         .await;
     assert_eq!(retry.status, 200);
     assert_eq!(retry.result(), "duplicate");
@@ -155,7 +140,7 @@ async fn sqs_unreachable_after_the_write_is_503_then_the_retry_requeues() {
     // event once, so the extra message is harmless, and nothing is lost.
     let again = healthy
         .ingest
-        .handle(&request(&body, now + chrono::Duration::seconds(3)))
+        .handle(&telnyx_request(&body, now + chrono::Duration::seconds(3)))
         .await;
     assert_eq!(again.result(), "duplicate");
     assert_eq!(stack.drain(stack.events_queue()).await.len(), 1);

@@ -2,11 +2,9 @@
 //! and dispatch queue, against moto.
 
 use callhook::config::Env;
-use callhook::ingest::Request;
-use callhook::providers::{FIXTURE_SEED, Headers, dev_signer};
 use callhook::store::calls::CallStore;
 use callhook_cli::poller;
-use callhook_integration::Stack;
+use callhook_integration::{Stack, telnyx_request};
 use chrono::Utc;
 
 fn telnyx(event_type: &str, id: &str, at: &str, extra: &str) -> String {
@@ -36,22 +34,8 @@ fn full_call() -> Vec<String> {
 
 async fn ingest_all(stack: &Stack, bodies: &[String]) {
     let ingest = callhook_ingest::build(&stack.ingest_env()).unwrap();
-    let signer = dev_signer("telnyx", &FIXTURE_SEED).unwrap();
     for body in bodies {
-        let now = Utc::now();
-        let signed = signer.sign(body.as_bytes(), now.timestamp(), "");
-        let answer = ingest
-            .handle(&Request {
-                method: "POST",
-                provider: Some("telnyx"),
-                token: None,
-                headers: signed.headers.into_iter().collect::<Headers>(),
-                body: Some(body),
-                is_base64_encoded: false,
-                request_url: None,
-                received_at: now,
-            })
-            .await;
+        let answer = ingest.handle(&telnyx_request(body, Utc::now())).await;
         assert_eq!(answer.status, 200, "{answer:?}");
     }
 }
