@@ -40,6 +40,13 @@ pub fn sdk_config(env: &Env) -> Result<SdkConfig, ConfigError> {
                 .build(),
         );
     if let Some(endpoint) = env.get("AWS_ENDPOINT_URL") {
+        // The SDK takes any text here and fails every request later: refuse it at cold start.
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(ConfigError::invalid(
+                "AWS_ENDPOINT_URL",
+                "must be an http:// or https:// URL",
+            ));
+        }
         builder = builder.endpoint_url(endpoint);
     }
     Ok(builder.build())

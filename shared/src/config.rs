@@ -112,6 +112,8 @@ pub struct IngestConfig {
 }
 
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 256 * 1024;
+/// The largest body that still fits one events-table item beside its envelope and headers.
+pub const MAX_STORABLE_BODY_BYTES: u64 = 384 * 1024;
 pub const DEFAULT_RAW_RETENTION_DAYS: u64 = 30;
 pub const DEFAULT_RESEND_AFTER_SECS: u64 = 15;
 
@@ -120,6 +122,14 @@ impl IngestConfig {
         let max_body_bytes = env.number("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?;
         if max_body_bytes == 0 {
             return Err(ConfigError::invalid("MAX_BODY_BYTES", "must be above 0"));
+        }
+        if max_body_bytes > MAX_STORABLE_BODY_BYTES {
+            return Err(ConfigError::invalid(
+                "MAX_BODY_BYTES",
+                format!(
+                    "must be at most {MAX_STORABLE_BODY_BYTES}: the raw body is kept in one DynamoDB item (400 KB)"
+                ),
+            ));
         }
         let raw_retention_days = env.number("RAW_RETENTION_DAYS", DEFAULT_RAW_RETENTION_DAYS)?;
         if raw_retention_days == 0 {

@@ -15,6 +15,12 @@ use crate::store::{EventStatus, EventStore, Inserted, NewEvent};
 /// SQS refuses messages over 256 KiB; leave room for attributes.
 pub const MAX_MESSAGE_BYTES: usize = 250 * 1024;
 
+/// DynamoDB refuses items over 400 KB (KiB); leave room for attribute names and small values.
+pub const MAX_ITEM_BYTES: usize = 400 * 1024 - 2048;
+
+/// serde_json (the lifecycle reading a queue message) refuses JSON nested deeper than this.
+pub const MAX_JSON_DEPTH: usize = 127;
+
 /// One HTTP request as API Gateway hands it over.
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
@@ -146,8 +152,16 @@ impl<S: EventStore, Q: Queue> Ingest<S, Q> {
         delivery: &Delivery<'_>,
         event: &CanonicalEvent,
     ) -> Answer {
-        let envelope = serde_json::to_string(&event.envelope()).unwrap_or_default();
         let headers = delivery.headers.subset(provider.signed_headers());
+        let beside = delivery.body.len()
+            + headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+            + event.event_id.len()
+            + event.event_type.len()
+            + event.call_id.as_deref().map_or(0, str::len);
+        let envelope = stored_envelope(event, MAX_ITEM_BYTES.saturating_sub(beside));
         let retention = Duration::days(self.config.raw_retention_days as i64);
         let new = NewEvent {
             event_id: &event.event_id,
@@ -211,15 +225,68 @@ fn duplicate(event_id: &str) -> Answer {
     Answer::new(200, json!({ "status": "duplicate", "event_id": event_id }))
 }
 
-/// The canonical event as the queue carries it. Over the SQS limit the payload is left out:
-/// the raw body stays in the events table and the reducer needs only the canonical fields.
+/// The envelope stored beside the raw body, within `room` bytes. The facts repeat parts of the
+/// raw body (a long transcript would be stored twice and pass DynamoDB's item limit): past
+/// `room` they are left out; normalizing the stored body again gives them back.
+fn stored_envelope(event: &CanonicalEvent, room: usize) -> String {
+    let mut envelope = event.envelope();
+    let json = serde_json::to_string(&envelope).unwrap_or_default();
+    if json.len() <= room {
+        return json;
+    }
+    envelope.facts = Default::default();
+    serde_json::to_string(&envelope).unwrap_or_default()
+}
+
+/// The canonical event as the queue carries it, always a message the lifecycle can read back.
+/// Over the SQS limit, or nested deeper than serde_json reads (a body at its depth limit is one
+/// level deeper inside the event), the payload is left out: the raw body stays in the events
+/// table and the reducer needs only the canonical fields; if that is still not enough, the
+/// facts are left out too.
 pub fn queue_message(event: &CanonicalEvent) -> String {
     let full = serde_json::to_string(event).unwrap_or_default();
-    if full.len() <= MAX_MESSAGE_BYTES {
+    if readable(&full) {
         return full;
     }
     tracing::warn!(event_id = %event.event_id, bytes = full.len(), "payload left out of queue message");
-    serde_json::to_string(&event.envelope()).unwrap_or_default()
+    let mut lean = event.envelope();
+    let message = serde_json::to_string(&lean).unwrap_or_default();
+    if readable(&message) {
+        return message;
+    }
+    tracing::warn!(event_id = %event.event_id, bytes = message.len(), "facts left out of queue message");
+    lean.facts = Default::default();
+    serde_json::to_string(&lean).unwrap_or_default()
+}
+
+fn readable(message: &str) -> bool {
+    message.len() <= MAX_MESSAGE_BYTES && nesting(message) <= MAX_JSON_DEPTH
+}
+
+/// How deeply JSON text nests arrays and objects.
+fn nesting(json: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0, false, false);
+    for b in json.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    deepest
 }
 
 #[cfg(test)]
@@ -453,6 +520,16 @@ mod tests {
         let event: CanonicalEvent = serde_json::from_str(&queued[0]).unwrap();
         assert_eq!(event.event_id, "telnyx#e8");
         assert_eq!(event.received_at, now, "the stored copy is what is queued");
+    }
+
+    #[test]
+    fn queue_messages_stay_within_serde_json_depth() {
+        assert_eq!(nesting(r#"{"a":["[{\"]",{"b":"}}}"}]}"#), 3);
+        let mut event = CanonicalEvent::new("telnyx", "deep", "", Utc::now());
+        event.data =
+            serde_json::from_str(&format!("{}{}", "[".repeat(127), "]".repeat(127))).unwrap();
+        let back: CanonicalEvent = serde_json::from_str(&queue_message(&event)).unwrap();
+        assert!(back.data.is_null());
     }
 
     #[test]

@@ -150,6 +150,9 @@ impl Facts {
     }
 }
 
+/// The longest dedupe key kept as it is in an event id (real provider ids are under 64 bytes).
+pub const MAX_KEY_BYTES: usize = 256;
+
 /// The canonical event: one provider fact in callhook's vocabulary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CanonicalEvent {
@@ -183,10 +186,20 @@ pub struct CanonicalEvent {
 }
 
 impl CanonicalEvent {
-    /// A blank event for `provider`, to be filled by its normalizer.
+    /// A blank event for `provider`, to be filled by its normalizer. A dedupe key longer than
+    /// [`MAX_KEY_BYTES`] is replaced by `sha256:{hex of it}`: the same key still gives the same
+    /// id, and the id fits a DynamoDB key (at most 2048 bytes) and the keys built from it.
     pub fn new(provider: &str, key: &str, event_type: &str, received_at: DateTime<Utc>) -> Self {
+        let event_id = if key.len() > MAX_KEY_BYTES {
+            format!(
+                "{provider}#sha256:{}",
+                crate::providers::sha256_hex(key.as_bytes())
+            )
+        } else {
+            format!("{provider}#{key}")
+        };
         CanonicalEvent {
-            event_id: format!("{provider}#{key}"),
+            event_id,
             provider: provider.to_owned(),
             event_type: event_type.to_owned(),
             kind: Kind::Unknown,
