@@ -9,3 +9,4 @@ pub mod poller;
 pub mod provision;
 pub mod send;
 pub mod sink;
+pub mod sweep;

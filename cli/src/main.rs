@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use callhook_cli::{calls, dev, fixtures, keys, send};
+use callhook_cli::{calls, dev, fixtures, keys, send, sweep};
 use clap::{Parser, Subcommand};
 
 /// callhook: receive voice-provider call webhooks, verified, stored once and reconciled.
@@ -62,6 +62,15 @@ enum Command {
     /// Reconciled call records of the running `callhook dev`.
     #[command(subcommand)]
     Calls(CallsCommand),
+    /// Re-enqueue events of the running `callhook dev` that stayed RECEIVED longer than
+    /// --min-age (a lost SendMessage), as the scheduled sweeper does.
+    Sweep {
+        /// Only events received at least this many seconds ago.
+        #[arg(long, default_value_t = callhook::sweep::DEFAULT_SWEEP_MIN_AGE_SECS)]
+        min_age: u64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -174,6 +183,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     json,
                 } => calls::list(&store, status.as_deref(), since, json).await?,
             }
+        }
+        Command::Sweep { min_age, json } => {
+            sweep::run(&cli.state_dir, min_age, json).await?;
         }
         Command::Fixtures(FixturesCommand::Sign { dir, check }) => {
             let stale = fixtures::sign_all(&dir, check)?;

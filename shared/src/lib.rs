@@ -14,4 +14,5 @@ pub mod queue;
 pub mod reconcile;
 pub mod standard_webhooks;
 pub mod store;
+pub mod sweep;
 pub mod verify;

@@ -224,7 +224,7 @@ async fn server_errors_are_retried_through_the_queue_and_sent_once() {
     h.put_call(&record).await;
     let message = h.send(&finalize(&record, Outcome::Completed)).await;
 
-    let batches = h.drain_dispatch_queue(Duration::from_secs(60)).await;
+    let batches = h.drain_dispatch_queue(Duration::from_secs(180)).await;
     assert_eq!(batches, 3, "one delivery per attempt");
     let requests = crm.requests();
     assert_eq!(requests.len(), 3);
@@ -291,7 +291,7 @@ async fn a_receiver_that_hangs_past_the_timeout_is_retried() {
     let message = h.send(&finalize(&record, Outcome::Voicemail)).await;
 
     let started = Instant::now();
-    h.drain_dispatch_queue(Duration::from_secs(60)).await;
+    h.drain_dispatch_queue(Duration::from_secs(180)).await;
     assert!(
         started.elapsed() >= Duration::from_secs(2),
         "timeout, then backoff"
@@ -347,7 +347,7 @@ async fn an_escalation_opens_one_ticket_and_nothing_at_the_crm() {
     })
     .await;
 
-    h.drain_dispatch_queue(Duration::from_secs(60)).await;
+    h.drain_dispatch_queue(Duration::from_secs(180)).await;
     assert_eq!(crm.count(), 0);
     let requests = tickets.requests();
     assert_eq!(requests.len(), 1, "{requests:?}");

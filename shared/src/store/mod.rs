@@ -10,6 +10,7 @@ pub mod calls;
 pub mod events;
 pub mod ledger;
 pub mod memory;
+pub mod pending;
 pub mod review;
 
 pub use events::DynamoEventStore;
