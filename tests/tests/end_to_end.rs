@@ -287,3 +287,85 @@ fn any_order_through_the_dynamodb_store_gives_the_same_record() {
         .count();
     assert_eq!(completed, 12, "one finalization per case");
 }
+
+/// A CRM that hangs holds only the dispatch function: ingest and the lifecycle are separate
+/// functions on separate queues, and keep answering while a dispatch waits out its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_crm_does_not_slow_ingest() {
+    let stack = Stack::start().await;
+    let crm = HttpSink::start(vec![callhook_integration::Reply::Hang]).await;
+    let ingest = callhook_ingest::build(&ingest_env(&stack)).unwrap();
+    let mut lifecycle_env = stack.function_env("LifecycleFunction");
+    lifecycle_env.set("DISPATCH_SETTLE_SECS", "0");
+    let lifecycle = callhook_lifecycle::build(&lifecycle_env).unwrap();
+    let mut dispatch_env = stack.function_env("DispatchFunction");
+    dispatch_env.set("CRM_WEBHOOK_URL", &crm.url);
+    dispatch_env.set("CRM_SIGNING_SECRET", SECRET);
+    dispatch_env.set("DISPATCH_TIMEOUT_SECS", "6");
+    let dispatch = callhook_dispatch::build(&dispatch_env).unwrap();
+
+    // One finished call, so there is a dispatch to hang on.
+    let (_, _, bodies) = call_sequences()
+        .into_iter()
+        .find(|(p, _, _)| p == "telnyx")
+        .unwrap();
+    for body in &bodies {
+        let mut event = fixtures::wrap("telnyx", body, false);
+        fixtures::sign(&mut event).unwrap();
+        let response =
+            callhook_ingest::respond(&ingest, &serde_json::from_value(event).unwrap()).await;
+        assert_eq!(response.status_code, 200);
+    }
+    pump(&stack, stack.events_queue(), |e| {
+        let lifecycle = &lifecycle;
+        async move { callhook_lifecycle::process_batch(lifecycle, &e).await }
+    })
+    .await;
+
+    let dispatch_queue = stack.provisioned.queues["DispatchQueue"].clone();
+    let hanging = async {
+        let started = std::time::Instant::now();
+        let response = poller::poll_once(&stack.sqs, &dispatch_queue, 10, 1, |e| {
+            let dispatch = &dispatch;
+            async move { callhook_dispatch::process_batch(dispatch, &e).await }
+        })
+        .await
+        .unwrap();
+        (response, started.elapsed())
+    };
+    let ingesting = async {
+        // Let the dispatch reach the CRM first.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut slowest = Duration::ZERO;
+        for i in 0..10 {
+            let body = format!(
+                r#"{{"data":{{"event_type":"call.initiated","id":"during-hang-{i}","occurred_at":"2023-11-14T22:12:30Z","payload":{{"call_session_id":"other-{i}"}},"record_type":"event"}},"meta":{{"attempt":1}}}}"#
+            );
+            let mut event = fixtures::wrap("telnyx", body.as_bytes(), false);
+            fixtures::sign(&mut event).unwrap();
+            let started = std::time::Instant::now();
+            let response =
+                callhook_ingest::respond(&ingest, &serde_json::from_value(event).unwrap()).await;
+            slowest = slowest.max(started.elapsed());
+            assert_eq!(response.status_code, 200);
+        }
+        slowest
+    };
+    let ((received, hung_for), slowest_ingest) = tokio::join!(hanging, ingesting);
+    // call.completed, and call.updated for the recording that came after the hangup.
+    assert_eq!(received, 2);
+    assert!(
+        hung_for >= Duration::from_secs(5),
+        "the CRM did hang ({hung_for:?})"
+    );
+    // Ten ingests finished while the one dispatch waited out its timeout, each far quicker.
+    assert!(
+        slowest_ingest < Duration::from_secs(3),
+        "slowest ingest during the hang took {slowest_ingest:?}"
+    );
+    assert_eq!(
+        crm.count(),
+        2,
+        "one attempt each so far; the queue retries the hung one"
+    );
+}

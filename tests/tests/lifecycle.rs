@@ -149,3 +149,50 @@ async fn a_poison_message_fails_only_itself() {
     assert_eq!(failures.lock().unwrap().len(), 1);
     assert!(function.calls.get("telnyx#sess-1").await.unwrap().is_some());
 }
+
+/// The local event source mapping leaves failed messages on the queue, and the queue's redrive
+/// policy (maxReceiveCount 5, from template.yaml) moves a poison message to the DLQ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_reaches_the_dead_letter_queue_after_five_receives() {
+    let stack = Stack::start().await;
+    // Visibility of one second so redelivery does not take minutes.
+    stack
+        .sqs
+        .set_queue_attributes()
+        .queue_url(stack.events_queue())
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "1",
+        )
+        .send()
+        .await
+        .unwrap();
+    stack
+        .sqs
+        .send_message()
+        .queue_url(stack.events_queue())
+        .message_body("{\"not\":\"an event\"}")
+        .send()
+        .await
+        .unwrap();
+    let function = callhook_lifecycle::build(&lifecycle_env(&stack)).unwrap();
+    let mut receives = 0;
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(60) {
+        receives += poller::poll_once(&stack.sqs, stack.events_queue(), 10, 2, |event| {
+            let function = &function;
+            async move { callhook_lifecycle::process_batch(function, &event).await }
+        })
+        .await
+        .unwrap();
+        let dead = stack
+            .drain(&stack.provisioned.queues["EventsDeadLetterQueue"])
+            .await;
+        if !dead.is_empty() {
+            assert_eq!(dead, vec!["{\"not\":\"an event\"}".to_owned()]);
+            assert_eq!(receives, 5, "moved after maxReceiveCount receives");
+            return;
+        }
+    }
+    panic!("the poison message never reached the DLQ ({receives} receives)");
+}
