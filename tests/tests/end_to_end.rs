@@ -24,9 +24,14 @@ fn events_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../events")
 }
 
-/// Each provider's documented call sequences: `(provider, sequence, bodies in order)`.
-fn call_sequences() -> Vec<(String, String, Vec<Vec<u8>>)> {
-    let mut sequences: BTreeMap<(String, String), Vec<(String, Vec<u8>)>> = BTreeMap::new();
+/// One documented call: provider, sequence name (e.g. `inbound`), bodies in order.
+type CallSequence = (String, String, Vec<Vec<u8>>);
+
+/// Each provider's documented call sequences.
+fn call_sequences() -> Vec<CallSequence> {
+    // (provider, sequence) → (file name, body), sorted by file name below.
+    type Files = Vec<(String, Vec<u8>)>;
+    let mut sequences: BTreeMap<(String, String), Files> = BTreeMap::new();
     for provider in ["telnyx", "bird", "recho", "miraiminds", "stateset"] {
         let dir = events_dir().join(provider).join("bodies");
         for entry in std::fs::read_dir(&dir).unwrap() {
