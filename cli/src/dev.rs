@@ -184,9 +184,20 @@ pub async fn run(options: Options) -> Result<()> {
     }
     let dispatch =
         Arc::new(callhook_dispatch::build(&dispatch_env).context("dispatch configuration")?);
+    let sweeper = crate::sweep::sweeper(
+        &env,
+        &endpoint,
+        &provisioned.tables,
+        &provisioned.queues,
+        std::time::Duration::from_secs(callhook::sweep::DEFAULT_SWEEP_MIN_AGE_SECS),
+    )?;
     let events_queue = provisioned.queues["EventsQueue"].clone();
     let dispatch_queue = provisioned.queues["DispatchQueue"].clone();
     let pollers = vec![
+        // The template schedules the sweeper every minute; so does dev.
+        tokio::spawn(async move {
+            crate::sweep::every(&sweeper, std::time::Duration::from_secs(60)).await
+        }),
         tokio::spawn(poll_forever(
             "lifecycle",
             sqs.clone(),

@@ -50,6 +50,9 @@ pub struct Expect {
     /// Reported batch item failures, for SQS fixtures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<usize>,
+    /// Events re-enqueued, for the sweeper's scheduled-event fixture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requeued: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

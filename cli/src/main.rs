@@ -68,6 +68,7 @@ enum Command {
         /// Only events received at least this many seconds ago.
         #[arg(long, default_value_t = callhook::sweep::DEFAULT_SWEEP_MIN_AGE_SECS)]
         min_age: u64,
+        /// The report as one JSON object.
         #[arg(long)]
         json: bool,
     },

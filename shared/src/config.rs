@@ -63,6 +63,11 @@ impl Env {
             .filter(|v| !v.is_empty())
     }
 
+    /// Every variable, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     pub fn require(&self, var: &str) -> Result<&str, ConfigError> {
         self.get(var).ok_or_else(|| ConfigError::missing(var))
     }

@@ -175,3 +175,26 @@ async fn every_lifecycle_and_dispatch_fixture_gets_its_documented_answer() {
         "the stray message was kept for review"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweeper_fixture_gets_its_documented_answer() {
+    let stack = Stack::start().await;
+    let mut env = stack.function_env("SweeperFunction");
+    for (k, v) in fixture_env(&stack).iter() {
+        if env.get(k).is_none() {
+            env.set(k, v);
+        }
+    }
+    let function = callhook_sweeper::build(&env).expect("sweeper configuration");
+    let dir = events_dir();
+    let entry = fixtures::load_manifest(&dir)
+        .unwrap()
+        .fixtures
+        .into_iter()
+        .find(|e| e.file == "sweeper/scheduled.json")
+        .unwrap();
+    let payload = fixtures::read(&dir.join(&entry.file)).unwrap();
+    let event = lambda_runtime::LambdaEvent::new(payload, lambda_runtime::Context::default());
+    let report = callhook_sweeper::handle(&function, event).await.unwrap();
+    assert_eq!(Some(report.requeued as usize), entry.expect.requeued);
+}

@@ -1,0 +1,96 @@
+//! The sweeper Lambda: on an EventBridge schedule, re-enqueue events that stayed RECEIVED past
+//! SWEEP_MIN_AGE_SECS (`callhook::sweep`). The schedule's event is not read: every invocation
+//! is one sweep as of now.
+
+use std::time::Duration;
+
+use callhook::config::{ConfigError, Env};
+use callhook::providers::Providers;
+use callhook::queue::SqsQueue;
+use callhook::store::pending::DynamoPendingEvents;
+use callhook::sweep::{SweepConfig, SweepReport, Sweeper};
+use chrono::Utc;
+use lambda_runtime::{Error, LambdaEvent};
+
+pub type SweeperFunction = Sweeper<DynamoPendingEvents, SqsQueue>;
+
+/// Everything the function needs, built once per cold start; any configuration problem is one
+/// clear error naming the variable. Providers are configured from the same variables as
+/// ingest: an event is normalized again by the provider that accepted it.
+pub fn build(env: &Env) -> Result<SweeperFunction, ConfigError> {
+    let config = SweepConfig::from_env(env)?;
+    let providers = Providers::from_env(env)?;
+    let sdk = callhook::aws::sdk_config(env)?;
+    Ok(Sweeper {
+        store: DynamoPendingEvents::new(aws_sdk_dynamodb::Client::new(&sdk), config.events_table),
+        queue: SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.events_queue_url),
+        providers,
+        min_age: Duration::from_secs(config.min_age_secs),
+    })
+}
+
+/// One sweep; the report is logged (one JSON line) and returned, so `cargo lambda invoke`
+/// shows it. A store or queue failure fails the invocation: the next run goes over the same
+/// ground.
+pub async fn handle(
+    function: &SweeperFunction,
+    _event: LambdaEvent<serde_json::Value>,
+) -> Result<SweepReport, Error> {
+    let report = function.sweep(Utc::now()).await.inspect_err(|err| {
+        tracing::error!(error = %err, "sweep failed");
+    })?;
+    log(&report);
+    Ok(report)
+}
+
+pub fn log(report: &SweepReport) {
+    tracing::info!(
+        cutoff = %report.cutoff.to_rfc3339(),
+        scanned = report.scanned,
+        requeued = report.requeued,
+        skipped_not_received = report.skipped_not_received,
+        skipped_unconfigured = report.skipped_unconfigured,
+        skipped_unreadable = report.skipped_unreadable,
+        "sweep"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> Env {
+        Env::from_pairs([
+            ("EVENTS_TABLE", "events"),
+            ("EVENTS_QUEUE_URL", "http://127.0.0.1:1/queue/events"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+        ])
+    }
+
+    #[test]
+    fn builds_from_the_environment_with_the_default_age() {
+        let function = build(&env()).unwrap();
+        assert_eq!(function.min_age, Duration::from_secs(120));
+        assert_eq!(function.providers.names().count(), 0);
+    }
+
+    #[test]
+    fn configuration_errors_name_the_variable() {
+        let mut env = env();
+        env.set("SWEEP_MIN_AGE_SECS", "10");
+        let err = build(&env).err().unwrap().to_string();
+        assert!(err.starts_with("SWEEP_MIN_AGE_SECS is invalid"), "{err}");
+        let mut env = self::env();
+        env.set("TELNYX_PUBLIC_KEYS", "not a key");
+        let err = build(&env).err().unwrap().to_string();
+        assert!(err.starts_with("TELNYX_PUBLIC_KEYS is invalid"), "{err}");
+        let mut env = self::env();
+        env.set("EVENTS_TABLE", "");
+        assert_eq!(
+            build(&env).err().unwrap().to_string(),
+            "EVENTS_TABLE is not set"
+        );
+    }
+}
