@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export CALLHOOK_MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
 CARGO ?= cargo
 
-.PHONY: help venv dev test fmt-check clippy cfn-lint fixtures bench fuzz clean
+.PHONY: help venv dev test fmt-check clippy cfn-lint fixtures bench bench-lambda fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -37,8 +37,12 @@ clippy:
 fixtures: ## Re-sign the fixtures in events/ after editing a body
 	$(CARGO) run --quiet --bin callhook -- fixtures sign
 
-bench: ## Criterion benchmarks; numbers go to docs/benchmarks.md
+bench: ## Criterion benchmarks and the Lambda runtime measurements (docs/benchmarks.md)
 	$(CARGO) bench -p callhook --bench verify
+	ARM64=$(ARM64) bench/run.sh
+
+bench-lambda: venv ## Only the Lambda runtime measurements: cold init, CPU/event, RSS, zip size
+	ARM64=$(ARM64) bench/run.sh
 
 FUZZ_SECS ?= 30
 fuzz: ## Fuzz every provider's verify+normalize for FUZZ_SECS each (needs nightly + cargo-fuzz)
