@@ -7,6 +7,8 @@ pub mod fixtures;
 pub mod keys;
 pub mod poller;
 pub mod provision;
+pub mod replay;
+pub mod review;
 pub mod send;
 pub mod sink;
 pub mod sweep;

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use callhook_cli::{calls, dev, fixtures, keys, send, sweep};
+use callhook_cli::{calls, dev, fixtures, keys, replay, review, send, sweep};
 use clap::{Parser, Subcommand};
 
 /// callhook: receive voice-provider call webhooks, verified, stored once and reconciled.
@@ -69,6 +69,81 @@ enum Command {
         #[arg(long, default_value_t = callhook::sweep::DEFAULT_SWEEP_MIN_AGE_SECS)]
         min_age: u64,
         /// The report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What needs a person (the review table of the running `callhook dev`): events the
+    /// lifecycle did not apply and dispatches given up.
+    #[command(subcommand)]
+    Review(ReviewCommand),
+    /// Normalize stored events of the running `callhook dev` again from their raw bytes, with
+    /// the code as it is now, and re-enqueue them. PROCESSED events are skipped (the lifecycle
+    /// applied them already); the lifecycle applies an event once, so replaying is harmless.
+    #[command(group(
+        clap::ArgGroup::new("selection")
+            .required(true)
+            .multiple(false)
+            .args(["events", "call", "since", "status"])
+    ))]
+    Replay {
+        /// These event ids (e.g. telnyx#<id>); repeat or list several.
+        #[arg(long = "event", num_args = 1..)]
+        events: Vec<String>,
+        /// Every event of this call id (a scan of the events table).
+        #[arg(long)]
+        call: Option<String>,
+        /// Events received at or after this RFC 3339 time (a scan of the events table).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// With --since: only events received before this time.
+        #[arg(long, requires = "since")]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Every event in this status: RECEIVED, PROCESSED or REVIEW.
+        #[arg(long)]
+        status: Option<String>,
+        /// Send PROCESSED, still-reviewed and discarded events too (still harmless).
+        #[arg(long)]
+        force: bool,
+        /// The report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReviewCommand {
+    /// Review items, newest first.
+    List {
+        /// open, replayed or discarded.
+        #[arg(long)]
+        status: Option<String>,
+        /// e.g. unknown_type, malformed, no_call_id, call_mismatch, provider_delivery_failed,
+        /// dispatch_failed.
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One item; for an event, its stored raw body byte-exact.
+    Show {
+        /// The item id (event#…, dispatch#…) or the event or dispatch id.
+        id: String,
+        #[arg(long)]
+        json: bool,
+        /// Write the event's raw body only, byte-exact (e.g. `> body.json`).
+        #[arg(long, conflicts_with = "json")]
+        raw: bool,
+    },
+    /// Send it again: an event is normalized again and re-enqueued, a dispatch goes back on the
+    /// dispatch queue. The item becomes replayed.
+    Replay {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Nothing to do: mark it discarded (it stays discarded if the event comes again).
+    Discard {
+        id: String,
         #[arg(long)]
         json: bool,
     },
@@ -187,6 +262,50 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Sweep { min_age, json } => {
             sweep::run(&cli.state_dir, min_age, json).await?;
+        }
+        Command::Review(command) => {
+            let state = dev::DevState::load(&cli.state_dir)?;
+            let store = review::local_store(&state)?;
+            match command {
+                ReviewCommand::List {
+                    status,
+                    reason,
+                    json,
+                } => {
+                    let status = status.as_deref().map(review::parse_status).transpose()?;
+                    review::list(&store, status, reason.as_deref(), json).await?;
+                }
+                ReviewCommand::Show { id, json, raw } => {
+                    review::show(&state, &store, &id, json, raw).await?
+                }
+                ReviewCommand::Replay { id, json } => {
+                    review::replay(&state, &cli.state_dir, &store, &id, json).await?
+                }
+                ReviewCommand::Discard { id, json } => review::discard(&store, &id, json).await?,
+            }
+        }
+        Command::Replay {
+            events,
+            call,
+            since,
+            until,
+            status,
+            force,
+            json,
+        } => {
+            use callhook::replay::Selection;
+            let selection = if !events.is_empty() {
+                Selection::Events(events)
+            } else if let Some(call) = call {
+                Selection::Call(call)
+            } else if let Some(since) = since {
+                Selection::Range { since, until }
+            } else if let Some(status) = status {
+                Selection::Status(replay::parse_status(&status)?)
+            } else {
+                anyhow::bail!("choose events: --event, --call, --since or --status");
+            };
+            replay::run(&cli.state_dir, &selection, force, json).await?;
         }
         Command::Fixtures(FixturesCommand::Sign { dir, check }) => {
             let stale = fixtures::sign_all(&dir, check)?;

@@ -12,6 +12,7 @@ pub mod model;
 pub mod providers;
 pub mod queue;
 pub mod reconcile;
+pub mod replay;
 pub mod standard_webhooks;
 pub mod store;
 pub mod sweep;

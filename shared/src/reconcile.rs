@@ -8,6 +8,9 @@
 //! leaves either nothing done (the message is redelivered) or an outbox that the redelivery
 //! sends; the dispatch ledger drops a second copy.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use chrono::Utc;
 
 use crate::dispatch::DispatchMessage;
@@ -15,6 +18,7 @@ use crate::lifecycle::{self, Effect};
 use crate::model::CanonicalEvent;
 use crate::queue::{Queue, QueueError};
 use crate::store::calls::{CallStore, Commit, Committed};
+use crate::store::review::{NoReview, ReviewItem, ReviewStore};
 use crate::store::{EventStatus, StoreError};
 
 /// Attempts at a commit that keeps losing optimistic-concurrency races before the message is
@@ -42,15 +46,18 @@ pub enum Processed {
     Ignored,
 }
 
-pub struct Reconciler<C, Q> {
+pub struct Reconciler<C, Q, R = NoReview> {
     pub calls: C,
     pub dispatch_queue: Q,
     /// Delay on a finalization's dispatch so facts arriving just behind the terminal one are in
     /// the record it sends (DISPATCH_SETTLE_SECS).
     pub settle_secs: u32,
+    /// Where an event marked `REVIEW` gets its item for a person (`event#{event_id}`);
+    /// [`NoReview`] (or `None`) when REVIEW_TABLE is unset: the event is only marked.
+    pub review: R,
 }
 
-impl<C: CallStore, Q: Queue> Reconciler<C, Q> {
+impl<C: CallStore, Q: Queue, R: ReviewStore> Reconciler<C, Q, R> {
     /// Processes one events-queue message body.
     pub async fn process(&self, body: &str) -> Result<Processed, ProcessError> {
         let event: CanonicalEvent =
@@ -61,7 +68,14 @@ impl<C: CallStore, Q: Queue> Reconciler<C, Q> {
     pub async fn apply(&self, event: &CanonicalEvent) -> Result<Processed, ProcessError> {
         for _ in 0..MAX_CONFLICTS {
             let Some(call_id) = event.call_id.as_deref() else {
-                return self.not_applied(event, None).await;
+                // The reducer decides: a progress fact naming no call is simply done; anything
+                // else (unknown, malformed, no call id) goes to review.
+                let (_, effects) = lifecycle::apply(None, event);
+                let reason = match effects.first() {
+                    Some(Effect::Review { reason, .. }) => Some(reason.as_str()),
+                    _ => None,
+                };
+                return self.not_applied(event, reason).await;
             };
             let stored = self.calls.get(call_id).await?;
             let (record, outbox) = match stored {
@@ -124,6 +138,14 @@ impl<C: CallStore, Q: Queue> Reconciler<C, Q> {
     ) -> Result<Processed, ProcessError> {
         match reason {
             Some(reason) => {
+                // The item first: an event marked REVIEW always has one (a failure here leaves
+                // the message to SQS, and the write is idempotent).
+                // Boxed: off the happy path, and it keeps the batch handler's future shallow
+                // enough for the compiler's layout depth limit (the SDK futures are deep).
+                let item = ReviewItem::event(event, reason, Utc::now());
+                let write: Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + '_>> =
+                    Box::pin(self.review.open_event(&item));
+                write.await?;
                 self.calls
                     .mark_event(&event.event_id, EventStatus::Review, Some(reason))
                     .await?;
@@ -179,6 +201,7 @@ mod tests {
             calls: MemoryCallStore::default(),
             dispatch_queue: MemoryQueue::default(),
             settle_secs: 5,
+            review: NoReview,
         }
     }
 
@@ -318,5 +341,62 @@ mod tests {
             serde_json::from_str(&r.dispatch_queue.taken()[0]).unwrap();
         assert_eq!(message["type"], "call.completed");
         assert_eq!(*r.dispatch_queue.delays.lock().unwrap(), vec![5]);
+    }
+
+    #[tokio::test]
+    async fn review_events_get_a_review_item_once_and_no_call_events_are_reviewed() {
+        use crate::store::review::{MemoryReviewStore, ReviewStatus};
+        let r = Reconciler {
+            calls: MemoryCallStore::default(),
+            dispatch_queue: MemoryQueue::default(),
+            settle_secs: 5,
+            review: MemoryReviewStore::default(),
+        };
+        let mut unknown = CanonicalEvent::new("telnyx", "u1", "call.teleported", Utc::now());
+        crate::providers::mark_unknown(&mut unknown);
+        let body = serde_json::to_string(&unknown).unwrap();
+        for _ in 0..2 {
+            let processed = r.process(&body).await.unwrap();
+            assert_eq!(
+                processed,
+                Processed::Review {
+                    reason: "unknown_type".into()
+                }
+            );
+        }
+        let item = r.review.get("event#telnyx#u1").expect("a review item");
+        assert_eq!(item.reason, "unknown_type");
+        assert_eq!(item.status, ReviewStatus::Open);
+        assert_eq!(
+            item.attempts, 2,
+            "a redelivery counts, nothing else changes"
+        );
+        assert_eq!(r.review.len(), 1);
+
+        // A known event naming no call is reviewed (no_call_id), with its item.
+        let mut answered = CanonicalEvent::new("telnyx", "n1", "call.answered", Utc::now());
+        answered.kind = Kind::Answered;
+        r.process(&serde_json::to_string(&answered).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            r.review.get("event#telnyx#n1").unwrap().reason,
+            "no_call_id"
+        );
+        assert_eq!(
+            r.calls.events.lock().unwrap()["telnyx#n1"],
+            (EventStatus::Review, Some("no_call_id".into()))
+        );
+
+        // A review table that is down: the message fails (SQS retries), nothing is marked.
+        r.review.fail.store(true, Ordering::SeqCst);
+        let mut other = unknown.clone();
+        other.event_id = "telnyx#u2".into();
+        assert!(
+            r.process(&serde_json::to_string(&other).unwrap())
+                .await
+                .is_err()
+        );
+        assert!(!r.calls.events.lock().unwrap().contains_key("telnyx#u2"));
     }
 }

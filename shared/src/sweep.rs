@@ -479,6 +479,7 @@ mod tests {
             calls: MemoryCallStore::default(),
             dispatch_queue: MemoryQueue::default(),
             settle_secs: 0,
+            review: crate::store::review::NoReview,
         };
         for message in &messages {
             reconciler.process(message).await.unwrap();

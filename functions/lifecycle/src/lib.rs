@@ -8,10 +8,12 @@ use callhook::config::{ConfigError, Env};
 use callhook::queue::SqsQueue;
 use callhook::reconcile::{Processed, Reconciler};
 use callhook::store::calls::DynamoCallStore;
+use callhook::store::review::DynamoReviewStore;
 use futures::FutureExt;
 use lambda_runtime::{Error, LambdaEvent};
 
-pub type LifecycleFunction = Reconciler<DynamoCallStore, SqsQueue>;
+/// The review table is optional: with REVIEW_TABLE unset, events are only marked `REVIEW`.
+pub type LifecycleFunction = Reconciler<DynamoCallStore, SqsQueue, Option<DynamoReviewStore>>;
 
 pub const DEFAULT_SETTLE_SECS: u64 = 5;
 
@@ -26,15 +28,14 @@ pub fn build(env: &Env) -> Result<LifecycleFunction, ConfigError> {
             "SQS delays are at most 900 seconds",
         ));
     }
+    let review_table = env.get("REVIEW_TABLE");
     let sdk = callhook::aws::sdk_config(env)?;
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     Ok(Reconciler {
-        calls: DynamoCallStore::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
-            calls_table,
-            events_table,
-        ),
+        calls: DynamoCallStore::new(dynamo.clone(), calls_table, events_table),
         dispatch_queue: SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), dispatch_queue),
         settle_secs: settle as u32,
+        review: review_table.map(|table| DynamoReviewStore::new(dynamo, table)),
     })
 }
 

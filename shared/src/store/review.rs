@@ -11,6 +11,14 @@
 //!
 //! A second failure of the same subject replaces the item (and reopens it): the newest failure
 //! is the one a person needs to see.
+//!
+//! Events the lifecycle marks `REVIEW` (`unknown_type`, `malformed`, `no_call_id`,
+//! `call_mismatch`, `provider_delivery_failed`) get an item `event#{event_id}` with `provider`,
+//! `event_type`, `received_at` (S) besides the common attributes; `payload` is the canonical
+//! envelope (the raw body stays in the events table). It is written with
+//! [`ReviewStore::open_event`]: an `UpdateItem` that keeps the first `created_at`, counts in
+//! `attempts` how many times the lifecycle sent the event here (redeliveries and replays), and
+//! leaves a `discarded` item discarded.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -33,6 +41,11 @@ pub const DETAIL_LIMIT: usize = 4096;
 
 pub const REASON_DISPATCH_FAILED: &str = "dispatch_failed";
 pub const REASON_MALFORMED: &str = "malformed";
+
+/// `event#{event_id}`: the review item of a stored event.
+pub fn event_pk(event_id: &str) -> String {
+    format!("event#{event_id}")
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReviewStatus {
@@ -73,6 +86,10 @@ pub struct ReviewItem {
     pub response_body: Option<String>,
     pub status: ReviewStatus,
     pub created_at: DateTime<Utc>,
+    /// Event items only: the event's provider, type and receipt time.
+    pub provider: Option<String>,
+    pub event_type: Option<String>,
+    pub received_at: Option<DateTime<Utc>>,
 }
 
 impl ReviewItem {
@@ -100,7 +117,48 @@ impl ReviewItem {
             response_body: response_body.map(|b| truncate_utf8(b, RESPONSE_BODY_LIMIT).to_owned()),
             status: ReviewStatus::Open,
             created_at: now,
+            provider: None,
+            event_type: None,
+            received_at: None,
         }
+    }
+
+    /// `event#{event_id}`: an event the lifecycle did not apply, for `reason`. `payload` is the
+    /// canonical envelope; `attempts` is 1 (the store counts further ones).
+    pub fn event(
+        event: &crate::model::CanonicalEvent,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> ReviewItem {
+        let detail = event
+            .review
+            .as_ref()
+            .filter(|note| note.reason == reason)
+            .map(|note| note.detail.clone())
+            .unwrap_or_else(|| {
+                format!("{reason}: the lifecycle did not apply {}", event.event_type)
+            });
+        let payload = serde_json::to_value(event.envelope()).unwrap_or(Value::Null);
+        let mut item = ReviewItem::open(
+            event_pk(&event.event_id),
+            reason,
+            &event.event_id,
+            payload,
+            1,
+            &detail,
+            None,
+            None,
+            now,
+        );
+        item.provider = Some(event.provider.clone());
+        item.event_type = Some(event.event_type.clone());
+        item.received_at = Some(event.received_at);
+        item
+    }
+
+    /// The event id, when this is an event's item.
+    pub fn event_id(&self) -> Option<&str> {
+        self.pk.strip_prefix("event#")
     }
 
     /// `dispatch#{dispatch_id}`, reason `dispatch_failed`.
@@ -134,6 +192,41 @@ pub fn dispatch_pk(dispatch_id: &str) -> String {
 pub trait ReviewStore: Send + Sync {
     /// Writes the item (replacing one with the same pk).
     fn put(&self, item: &ReviewItem) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Writes an event's item idempotently: the first `created_at` is kept, `attempts` counts
+    /// the writes, `status` becomes `open` again unless a person discarded the item.
+    fn open_event(&self, item: &ReviewItem) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// No review table: events are only marked `REVIEW` on the events table.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoReview;
+
+impl ReviewStore for NoReview {
+    async fn put(&self, _item: &ReviewItem) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn open_event(&self, _item: &ReviewItem) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// An optional review table (`REVIEW_TABLE` unset: `None`, which writes nothing).
+impl<S: ReviewStore> ReviewStore for Option<S> {
+    async fn put(&self, item: &ReviewItem) -> Result<(), StoreError> {
+        match self {
+            Some(store) => store.put(item).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn open_event(&self, item: &ReviewItem) -> Result<(), StoreError> {
+        match self {
+            Some(store) => store.open_event(item).await,
+            None => Ok(()),
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -172,6 +265,15 @@ pub(crate) fn item_of(item: &ReviewItem) -> HashMap<String, AttributeValue> {
     if let Some(body) = &item.response_body {
         out.insert("response_body".to_owned(), s(body));
     }
+    if let Some(provider) = &item.provider {
+        out.insert("provider".to_owned(), s(provider));
+    }
+    if let Some(event_type) = &item.event_type {
+        out.insert("event_type".to_owned(), s(event_type));
+    }
+    if let Some(at) = item.received_at {
+        out.insert("received_at".to_owned(), s(at.to_rfc3339()));
+    }
     out
 }
 
@@ -206,6 +308,11 @@ pub(crate) fn review_of(item: &HashMap<String, AttributeValue>) -> Result<Review
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc))
             .ok_or_else(|| corrupt("created_at"))?,
+        provider: text("provider").cloned(),
+        event_type: text("event_type").cloned(),
+        received_at: text("received_at")
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc)),
     })
 }
 
@@ -230,6 +337,78 @@ impl DynamoReviewStore {
             .map_err(|e| unavailable("GetItem", &e))?;
         out.item().map(review_of).transpose()
     }
+
+    /// Every item (a paginated scan: an operator's tool), filtered on `status` and `reason`,
+    /// newest first.
+    pub async fn list(
+        &self,
+        status: Option<ReviewStatus>,
+        reason: Option<&str>,
+    ) -> Result<Vec<ReviewItem>, StoreError> {
+        let mut filters = Vec::new();
+        let mut names = HashMap::new();
+        let mut values = HashMap::new();
+        if let Some(status) = status {
+            filters.push("#s = :s");
+            names.insert("#s".to_owned(), "status".to_owned());
+            values.insert(":s".to_owned(), s(status.as_str()));
+        }
+        if let Some(reason) = reason {
+            filters.push("#r = :r");
+            names.insert("#r".to_owned(), "reason".to_owned());
+            values.insert(":r".to_owned(), s(reason));
+        }
+        let filter = (!filters.is_empty()).then(|| filters.join(" AND "));
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .set_filter_expression(filter.clone())
+                .set_expression_attribute_names((!names.is_empty()).then(|| names.clone()))
+                .set_expression_attribute_values((!values.is_empty()).then(|| values.clone()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| unavailable("Scan", &e))?;
+            for item in page.items() {
+                items.push(review_of(item)?);
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                break;
+            }
+        }
+        items.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.pk.cmp(&b.pk)));
+        Ok(items)
+    }
+
+    /// Sets an existing item's status (replayed, discarded); `false` when there is no such item.
+    pub async fn set_status(&self, pk: &str, status: ReviewStatus) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .update_expression("SET #s = :s, updated_at = :now")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":s", s(status.as_str()))
+            .expression_attribute_values(":now", s(Utc::now().to_rfc3339()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(aws_sdk_dynamodb::error::SdkError::ServiceError(e))
+                if e.err().is_conditional_check_failed_exception() =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(unavailable("UpdateItem", &err)),
+        }
+    }
 }
 
 impl ReviewStore for DynamoReviewStore {
@@ -242,6 +421,61 @@ impl ReviewStore for DynamoReviewStore {
             .await
             .map(|_| ())
             .map_err(|e| unavailable("PutItem", &e))
+    }
+
+    async fn open_event(&self, item: &ReviewItem) -> Result<(), StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&item.pk))
+            .update_expression(
+                "SET #reason = :reason, #subject = :subject, #payload = :payload, \
+                 #detail = :detail, #s = :open, #created = if_not_exists(#created, :now), \
+                 #updated = :now, #provider = :provider, #type = :type, #received = :received \
+                 ADD #attempts :one",
+            )
+            .condition_expression("attribute_not_exists(pk) OR #s <> :discarded");
+        for (name, attribute) in [
+            ("#reason", "reason"),
+            ("#subject", "subject_id"),
+            ("#payload", "payload"),
+            ("#detail", "detail"),
+            ("#s", "status"),
+            ("#created", "created_at"),
+            ("#updated", "updated_at"),
+            ("#provider", "provider"),
+            ("#type", "event_type"),
+            ("#received", "received_at"),
+            ("#attempts", "attempts"),
+        ] {
+            update = update.expression_attribute_names(name, attribute);
+        }
+        let received = item.received_at.unwrap_or(item.created_at);
+        let result = update
+            .expression_attribute_values(":reason", s(&item.reason))
+            .expression_attribute_values(":subject", s(&item.subject_id))
+            .expression_attribute_values(":payload", s(item.payload.to_string()))
+            .expression_attribute_values(":detail", s(&item.detail))
+            .expression_attribute_values(":open", s(ReviewStatus::Open.as_str()))
+            .expression_attribute_values(":discarded", s(ReviewStatus::Discarded.as_str()))
+            .expression_attribute_values(":now", s(item.created_at.to_rfc3339()))
+            .expression_attribute_values(":provider", s(item.provider.clone().unwrap_or_default()))
+            .expression_attribute_values(":type", s(item.event_type.clone().unwrap_or_default()))
+            .expression_attribute_values(":received", s(received.to_rfc3339()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Discarded by a person: it stays discarded.
+            Err(aws_sdk_dynamodb::error::SdkError::ServiceError(e))
+                if e.err().is_conditional_check_failed_exception() =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(unavailable("UpdateItem", &err)),
+        }
     }
 }
 
@@ -280,6 +514,39 @@ impl ReviewStore for MemoryReviewStore {
             .insert(item.pk.clone(), item.clone());
         Ok(())
     }
+
+    async fn open_event(&self, item: &ReviewItem) -> Result<(), StoreError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("injected failure".into()));
+        }
+        let mut items = self.items.lock().unwrap();
+        match items.get_mut(&item.pk) {
+            Some(existing) if existing.status == ReviewStatus::Discarded => {}
+            Some(existing) => {
+                let (created_at, attempts) = (existing.created_at, existing.attempts);
+                *existing = item.clone();
+                existing.created_at = created_at;
+                existing.attempts = attempts + 1;
+            }
+            None => {
+                items.insert(item.pk.clone(), item.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl MemoryReviewStore {
+    /// As [`DynamoReviewStore::set_status`].
+    pub fn set_status(&self, pk: &str, status: ReviewStatus) -> bool {
+        match self.items.lock().unwrap().get_mut(pk) {
+            Some(item) => {
+                item.status = status;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -310,5 +577,72 @@ mod tests {
         let stored = item_of(&item);
         assert_eq!(stored["status"].as_s().unwrap(), "open");
         assert_eq!(review_of(&stored).unwrap(), item);
+    }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()
+    }
+
+    fn unknown_event() -> crate::model::CanonicalEvent {
+        let mut e = crate::model::CanonicalEvent::new("telnyx", "u1", "call.teleported", at(0));
+        crate::providers::mark_unknown(&mut e);
+        e
+    }
+
+    #[test]
+    fn event_review_items_round_trip() {
+        let item = ReviewItem::event(&unknown_event(), "unknown_type", at(5));
+        assert_eq!(item.pk, "event#telnyx#u1");
+        assert_eq!(item.event_id(), Some("telnyx#u1"));
+        assert_eq!(item.subject_id, "telnyx#u1");
+        assert_eq!(item.provider.as_deref(), Some("telnyx"));
+        assert_eq!(item.event_type.as_deref(), Some("call.teleported"));
+        assert_eq!(item.received_at, Some(at(0)));
+        assert_eq!(item.attempts, 1);
+        assert_eq!(item.payload["type"], "call.teleported");
+        assert!(
+            item.payload.get("data").is_none(),
+            "the envelope, not the body"
+        );
+        assert_eq!(review_of(&item_of(&item)).unwrap(), item);
+    }
+
+    #[tokio::test]
+    async fn opening_an_event_review_twice_keeps_created_at_and_discarded_stays() {
+        let store = MemoryReviewStore::default();
+        let event = unknown_event();
+        store
+            .open_event(&ReviewItem::event(&event, "unknown_type", at(5)))
+            .await
+            .unwrap();
+        assert!(store.set_status("event#telnyx#u1", ReviewStatus::Replayed));
+        store
+            .open_event(&ReviewItem::event(&event, "unknown_type", at(9)))
+            .await
+            .unwrap();
+        let item = store.get("event#telnyx#u1").unwrap();
+        assert_eq!(
+            (item.created_at, item.attempts, item.status),
+            (at(5), 2, ReviewStatus::Open)
+        );
+        assert!(store.set_status("event#telnyx#u1", ReviewStatus::Discarded));
+        store
+            .open_event(&ReviewItem::event(&event, "unknown_type", at(20)))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get("event#telnyx#u1").unwrap().status,
+            ReviewStatus::Discarded
+        );
+        assert!(!store.set_status("event#nope", ReviewStatus::Discarded));
+        // No table: nothing written, no error.
+        let none: Option<MemoryReviewStore> = None;
+        none.open_event(&ReviewItem::event(&event, "unknown_type", at(5)))
+            .await
+            .unwrap();
+        NoReview
+            .open_event(&ReviewItem::event(&event, "unknown_type", at(5)))
+            .await
+            .unwrap();
     }
 }

@@ -1,0 +1,116 @@
+//! `callhook replay`: normalize stored events of the running `callhook dev` again from their raw
+//! bytes, with the code as it is now, and re-enqueue them (`callhook::replay`).
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use callhook::providers::Providers;
+use callhook::queue::SqsQueue;
+use callhook::replay::{ReplayReport, Replayer, Selection};
+use callhook::store::EventStatus;
+use callhook::store::review::DynamoReviewStore;
+
+use crate::dev::DevState;
+use crate::{emulator, sweep};
+
+/// A replayer over the local stack's events table, review table and events queue, with the
+/// providers `callhook dev` configures.
+pub fn local_replayer(
+    state: &DevState,
+    state_dir: &Path,
+    force: bool,
+) -> Result<Replayer<SqsQueue>> {
+    let events_table = state.tables.get("EventsTable").context(
+        "the local stack has no EventsTable (is template.yaml the one `callhook dev` provisioned?)",
+    )?;
+    let events_queue = state
+        .queues
+        .get("EventsQueue")
+        .context("the local stack has no EventsQueue")?;
+    let providers =
+        Providers::from_env(&sweep::dev_env(state_dir)?).context("provider configuration")?;
+    let (dynamo, sqs) = emulator::clients(&state.aws_endpoint);
+    let review = state
+        .tables
+        .get("ReviewTable")
+        .map(|table| DynamoReviewStore::new(dynamo.clone(), table));
+    Ok(Replayer {
+        dynamo,
+        events_table: events_table.clone(),
+        review,
+        queue: SqsQueue::new(sqs, events_queue),
+        providers,
+        force,
+    })
+}
+
+/// `--status` as given on the command line (any case).
+pub fn parse_status(status: &str) -> Result<EventStatus> {
+    match EventStatus::parse(&status.to_ascii_uppercase()) {
+        Some(status) => Ok(status),
+        None => bail!("unknown event status {status:?} (RECEIVED, PROCESSED or REVIEW)"),
+    }
+}
+
+/// `callhook replay --event ID… | --call CALL_ID | --since T [--until T] | --status S`.
+pub async fn run(
+    state_dir: &Path,
+    selection: &Selection,
+    force: bool,
+    json: bool,
+) -> Result<ReplayReport> {
+    let state = DevState::load(state_dir)?;
+    let replayer = local_replayer(&state, state_dir, force)?;
+    let report = replayer
+        .run(selection, |so_far| {
+            eprintln!(
+                "replay: {} events so far ({} requeued)",
+                so_far.selected, so_far.requeued
+            );
+        })
+        .await
+        .context("replaying from the local events table")?;
+    print(&report, json)?;
+    Ok(report)
+}
+
+/// The report as one JSON object, or as a line per event and totals for people.
+pub fn print(report: &ReplayReport, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    for event in &report.events {
+        println!(
+            "{:<20} {:<10} {}{}",
+            event.outcome.as_str(),
+            event.status.as_deref().unwrap_or("-"),
+            event.event_id,
+            event
+                .detail
+                .as_deref()
+                .map(|d| format!("  ({d})"))
+                .unwrap_or_default()
+        );
+    }
+    let rows = [
+        ("selected", report.selected),
+        ("requeued", report.requeued),
+        ("processed", report.skipped_processed),
+        ("still review", report.still_review),
+        ("discarded", report.skipped_discarded),
+        ("missing", report.missing),
+        ("unconfigured", report.skipped_unconfigured),
+        ("unreadable", report.skipped_unreadable),
+        ("review replayed", report.review_items_replayed),
+    ];
+    for (name, value) in rows {
+        println!("{name:<16} {value}");
+    }
+    if report.skipped_processed > 0 {
+        eprintln!(
+            "PROCESSED events were already applied: replaying them changes nothing (--force sends them anyway)"
+        );
+    }
+    Ok(())
+}

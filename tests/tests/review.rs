@@ -1,0 +1,358 @@
+//! Review and replay against moto: an event the lifecycle cannot apply becomes a review item
+//! (with the raw body kept byte-exact); a person discards it or, once the mapping is fixed,
+//! replays it, and the lifecycle applies it once however often it is replayed.
+
+use std::path::PathBuf;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use callhook::config::Env;
+use callhook::ingest::queue_message;
+use callhook::model::CanonicalEvent;
+use callhook::providers::{Delivery, Headers, Providers};
+use callhook::replay::{Outcome, Selection};
+use callhook::store::calls::{CallStore, DynamoCallStore};
+use callhook::store::pending::{DynamoPendingEvents, PendingEvents};
+use callhook::store::review::{DynamoReviewStore, ReviewItem, ReviewStatus, ReviewStore};
+use callhook::store::{DynamoEventStore, EventStatus, EventStore, NewEvent};
+use callhook_cli::dev::DevState;
+use callhook_cli::{poller, replay, review};
+use callhook_integration::{Stack, telnyx_request};
+use chrono::Utc;
+
+fn telnyx(event_type: &str, id: &str, session: &str, extra: &str) -> String {
+    format!(
+        r#"{{"data":{{"event_type":"{event_type}","id":"{id}","occurred_at":"2024-01-01T00:00:05Z","payload":{{"call_session_id":"{session}","direction":"incoming","from":"+15550100","to":"+15550199"{extra}}},"record_type":"event"}},"meta":{{"attempt":1}}}}"#
+    )
+}
+
+fn review_table(stack: &Stack) -> String {
+    stack.provisioned.tables["ReviewTable"].clone()
+}
+
+fn review_store(stack: &Stack) -> DynamoReviewStore {
+    DynamoReviewStore::new(stack.dynamo.clone(), review_table(stack))
+}
+
+/// The lifecycle as template.yaml configures it, plus REVIEW_TABLE.
+fn lifecycle(stack: &Stack) -> callhook_lifecycle::LifecycleFunction {
+    let mut env: Env = stack.function_env("LifecycleFunction");
+    env.set("DISPATCH_SETTLE_SECS", "0");
+    env.set("REVIEW_TABLE", review_table(stack));
+    callhook_lifecycle::build(&env).unwrap()
+}
+
+/// Runs the lifecycle on the events queue until it is empty; returns how many it received.
+async fn pump(stack: &Stack, function: &callhook_lifecycle::LifecycleFunction) -> usize {
+    let mut total = 0;
+    loop {
+        let n = poller::poll_once(
+            &stack.sqs,
+            stack.events_queue(),
+            10,
+            0,
+            |event| async move { callhook_lifecycle::process_batch(function, &event).await },
+        )
+        .await
+        .unwrap();
+        if n == 0 {
+            return total;
+        }
+        total += n;
+    }
+}
+
+/// What `callhook dev` would have written to `.callhook/dev.json` for this stack.
+fn dev_state(stack: &Stack) -> DevState {
+    DevState {
+        url: "http://127.0.0.1:0".into(),
+        aws_endpoint: stack.moto.endpoint.clone(),
+        tables: stack.provisioned.tables.clone(),
+        queues: stack.provisioned.queues.clone(),
+    }
+}
+
+fn state_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "callhook-review-test-{name}-{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    ))
+}
+
+async fn event_status(stack: &Stack, event_id: &str) -> String {
+    stack
+        .dynamo
+        .get_item()
+        .table_name(stack.events_table())
+        .key("pk", AttributeValue::S(event_id.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item()
+        .and_then(|i| i.get("status"))
+        .and_then(|s| s.as_s().ok())
+        .cloned()
+        .expect("the event is stored")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_type_is_reviewed_with_its_raw_body_and_discarding_closes_it() {
+    let stack = Stack::start().await;
+    // Odd spacing and non-ASCII: what is kept must be the bytes received, not a re-encoding.
+    let body = telnyx(
+        "call.teleported",
+        "unk-1",
+        "sess-unk",
+        ",  \"note\" : \"caf\u{e9} \u{2603}\"\n",
+    );
+    let ingest = callhook_ingest::build(&stack.ingest_env()).unwrap();
+    let answer = ingest.handle(&telnyx_request(&body, Utc::now())).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+
+    let function = lifecycle(&stack);
+    assert_eq!(pump(&stack, &function).await, 1);
+    assert_eq!(event_status(&stack, "telnyx#unk-1").await, "REVIEW");
+
+    let store = review_store(&stack);
+    let open = store.list(Some(ReviewStatus::Open), None).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    let item = &open[0];
+    assert_eq!(item.pk, "event#telnyx#unk-1");
+    assert_eq!(item.reason, "unknown_type");
+    assert_eq!(item.subject_id, "telnyx#unk-1");
+    assert_eq!(item.provider.as_deref(), Some("telnyx"));
+    assert_eq!(item.event_type.as_deref(), Some("call.teleported"));
+    assert!(item.received_at.is_some());
+    assert_eq!(item.attempts, 1);
+    assert_eq!(
+        store.list(None, Some("unknown_type")).await.unwrap().len(),
+        1
+    );
+    assert!(
+        store
+            .list(None, Some("malformed"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // `review show` finds it by event id too, and the raw body is the bytes received.
+    let found = review::find(&store, "telnyx#unk-1").await.unwrap();
+    assert_eq!(found.pk, item.pk);
+    let stored = DynamoPendingEvents::new(stack.dynamo.clone(), stack.events_table())
+        .get_event("telnyx#unk-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.raw_body, body.as_bytes());
+
+    // Nothing to replay yet: the type is still unknown.
+    let state = dev_state(&stack);
+    let dir = state_dir("unknown");
+    let err = review::replay(&state, &dir, &store, &item.pk, false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("still_review"), "{err:#}");
+
+    review::discard(&store, &item.pk, false).await.unwrap();
+    assert!(
+        store
+            .list(Some(ReviewStatus::Open), None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let discarded = store
+        .list(Some(ReviewStatus::Discarded), None)
+        .await
+        .unwrap();
+    assert_eq!(discarded.len(), 1);
+
+    // SQS redelivers the event (another copy was still queued): it is reviewed again, and
+    // the item a person discarded stays discarded.
+    let telnyx_provider = Providers::from_env(&stack.ingest_env()).unwrap();
+    let again = telnyx_provider.get("telnyx").unwrap().normalize(&Delivery {
+        headers: &stored.headers,
+        body: &stored.raw_body,
+        path_token: None,
+        request_url: None,
+        received_at: stored.received_at,
+    });
+    stack
+        .sqs
+        .send_message()
+        .queue_url(stack.events_queue())
+        .message_body(queue_message(&again))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pump(&stack, &function).await, 1);
+    let item = store.get("event#telnyx#unk-1").await.unwrap().unwrap();
+    assert_eq!((item.status, item.attempts), (ReviewStatus::Discarded, 1));
+
+    // A person forcing a replay of it un-discards it: the lifecycle still cannot apply it, so
+    // the item is open again.
+    let report = replay::local_replayer(&state, &dir, true)
+        .unwrap()
+        .run(&Selection::Events(vec!["telnyx#unk-1".into()]), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.requeued, report.review_items_replayed),
+        (1, 1),
+        "{report:?}"
+    );
+    assert_eq!(pump(&stack, &function).await, 1);
+    let item = store.get("event#telnyx#unk-1").await.unwrap().unwrap();
+    assert_eq!((item.status, item.attempts), (ReviewStatus::Open, 2));
+    assert_eq!(event_status(&stack, "telnyx#unk-1").await, "REVIEW");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An event an older mapping rejected (REVIEW, unknown_type) whose body is a known type today.
+async fn store_as_if_rejected(stack: &Stack, id: &str, session: &str) -> String {
+    let body = telnyx("call.answered", id, session, "");
+    let event_id = format!("telnyx#{id}");
+    let call_id = format!("telnyx#{session}");
+    let received_at = Utc::now();
+    let headers = Headers::new();
+    let mut old = CanonicalEvent::new("telnyx", id, "call.answered", received_at);
+    callhook::providers::mark_unknown(&mut old);
+    old.call_id = Some(call_id.clone());
+    let envelope = serde_json::to_string(&old.envelope()).unwrap();
+    let events = DynamoEventStore::new(stack.dynamo.clone(), stack.events_table());
+    events
+        .insert_new(&NewEvent {
+            event_id: &event_id,
+            provider: "telnyx",
+            event_type: "call.answered",
+            call_id: Some(&call_id),
+            raw_body: body.as_bytes(),
+            headers: &headers,
+            envelope_json: &envelope,
+            received_at,
+            expires_at: received_at + chrono::Duration::days(30),
+        })
+        .await
+        .unwrap();
+    DynamoCallStore::new(
+        stack.dynamo.clone(),
+        &stack.provisioned.tables["CallsTable"],
+        stack.events_table(),
+    )
+    .mark_event(&event_id, EventStatus::Review, Some("unknown_type"))
+    .await
+    .unwrap();
+    review_store(stack)
+        .open_event(&ReviewItem::event(&old, "unknown_type", Utc::now()))
+        .await
+        .unwrap();
+    event_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_event_whose_mapping_was_fixed_is_replayed_and_applied_once() {
+    let stack = Stack::start().await;
+    let event_id = store_as_if_rejected(&stack, "fix-1", "sess-fix").await;
+    let store = review_store(&stack);
+    let state = dev_state(&stack);
+    let dir = state_dir("fixed");
+    let function = lifecycle(&stack);
+
+    review::replay(&state, &dir, &store, "event#telnyx#fix-1", false)
+        .await
+        .unwrap();
+    let item = store.get("event#telnyx#fix-1").await.unwrap().unwrap();
+    assert_eq!(item.status, ReviewStatus::Replayed);
+    assert_eq!(pump(&stack, &function).await, 1);
+
+    let call = function
+        .calls
+        .get("telnyx#sess-fix")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(call.record.applied_event_ids.contains(&event_id));
+    assert_eq!(call.record.event_count, 1);
+    let version = call.record.version;
+    assert_eq!(event_status(&stack, &event_id).await, "PROCESSED");
+    assert_eq!(
+        store
+            .get("event#telnyx#fix-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ReviewStatus::Replayed,
+        "the lifecycle applied it: nothing reopened the item"
+    );
+
+    // Twice: the event is PROCESSED now, so there is nothing to send.
+    let err = review::replay(&state, &dir, &store, "event#telnyx#fix-1", false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("skipped_processed"), "{err:#}");
+    let replayer = replay::local_replayer(&state, &dir, false).unwrap();
+    for selection in [
+        Selection::Events(vec![event_id.clone(), event_id.clone()]),
+        Selection::Call("telnyx#sess-fix".into()),
+        Selection::Status(EventStatus::Processed),
+        Selection::Range {
+            since: Utc::now() - chrono::Duration::minutes(10),
+            until: None,
+        },
+    ] {
+        let report = replayer.run(&selection, |_| {}).await.unwrap();
+        assert_eq!(
+            (report.selected, report.skipped_processed, report.requeued),
+            (1, 1, 0),
+            "{selection:?}: {report:?}"
+        );
+        assert_eq!(report.events[0].event_id, event_id);
+    }
+    let none = replayer
+        .run(
+            &Selection::Range {
+                since: Utc::now() + chrono::Duration::minutes(10),
+                until: None,
+            },
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(none.selected, 0);
+    let missing = replayer.replay_one("telnyx#never-stored").await.unwrap();
+    assert_eq!(missing.outcome, Outcome::Missing);
+
+    // Forced: sent again, and the lifecycle changes nothing.
+    let forced = replay::local_replayer(&state, &dir, true)
+        .unwrap()
+        .run(&Selection::Events(vec![event_id.clone()]), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(forced.requeued, 1);
+    assert_eq!(pump(&stack, &function).await, 1);
+    let call = function
+        .calls
+        .get("telnyx#sess-fix")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (call.record.event_count, call.record.version),
+        (1, version),
+        "applied once"
+    );
+    assert_eq!(event_status(&stack, &event_id).await, "PROCESSED");
+    assert_eq!(
+        store
+            .get("event#telnyx#fix-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ReviewStatus::Replayed
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
