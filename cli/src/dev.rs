@@ -238,8 +238,14 @@ pub async fn run(options: Options) -> Result<()> {
     eprintln!("try:  callhook send telnyx events/telnyx/call-initiated.json");
     eprintln!("Ctrl-C stops everything this command started.");
 
+    // Ctrl-C, or a TERM from a supervisor: either stops everything this command started.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
+            _ = terminate.recv() => {
+                eprintln!("stopping");
+                break;
+            }
             accepted = listener.accept() => {
                 let (stream, _) = match accepted {
                     Ok(conn) => conn,

@@ -51,6 +51,11 @@ impl Moto {
         bail!("moto server did not answer on port {port} within 60 s")
     }
 
+    /// The emulator's process id (tests pause it with SIGSTOP to make AWS unavailable).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops the emulator now (as if it crashed); the handle stays usable for `endpoint`.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
