@@ -275,9 +275,14 @@ fn check_url(var: &str, what: &str, url: &str) -> Result<String, ConfigError> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"));
+    // The authority runs to the first '/', '?' or '#'; without a host there is nowhere to send.
+    let host = rest
+        .and_then(|r| r.split(['/', '?', '#']).next())
+        .map(|authority| authority.rsplit('@').next().unwrap_or(authority))
+        .unwrap_or("");
     match rest {
-        Some(rest)
-            if !rest.is_empty() && !rest.starts_with('/') && !url.contains(char::is_whitespace) =>
+        Some(_)
+            if !host.is_empty() && !host.starts_with(':') && !url.contains(char::is_whitespace) =>
         {
             Ok(url.to_owned())
         }
@@ -1989,5 +1994,34 @@ mod tests {
         d.ledger.begin(&m.dispatch_id, now(), 20).await.unwrap();
         assert_eq!(deliver(&d, &m, 1).await.retry_after(), Some(20));
         assert!(d.http.urls().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::check_url;
+
+    #[test]
+    fn urls_need_a_scheme_and_a_host() {
+        for good in [
+            "https://crm.example.com/hooks?token=x",
+            "http://127.0.0.1:3001/crm",
+            "https://user:pw@crm.example.com",
+        ] {
+            assert!(check_url("V", "the value", good).is_ok(), "{good}");
+        }
+        for bad in [
+            "https://?token=x",
+            "https:///path",
+            "https://#frag",
+            "https://:443/x",
+            "ftp://crm.example.com",
+            "crm.example.com",
+            "https://crm.example.com/a b",
+            "https://user@/x",
+        ] {
+            let err = check_url("V", "the value", bad).unwrap_err().to_string();
+            assert!(!err.contains(bad), "the URL is never echoed: {err}");
+        }
     }
 }
