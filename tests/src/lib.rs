@@ -64,6 +64,45 @@ impl Stack {
         env
     }
 
+    /// The lifecycle function as template.yaml configures it here, finalizations sent at once.
+    pub fn lifecycle(&self) -> callhook_lifecycle::LifecycleFunction {
+        let mut env = self.function_env("LifecycleFunction");
+        env.set("DISPATCH_SETTLE_SECS", "0");
+        callhook_lifecycle::build(&env).unwrap()
+    }
+
+    /// Runs a batch handler on `queue` as the SQS event source mapping does, until the queue
+    /// has nothing visible; returns how many messages it received.
+    pub async fn pump<F, Fut>(&self, queue: &str, handler: F) -> usize
+    where
+        F: Fn(aws_lambda_events::sqs::SqsEvent) -> Fut,
+        Fut: std::future::Future<Output = aws_lambda_events::sqs::SqsBatchResponse>,
+    {
+        let started = std::time::Instant::now();
+        let mut total = 0;
+        loop {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(300),
+                "{queue} not drained"
+            );
+            let n = callhook_cli::poller::poll_once(&self.sqs, queue, 10, 0, &handler)
+                .await
+                .unwrap();
+            if n == 0 {
+                return total;
+            }
+            total += n;
+        }
+    }
+
+    /// The lifecycle on the events queue until it is empty.
+    pub async fn pump_lifecycle(&self, function: &callhook_lifecycle::LifecycleFunction) -> usize {
+        self.pump(self.events_queue(), |event| async move {
+            callhook_lifecycle::process_batch(function, &event).await
+        })
+        .await
+    }
+
     /// The environment the template gives IngestFunction here, with every provider configured
     /// with its fixture keys.
     pub fn ingest_env(&self) -> Env {

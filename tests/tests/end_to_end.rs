@@ -98,26 +98,6 @@ fn independently_verified(request: &SinkRequest) -> bool {
     sig.split(' ').any(|s| s == expected)
 }
 
-async fn pump<F, Fut>(stack: &Stack, queue: &str, handler: F)
-where
-    F: Fn(aws_lambda_events::sqs::SqsEvent) -> Fut,
-    Fut: std::future::Future<Output = aws_lambda_events::sqs::SqsBatchResponse>,
-{
-    let started = std::time::Instant::now();
-    loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{queue} not drained"
-        );
-        let n = poller::poll_once(&stack.sqs, queue, 10, 0, &handler)
-            .await
-            .unwrap();
-        if n == 0 {
-            return;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_providers_calls_reach_one_business_system_exactly_once() {
     let stack = Stack::start().await;
@@ -149,16 +129,18 @@ async fn every_providers_calls_reach_one_business_system_exactly_once() {
             );
         }
     }
-    pump(&stack, stack.events_queue(), |e| {
-        let lifecycle = &lifecycle;
-        async move { callhook_lifecycle::process_batch(lifecycle, &e).await }
-    })
-    .await;
-    pump(&stack, &stack.provisioned.queues["DispatchQueue"], |e| {
-        let dispatch = &dispatch;
-        async move { callhook_dispatch::process_batch(dispatch, &e).await }
-    })
-    .await;
+    stack
+        .pump(stack.events_queue(), |e| {
+            let lifecycle = &lifecycle;
+            async move { callhook_lifecycle::process_batch(lifecycle, &e).await }
+        })
+        .await;
+    stack
+        .pump(&stack.provisioned.queues["DispatchQueue"], |e| {
+            let dispatch = &dispatch;
+            async move { callhook_dispatch::process_batch(dispatch, &e).await }
+        })
+        .await;
 
     let mut completions: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     let crm_requests = crm.requests();
@@ -321,11 +303,12 @@ async fn a_hanging_crm_does_not_slow_ingest() {
             callhook_ingest::respond(&ingest, &serde_json::from_value(event).unwrap()).await;
         assert_eq!(response.status_code, 200);
     }
-    pump(&stack, stack.events_queue(), |e| {
-        let lifecycle = &lifecycle;
-        async move { callhook_lifecycle::process_batch(lifecycle, &e).await }
-    })
-    .await;
+    stack
+        .pump(stack.events_queue(), |e| {
+            let lifecycle = &lifecycle;
+            async move { callhook_lifecycle::process_batch(lifecycle, &e).await }
+        })
+        .await;
 
     let dispatch_queue = stack.provisioned.queues["DispatchQueue"].clone();
     let hanging = async {

@@ -1,7 +1,6 @@
 //! Ingest → events queue → lifecycle (through the local event source mapping) → calls table
 //! and dispatch queue, against moto.
 
-use callhook::config::Env;
 use callhook::store::calls::CallStore;
 use callhook_cli::poller;
 use callhook_integration::{Stack, telnyx_request};
@@ -40,30 +39,6 @@ async fn ingest_all(stack: &Stack, bodies: &[String]) {
     }
 }
 
-fn lifecycle_env(stack: &Stack) -> Env {
-    let mut env = stack.function_env("LifecycleFunction");
-    env.set("DISPATCH_SETTLE_SECS", "0");
-    env
-}
-
-/// Runs the lifecycle on the events queue until it is empty.
-async fn pump(stack: &Stack, function: &callhook_lifecycle::LifecycleFunction) {
-    loop {
-        let n = poller::poll_once(
-            &stack.sqs,
-            stack.events_queue(),
-            10,
-            0,
-            |event| async move { callhook_lifecycle::process_batch(function, &event).await },
-        )
-        .await
-        .unwrap();
-        if n == 0 {
-            return;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shuffled_duplicated_call_is_one_record_and_one_completion() {
     let stack = Stack::start().await;
@@ -78,8 +53,8 @@ async fn a_shuffled_duplicated_call_is_one_record_and_one_completion() {
         call[0].clone(),
     ];
     ingest_all(&stack, &deliveries).await;
-    let function = callhook_lifecycle::build(&lifecycle_env(&stack)).unwrap();
-    pump(&stack, &function).await;
+    let function = stack.lifecycle();
+    stack.pump_lifecycle(&function).await;
 
     let stored = function.calls.get("telnyx#sess-1").await.unwrap().unwrap();
     let record = stored.record;
@@ -134,7 +109,7 @@ async fn a_poison_message_fails_only_itself() {
         .send()
         .await
         .unwrap();
-    let function = callhook_lifecycle::build(&lifecycle_env(&stack)).unwrap();
+    let function = stack.lifecycle();
     let failures = std::sync::Mutex::new(Vec::new());
     poller::poll_once(&stack.sqs, stack.events_queue(), 10, 1, |event| {
         let (function, failures) = (&function, &failures);
@@ -175,7 +150,7 @@ async fn a_poison_message_reaches_the_dead_letter_queue_after_five_receives() {
         .send()
         .await
         .unwrap();
-    let function = callhook_lifecycle::build(&lifecycle_env(&stack)).unwrap();
+    let function = stack.lifecycle();
     let mut receives = 0;
     let started = std::time::Instant::now();
     while started.elapsed() < std::time::Duration::from_secs(60) {

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use callhook::store::calls::CallStore;
-use callhook_cli::poller;
 use callhook_integration::{HttpSink, Stack, telnyx_request};
 use chrono::Utc;
 use serde_json::Value;
@@ -67,9 +66,7 @@ impl Local {
         let stack = Stack::start().await;
         let crm = HttpSink::start(Vec::new()).await;
         let ingest = Arc::new(callhook_ingest::build(&stack.ingest_env()).unwrap());
-        let mut env = stack.function_env("LifecycleFunction");
-        env.set("DISPATCH_SETTLE_SECS", "0");
-        let lifecycle = callhook_lifecycle::build(&env).unwrap();
+        let lifecycle = stack.lifecycle();
         let mut env = stack.function_env("DispatchFunction");
         env.set("CRM_WEBHOOK_URL", &crm.url);
         env.set("CRM_SIGNING_SECRET", SECRET);
@@ -108,32 +105,17 @@ impl Local {
     }
 
     async fn drain_lifecycle(&self) {
-        loop {
-            let n = poller::poll_once(&self.stack.sqs, self.stack.events_queue(), 10, 0, |e| {
-                let lifecycle = &self.lifecycle;
-                async move { callhook_lifecycle::process_batch(lifecycle, &e).await }
-            })
-            .await
-            .unwrap();
-            if n == 0 {
-                return;
-            }
-        }
+        self.stack.pump_lifecycle(&self.lifecycle).await;
     }
 
     async fn drain_dispatch(&self) {
-        let queue = self.stack.provisioned.queues["DispatchQueue"].clone();
-        loop {
-            let n = poller::poll_once(&self.stack.sqs, &queue, 10, 0, |e| {
-                let dispatch = &self.dispatch;
-                async move { callhook_dispatch::process_batch(dispatch, &e).await }
-            })
-            .await
-            .unwrap();
-            if n == 0 {
-                return;
-            }
-        }
+        let dispatch = &self.dispatch;
+        self.stack
+            .pump(
+                &self.stack.provisioned.queues["DispatchQueue"],
+                |e| async move { callhook_dispatch::process_batch(dispatch, &e).await },
+            )
+            .await;
     }
 
     /// Status of every stored event.

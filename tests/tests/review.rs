@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use callhook::config::Env;
 use callhook::ingest::queue_message;
 use callhook::model::CanonicalEvent;
 use callhook::providers::{Delivery, Headers, Providers};
@@ -15,7 +14,7 @@ use callhook::store::pending::{DynamoPendingEvents, PendingEvents};
 use callhook::store::review::{DynamoReviewStore, ReviewItem, ReviewStatus, ReviewStore};
 use callhook::store::{DynamoEventStore, EventStatus, EventStore, NewEvent};
 use callhook_cli::dev::DevState;
-use callhook_cli::{poller, replay, review};
+use callhook_cli::{replay, review};
 use callhook_integration::{Stack, telnyx_request};
 use chrono::Utc;
 
@@ -31,34 +30,6 @@ fn review_table(stack: &Stack) -> String {
 
 fn review_store(stack: &Stack) -> DynamoReviewStore {
     DynamoReviewStore::new(stack.dynamo.clone(), review_table(stack))
-}
-
-/// The lifecycle as template.yaml configures it, plus REVIEW_TABLE.
-fn lifecycle(stack: &Stack) -> callhook_lifecycle::LifecycleFunction {
-    let mut env: Env = stack.function_env("LifecycleFunction");
-    env.set("DISPATCH_SETTLE_SECS", "0");
-    env.set("REVIEW_TABLE", review_table(stack));
-    callhook_lifecycle::build(&env).unwrap()
-}
-
-/// Runs the lifecycle on the events queue until it is empty; returns how many it received.
-async fn pump(stack: &Stack, function: &callhook_lifecycle::LifecycleFunction) -> usize {
-    let mut total = 0;
-    loop {
-        let n = poller::poll_once(
-            &stack.sqs,
-            stack.events_queue(),
-            10,
-            0,
-            |event| async move { callhook_lifecycle::process_batch(function, &event).await },
-        )
-        .await
-        .unwrap();
-        if n == 0 {
-            return total;
-        }
-        total += n;
-    }
 }
 
 /// What `callhook dev` would have written to `.callhook/dev.json` for this stack.
@@ -110,8 +81,8 @@ async fn an_unknown_type_is_reviewed_with_its_raw_body_and_discarding_closes_it(
     let answer = ingest.handle(&telnyx_request(&body, Utc::now())).await;
     assert_eq!(answer.status, 200, "{answer:?}");
 
-    let function = lifecycle(&stack);
-    assert_eq!(pump(&stack, &function).await, 1);
+    let function = stack.lifecycle();
+    assert_eq!(stack.pump_lifecycle(&function).await, 1);
     assert_eq!(event_status(&stack, "telnyx#unk-1").await, "REVIEW");
 
     let store = review_store(&stack);
@@ -187,7 +158,7 @@ async fn an_unknown_type_is_reviewed_with_its_raw_body_and_discarding_closes_it(
         .send()
         .await
         .unwrap();
-    assert_eq!(pump(&stack, &function).await, 1);
+    assert_eq!(stack.pump_lifecycle(&function).await, 1);
     let item = store.get("event#telnyx#unk-1").await.unwrap().unwrap();
     assert_eq!((item.status, item.attempts), (ReviewStatus::Discarded, 1));
 
@@ -203,7 +174,7 @@ async fn an_unknown_type_is_reviewed_with_its_raw_body_and_discarding_closes_it(
         (1, 1),
         "{report:?}"
     );
-    assert_eq!(pump(&stack, &function).await, 1);
+    assert_eq!(stack.pump_lifecycle(&function).await, 1);
     let item = store.get("event#telnyx#unk-1").await.unwrap().unwrap();
     assert_eq!((item.status, item.attempts), (ReviewStatus::Open, 2));
     assert_eq!(event_status(&stack, "telnyx#unk-1").await, "REVIEW");
@@ -258,14 +229,14 @@ async fn a_review_event_whose_mapping_was_fixed_is_replayed_and_applied_once() {
     let store = review_store(&stack);
     let state = dev_state(&stack);
     let dir = state_dir("fixed");
-    let function = lifecycle(&stack);
+    let function = stack.lifecycle();
 
     review::replay(&state, &dir, &store, "event#telnyx#fix-1", false)
         .await
         .unwrap();
     let item = store.get("event#telnyx#fix-1").await.unwrap().unwrap();
     assert_eq!(item.status, ReviewStatus::Replayed);
-    assert_eq!(pump(&stack, &function).await, 1);
+    assert_eq!(stack.pump_lifecycle(&function).await, 1);
 
     let call = function
         .calls
@@ -332,7 +303,7 @@ async fn a_review_event_whose_mapping_was_fixed_is_replayed_and_applied_once() {
         .await
         .unwrap();
     assert_eq!(forced.requeued, 1);
-    assert_eq!(pump(&stack, &function).await, 1);
+    assert_eq!(stack.pump_lifecycle(&function).await, 1);
     let call = function
         .calls
         .get("telnyx#sess-fix")

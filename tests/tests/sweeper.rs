@@ -12,7 +12,6 @@ use callhook::queue::SqsQueue;
 use callhook::store::calls::CallStore;
 use callhook::store::pending::DynamoPendingEvents;
 use callhook::sweep::Sweeper;
-use callhook_cli::poller;
 use callhook_integration::{Stack, counted_ingest, dead_endpoint, telnyx_request};
 use chrono::Utc;
 
@@ -48,32 +47,6 @@ async fn ingest_and_lose_the_send(stack: &Stack, body: &str) {
         .handle(&telnyx_request(body, Utc::now()))
         .await;
     assert_eq!(answer.status, 503, "{answer:?}");
-}
-
-fn lifecycle(stack: &Stack) -> callhook_lifecycle::LifecycleFunction {
-    let mut env: Env = stack.function_env("LifecycleFunction");
-    env.set("DISPATCH_SETTLE_SECS", "0");
-    callhook_lifecycle::build(&env).unwrap()
-}
-
-/// Runs the lifecycle on the events queue until it is empty; returns how many it received.
-async fn pump(stack: &Stack, function: &callhook_lifecycle::LifecycleFunction) -> usize {
-    let mut total = 0;
-    loop {
-        let n = poller::poll_once(
-            &stack.sqs,
-            stack.events_queue(),
-            10,
-            0,
-            |event| async move { callhook_lifecycle::process_batch(function, &event).await },
-        )
-        .await
-        .unwrap();
-        if n == 0 {
-            return total;
-        }
-        total += n;
-    }
 }
 
 async fn event_item(
@@ -122,8 +95,8 @@ async fn a_lost_send_is_swept_applied_once_and_not_swept_again() {
     let report = sweeper(&stack, 0).sweep(Utc::now()).await.unwrap();
     assert_eq!((report.scanned, report.requeued), (1, 1), "{report:?}");
 
-    let function = lifecycle(&stack);
-    assert_eq!(pump(&stack, &function).await, 1);
+    let function = stack.lifecycle();
+    assert_eq!(stack.pump_lifecycle(&function).await, 1);
     let item = event_item(&stack, "telnyx#lost-1").await;
     assert_eq!(item["status"].as_s().unwrap(), "PROCESSED");
     assert!(
@@ -180,8 +153,12 @@ async fn two_concurrent_sweeps_still_apply_and_finalize_once() {
     assert_eq!((a.requeued, b.requeued), (2, 2), "{a:?} {b:?}");
     let _ = std::fs::remove_dir_all(&state_dir);
 
-    let function = lifecycle(&stack);
-    assert_eq!(pump(&stack, &function).await, 4, "every copy was delivered");
+    let function = stack.lifecycle();
+    assert_eq!(
+        stack.pump_lifecycle(&function).await,
+        4,
+        "every copy was delivered"
+    );
     let call = function
         .calls
         .get("telnyx#sess-twice")
