@@ -260,6 +260,39 @@ pub fn telnyx_request(
     }
 }
 
+/// moto checks a write's condition and then stores the item without a lock
+/// (`moto/dynamodb/models/table.py`, `put_item`), so under load two concurrent conditional
+/// PutItems of one key can both succeed there — seen with 50 concurrent deliveries. DynamoDB
+/// applies the writes to one item one at a time; this store restores that on moto, so tests of
+/// concurrent deliveries test callhook rather than the emulator's race.
+pub struct AtomicOnMoto<S> {
+    inner: S,
+    writes: tokio::sync::Mutex<()>,
+}
+
+impl<S> AtomicOnMoto<S> {
+    pub fn new(inner: S) -> Self {
+        AtomicOnMoto {
+            inner,
+            writes: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl<S: callhook::store::EventStore> callhook::store::EventStore for AtomicOnMoto<S> {
+    async fn insert_new(
+        &self,
+        event: &callhook::store::NewEvent<'_>,
+    ) -> Result<callhook::store::Inserted, callhook::store::StoreError> {
+        let _one_at_a_time = self.writes.lock().await;
+        self.inner.insert_new(event).await
+    }
+
+    async fn mark_queue_failed(&self, event_id: &str) -> Result<(), callhook::store::StoreError> {
+        self.inner.mark_queue_failed(event_id).await
+    }
+}
+
 /// An address where nothing listens.
 pub fn dead_endpoint() -> String {
     format!("http://127.0.0.1:{}", emulator::free_port().unwrap())

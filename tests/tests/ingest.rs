@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use callhook::config::Env;
-use callhook::ingest::Answer;
+use callhook::ingest::{Answer, Ingest};
 use callhook::model::CanonicalEvent;
-use callhook_integration::{Stack, counted_ingest, dead_endpoint, telnyx_request};
+use callhook_integration::{AtomicOnMoto, Stack, counted_ingest, dead_endpoint, telnyx_request};
 use chrono::Utc;
 
 fn body(id: &str) -> String {
@@ -58,22 +58,24 @@ async fn accepted_event_is_one_item_one_message_and_exactly_two_requests() {
     assert!(item.contains_key("expires_at"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_concurrent_identical_deliveries_store_and_queue_once() {
+/// `copies` concurrent deliveries of one event: one accepted, the rest duplicates, one item,
+/// one message.
+async fn concurrent_identical_deliveries(copies: usize) {
     let stack = Stack::start().await;
-    let counted = Arc::new(counted_ingest(
-        &env(&stack),
-        &stack.moto.endpoint,
-        &stack.moto.endpoint,
-    ));
-    let body = Arc::new(body("burst-1"));
+    let counted = counted_ingest(&env(&stack), &stack.moto.endpoint, &stack.moto.endpoint).ingest;
+    let ingest = Arc::new(Ingest {
+        providers: counted.providers,
+        store: AtomicOnMoto::new(counted.store),
+        queue: counted.queue,
+        config: counted.config,
+    });
+    let body = Arc::new(body(&format!("burst-{copies}")));
     let now = Utc::now();
     let mut tasks = Vec::new();
-    for _ in 0..20 {
-        let counted = counted.clone();
-        let body = body.clone();
+    for _ in 0..copies {
+        let (ingest, body) = (ingest.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
-            counted.ingest.handle(&telnyx_request(&body, now)).await
+            ingest.handle(&telnyx_request(&body, now)).await
         }));
     }
     let mut answers: Vec<Answer> = Vec::new();
@@ -83,9 +85,19 @@ async fn twenty_concurrent_identical_deliveries_store_and_queue_once() {
     assert!(answers.iter().all(|a| a.status == 200), "{answers:?}");
     let accepted = answers.iter().filter(|a| a.result() == "accepted").count();
     let duplicates = answers.iter().filter(|a| a.result() == "duplicate").count();
-    assert_eq!((accepted, duplicates), (1, 19));
+    assert_eq!((accepted, duplicates), (1, copies - 1));
     assert_eq!(stack.count_items(stack.events_table()).await, 1);
     assert_eq!(stack.drain(stack.events_queue()).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_identical_deliveries_store_and_queue_once() {
+    concurrent_identical_deliveries(20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_identical_deliveries_store_and_queue_once() {
+    concurrent_identical_deliveries(50).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
