@@ -36,7 +36,8 @@ use crate::ingest::queue_message;
 use crate::model::CanonicalEvent;
 use crate::providers::{Delivery, Providers};
 use crate::queue::{Queue, QueueError};
-use crate::store::events::{stored_of, unavailable};
+use crate::store::attr::unavailable;
+use crate::store::events::stored_of;
 use crate::store::review::{DynamoReviewStore, ReviewStatus, event_pk};
 use crate::store::{EventStatus, StoreError, StoredEvent};
 

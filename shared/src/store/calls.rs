@@ -15,7 +15,8 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::Utc;
 
-use super::{EventStatus, StoreError, events::unavailable};
+use super::attr::{pk_of, s, unavailable};
+use super::{EventStatus, StoreError};
 use crate::lifecycle::{CallRecord, Effect};
 
 /// A call as stored: its record and the dispatches it still owes the queue.
@@ -118,16 +119,8 @@ impl DynamoCallStore {
     }
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
 pub(crate) fn call_of(item: &HashMap<String, AttributeValue>) -> Result<StoredCall, StoreError> {
-    let pk = item
-        .get("pk")
-        .and_then(|v| v.as_s().ok())
-        .cloned()
-        .unwrap_or_default();
+    let pk = pk_of(item);
     let corrupt = |what: &str| StoreError::Corrupt(pk.clone(), what.to_owned());
     let record: CallRecord = item
         .get("record")

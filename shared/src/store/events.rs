@@ -14,6 +14,7 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Utc};
 
+use super::attr::{n, pk_of, s, unavailable};
 use super::{EventStatus, EventStore, Inserted, NewEvent, StoreError, StoredEvent};
 use crate::providers::Headers;
 
@@ -30,14 +31,6 @@ impl DynamoEventStore {
             table: table.into(),
         }
     }
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: i64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
 }
 
 pub(crate) fn item_of(event: &NewEvent<'_>) -> HashMap<String, AttributeValue> {
@@ -71,11 +64,7 @@ pub(crate) fn item_of(event: &NewEvent<'_>) -> HashMap<String, AttributeValue> {
 }
 
 pub(crate) fn stored_of(item: &HashMap<String, AttributeValue>) -> Result<StoredEvent, StoreError> {
-    let pk = item
-        .get("pk")
-        .and_then(|v| v.as_s().ok())
-        .cloned()
-        .unwrap_or_default();
+    let pk = pk_of(item);
     let corrupt = |what: &str| StoreError::Corrupt(pk.clone(), what.to_owned());
     let text = |name: &str| {
         item.get(name)
@@ -113,18 +102,6 @@ pub(crate) fn stored_of(item: &HashMap<String, AttributeValue>) -> Result<Stored
             .copied()
             .unwrap_or(false),
     })
-}
-
-/// Any SDK failure is "unavailable" to the caller, which answers 503 so the provider retries;
-/// the text keeps the error's kind for logs and never includes request data.
-pub(crate) fn unavailable<E: std::error::Error>(op: &str, err: &SdkError<E>) -> StoreError {
-    let detail = match err {
-        SdkError::ServiceError(e) => format!("{op}: {}", e.err()),
-        SdkError::TimeoutError(_) => format!("{op}: timed out"),
-        SdkError::DispatchFailure(_) => format!("{op}: could not connect"),
-        other => format!("{op}: {other}"),
-    };
-    StoreError::Unavailable(detail)
 }
 
 impl EventStore for DynamoEventStore {

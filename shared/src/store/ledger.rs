@@ -36,7 +36,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::StoreError;
-use super::events::unavailable;
+use super::attr::{n, pk_of, s, unavailable};
 
 /// How much of a failure's description the ledger keeps.
 pub const DETAIL_LIMIT: usize = 1024;
@@ -167,14 +167,6 @@ impl DynamoLedger {
     }
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
 fn millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
@@ -197,11 +189,7 @@ fn time(item: &HashMap<String, AttributeValue>, name: &str) -> Option<DateTime<U
 }
 
 pub(crate) fn entry_of(item: &HashMap<String, AttributeValue>) -> Result<LedgerEntry, StoreError> {
-    let pk = item
-        .get("pk")
-        .and_then(|v| v.as_s().ok())
-        .cloned()
-        .unwrap_or_default();
+    let pk = pk_of(item);
     let status = item
         .get("status")
         .and_then(|v| v.as_s().ok())
@@ -408,6 +396,22 @@ impl MemoryLedger {
     }
 }
 
+impl LedgerEntry {
+    /// An entry nothing has been recorded on yet.
+    fn empty(dispatch_id: &str, status: LedgerStatus) -> Self {
+        LedgerEntry {
+            dispatch_id: dispatch_id.to_owned(),
+            status,
+            attempts: 0,
+            status_code: None,
+            detail: None,
+            updated_at: None,
+            sent_at: None,
+            lease_until: None,
+        }
+    }
+}
+
 impl Ledger for MemoryLedger {
     async fn begin(
         &self,
@@ -419,16 +423,7 @@ impl Ledger for MemoryLedger {
         let mut entries = self.entries.lock().unwrap();
         let entry = entries
             .entry(dispatch_id.to_owned())
-            .or_insert_with(|| LedgerEntry {
-                dispatch_id: dispatch_id.to_owned(),
-                status: LedgerStatus::Pending,
-                attempts: 0,
-                status_code: None,
-                detail: None,
-                updated_at: None,
-                sent_at: None,
-                lease_until: None,
-            });
+            .or_insert_with(|| LedgerEntry::empty(dispatch_id, LedgerStatus::Pending));
         if entry.status == LedgerStatus::Sent {
             return Ok(Begun::AlreadySent {
                 status_code: entry.status_code,
@@ -456,16 +451,7 @@ impl Ledger for MemoryLedger {
         let mut entries = self.entries.lock().unwrap();
         let entry = entries
             .entry(dispatch_id.to_owned())
-            .or_insert_with(|| LedgerEntry {
-                dispatch_id: dispatch_id.to_owned(),
-                status: LedgerStatus::Sent,
-                attempts: 0,
-                status_code: None,
-                detail: None,
-                updated_at: None,
-                sent_at: None,
-                lease_until: None,
-            });
+            .or_insert_with(|| LedgerEntry::empty(dispatch_id, LedgerStatus::Sent));
         entry.status = LedgerStatus::Sent;
         entry.status_code = status_code;
         entry.detail = None;
@@ -485,16 +471,7 @@ impl Ledger for MemoryLedger {
         let mut entries = self.entries.lock().unwrap();
         let entry = entries
             .entry(dispatch_id.to_owned())
-            .or_insert_with(|| LedgerEntry {
-                dispatch_id: dispatch_id.to_owned(),
-                status: LedgerStatus::Pending,
-                attempts: 0,
-                status_code: None,
-                detail: None,
-                updated_at: None,
-                sent_at: None,
-                lease_until: None,
-            });
+            .or_insert_with(|| LedgerEntry::empty(dispatch_id, LedgerStatus::Pending));
         if entry.status == LedgerStatus::Sent {
             return Ok(());
         }

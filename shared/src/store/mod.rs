@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 
 use crate::providers::Headers;
 
+pub(crate) mod attr;
 pub mod calls;
 pub mod events;
 pub mod ledger;

@@ -14,7 +14,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
-use super::events::{stored_of, unavailable};
+use super::attr::unavailable;
+use super::events::stored_of;
 use super::memory::MemoryEventStore;
 use super::{EventStatus, StoreError, StoredEvent};
 

@@ -31,7 +31,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::StoreError;
-use super::events::unavailable;
+use super::attr::{pk_of, s, unavailable};
 use super::ledger::truncate_utf8;
 
 /// How much of a response body a review item keeps.
@@ -238,10 +238,6 @@ pub struct DynamoReviewStore {
     table: String,
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
 pub(crate) fn item_of(item: &ReviewItem) -> HashMap<String, AttributeValue> {
     let mut out = HashMap::from([
         ("pk".to_owned(), s(&item.pk)),
@@ -278,11 +274,7 @@ pub(crate) fn item_of(item: &ReviewItem) -> HashMap<String, AttributeValue> {
 }
 
 pub(crate) fn review_of(item: &HashMap<String, AttributeValue>) -> Result<ReviewItem, StoreError> {
-    let pk = item
-        .get("pk")
-        .and_then(|v| v.as_s().ok())
-        .cloned()
-        .unwrap_or_default();
+    let pk = pk_of(item);
     let corrupt = |what: &str| StoreError::Corrupt(pk.clone(), what.to_owned());
     let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
     let number = |name: &str| {

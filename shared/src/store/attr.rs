@@ -1,0 +1,37 @@
+//! Small pieces every DynamoDB store uses: attribute values, an item's key, and how an SDK
+//! failure is reported.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::StoreError;
+
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub(crate) fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// The item's `pk`, or "" when it has none (only for naming a corrupt item in an error).
+pub(crate) fn pk_of(item: &HashMap<String, AttributeValue>) -> String {
+    item.get("pk")
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Any SDK failure is "unavailable" to the caller, which answers 503 so the provider retries;
+/// the text keeps the error's kind for logs and never includes request data.
+pub(crate) fn unavailable<E: std::error::Error>(op: &str, err: &SdkError<E>) -> StoreError {
+    let detail = match err {
+        SdkError::ServiceError(e) => format!("{op}: {}", e.err()),
+        SdkError::TimeoutError(_) => format!("{op}: timed out"),
+        SdkError::DispatchFailure(_) => format!("{op}: could not connect"),
+        other => format!("{op}: {other}"),
+    };
+    StoreError::Unavailable(detail)
+}
