@@ -65,6 +65,42 @@ pub fn parse_keys(var: &'static str, entries: &[&str]) -> Result<Vec<Key>, Confi
         .collect()
 }
 
+/// A provider's Standard Webhooks check: its keys (several during rotation) and its tolerance.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    keys: Vec<Key>,
+    tolerance_secs: u64,
+}
+
+impl Verifier {
+    /// From `keys_var` (a comma-separated list) and `{PROVIDER}_TOLERANCE_SECS` (default 300);
+    /// `None` when `keys_var` is unset, i.e. the provider is not configured.
+    pub fn from_env(
+        env: &crate::config::Env,
+        keys_var: &'static str,
+        provider: &str,
+    ) -> Result<Option<Verifier>, ConfigError> {
+        let entries = env.list(keys_var);
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Verifier {
+            keys: parse_keys(keys_var, &entries)?,
+            tolerance_secs: env.tolerance_secs(provider, 300)?,
+        }))
+    }
+
+    pub fn verify(&self, delivery: &crate::providers::Delivery<'_>) -> Result<(), AuthError> {
+        verify(
+            &self.keys,
+            delivery.headers,
+            delivery.body,
+            delivery.received_at,
+            self.tolerance_secs,
+        )
+    }
+}
+
 /// Verifies a delivery's Standard Webhooks headers against any of `keys`.
 pub fn verify(
     keys: &[Key],

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::config::{ConfigError, Env};
 use crate::model::{CanonicalEvent, Direction, Kind, Outcome};
-use crate::standard_webhooks::{self as sw, Key};
+use crate::standard_webhooks as sw;
 use crate::verify::AuthError;
 
 pub const NAME: &str = "standard";
@@ -60,20 +60,13 @@ pub const MAPPING: &[(&str, Kind, bool)] = &[
 ];
 
 pub struct Standard {
-    keys: Vec<Key>,
-    tolerance_secs: u64,
+    auth: sw::Verifier,
 }
 
 impl Standard {
     pub fn from_env(env: &Env) -> Result<Option<Box<dyn Provider>>, ConfigError> {
-        let entries = env.list(KEYS_VAR);
-        if entries.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(Box::new(Standard {
-            keys: sw::parse_keys(KEYS_VAR, &entries)?,
-            tolerance_secs: env.tolerance_secs(NAME, 300)?,
-        })))
+        Ok(sw::Verifier::from_env(env, KEYS_VAR, NAME)?
+            .map(|auth| Box::new(Standard { auth }) as Box<dyn Provider>))
     }
 }
 
@@ -92,13 +85,7 @@ impl Provider for Standard {
     }
 
     fn verify(&self, d: &Delivery<'_>) -> Result<(), AuthError> {
-        sw::verify(
-            &self.keys,
-            d.headers,
-            d.body,
-            d.received_at,
-            self.tolerance_secs,
-        )
+        self.auth.verify(d)
     }
 
     fn normalize(&self, d: &Delivery<'_>) -> CanonicalEvent {

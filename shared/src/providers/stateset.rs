@@ -23,7 +23,7 @@ use super::{
 };
 use crate::config::{ConfigError, Env};
 use crate::model::{CanonicalEvent, Direction, Kind, Outcome, ReviewNote};
-use crate::standard_webhooks::{self as sw, Key};
+use crate::standard_webhooks as sw;
 use crate::verify::AuthError;
 
 pub const NAME: &str = "stateset";
@@ -94,20 +94,13 @@ pub fn completed_outcome(data: &Value) -> Outcome {
 }
 
 pub struct Stateset {
-    keys: Vec<Key>,
-    tolerance_secs: u64,
+    auth: sw::Verifier,
 }
 
 impl Stateset {
     pub fn from_env(env: &Env) -> Result<Option<Box<dyn Provider>>, ConfigError> {
-        let entries = env.list(KEYS_VAR);
-        if entries.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(Box::new(Stateset {
-            keys: sw::parse_keys(KEYS_VAR, &entries)?,
-            tolerance_secs: env.tolerance_secs(NAME, 300)?,
-        })))
+        Ok(sw::Verifier::from_env(env, KEYS_VAR, NAME)?
+            .map(|auth| Box::new(Stateset { auth }) as Box<dyn Provider>))
     }
 }
 
@@ -121,13 +114,7 @@ impl Provider for Stateset {
     }
 
     fn verify(&self, d: &Delivery<'_>) -> Result<(), AuthError> {
-        sw::verify(
-            &self.keys,
-            d.headers,
-            d.body,
-            d.received_at,
-            self.tolerance_secs,
-        )
+        self.auth.verify(d)
     }
 
     fn normalize(&self, d: &Delivery<'_>) -> CanonicalEvent {
