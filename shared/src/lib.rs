@@ -13,6 +13,7 @@ pub mod providers;
 pub mod queue;
 pub mod reconcile;
 pub mod replay;
+pub mod review_intake;
 pub mod standard_webhooks;
 pub mod store;
 pub mod sweep;

@@ -156,3 +156,29 @@ impl EventStore for DynamoEventStore {
         }
     }
 }
+
+impl crate::review_intake::MarkForReview for DynamoEventStore {
+    async fn mark_review(&self, event_id: &str, reason: &str) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(event_id))
+            .update_expression("SET #s = :review, review_reason = :reason REMOVE pending_since")
+            .condition_expression("attribute_exists(pk) AND #s <> :processed")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":review", s(EventStatus::Review.as_str()))
+            .expression_attribute_values(":processed", s(EventStatus::Processed.as_str()))
+            .expression_attribute_values(":reason", s(reason))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            // Processed already, or never stored here: the item alone tells the story.
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(err) => Err(unavailable("UpdateItem", &err)),
+        }
+    }
+}
