@@ -17,6 +17,8 @@ use callhook::store::DynamoEventStore;
 use callhook_cli::emulator::{self, Moto};
 use callhook_cli::provision::{self, Provisioned};
 
+pub mod dynamodb_local;
+
 pub const TEMPLATE: &str = include_str!("../../template.yaml");
 
 pub struct Stack {
