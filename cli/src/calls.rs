@@ -1,25 +1,19 @@
 //! `callhook calls get|list`: the reconciled records, as JSON or as a table for people.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use callhook::lifecycle::CallRecord;
 use callhook::store::calls::{CallStore, DynamoCallStore};
 use chrono::{DateTime, Utc};
 
-use crate::dev::DevState;
-use crate::emulator;
+use crate::target::Target;
 
-/// The calls store of the running `callhook dev`.
-pub fn local_store(state: &DevState) -> Result<DynamoCallStore> {
-    let calls = state
-        .tables
-        .get("CallsTable")
-        .context("the local stack has no CallsTable")?;
-    let events = state
-        .tables
-        .get("EventsTable")
-        .context("the local stack has no EventsTable")?;
-    let (dynamo, _) = emulator::clients(&state.aws_endpoint);
-    Ok(DynamoCallStore::new(dynamo, calls, events))
+/// The calls store of the target (local dev or a deployed stack).
+pub fn store(target: &Target) -> Result<DynamoCallStore> {
+    Ok(DynamoCallStore::new(
+        target.dynamo.clone(),
+        target.table("CallsTable")?,
+        target.table("EventsTable")?,
+    ))
 }
 
 pub async fn get(store: &DynamoCallStore, call_id: &str, json: bool) -> Result<()> {

@@ -12,3 +12,4 @@ pub mod review;
 pub mod send;
 pub mod sink;
 pub mod sweep;
+pub mod target;

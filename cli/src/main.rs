@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use callhook_cli::target::{Target, TargetOptions};
 use callhook_cli::{calls, dev, fixtures, keys, replay, review, send, sweep};
 use clap::{Parser, Subcommand};
 
@@ -11,6 +12,13 @@ struct Cli {
     /// Where dev keys and the local stack's state live.
     #[arg(long, global = true, default_value = keys::STATE_DIR, env = "CALLHOOK_STATE_DIR")]
     state_dir: PathBuf,
+    /// Act on this deployed CloudFormation stack (tables and queues from its outputs, default AWS
+    /// credential chain) instead of the running `callhook dev`: calls, review, replay, sweep.
+    #[arg(long, global = true, env = "CALLHOOK_STACK")]
+    stack: Option<String>,
+    /// The stack's region (default: AWS_REGION or your AWS profile's).
+    #[arg(long, global = true, requires = "stack")]
+    region: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -59,11 +67,11 @@ enum Command {
     /// Maintain the fixtures in events/.
     #[command(subcommand)]
     Fixtures(FixturesCommand),
-    /// Reconciled call records of the running `callhook dev`.
+    /// Reconciled call records (of the running `callhook dev`, or of --stack).
     #[command(subcommand)]
     Calls(CallsCommand),
-    /// Re-enqueue events of the running `callhook dev` that stayed RECEIVED longer than
-    /// --min-age (a lost SendMessage), as the scheduled sweeper does.
+    /// Re-enqueue events (of the running `callhook dev`, or of --stack) that stayed RECEIVED
+    /// longer than --min-age (a lost SendMessage), as the scheduled sweeper does.
     Sweep {
         /// Only events received at least this many seconds ago.
         #[arg(long, default_value_t = callhook::sweep::DEFAULT_SWEEP_MIN_AGE_SECS)]
@@ -72,11 +80,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// What needs a person (the review table of the running `callhook dev`): events the
-    /// lifecycle did not apply and dispatches given up.
+    /// What needs a person (the review table of the running `callhook dev`, or of --stack):
+    /// events the lifecycle did not apply, dispatches given up, dead-lettered messages.
     #[command(subcommand)]
     Review(ReviewCommand),
-    /// Normalize stored events of the running `callhook dev` again from their raw bytes, with
+    /// Normalize stored events (of the running `callhook dev`, or of --stack) again from their raw bytes, with
     /// the code as it is now, and re-enqueue them. PROCESSED events are skipped (the lifecycle
     /// applied them already); the lifecycle applies an event once, so replaying is harmless.
     #[command(group(
@@ -118,7 +126,7 @@ enum ReviewCommand {
         #[arg(long)]
         status: Option<String>,
         /// e.g. unknown_type, malformed, no_call_id, call_mismatch, provider_delivery_failed,
-        /// dispatch_failed.
+        /// dispatch_failed, dlq:events, dlq:dispatch, dlq:callback.
         #[arg(long)]
         reason: Option<String>,
         #[arg(long)]
@@ -126,7 +134,7 @@ enum ReviewCommand {
     },
     /// One item; for an event, its stored raw body byte-exact.
     Show {
-        /// The item id (event#…, dispatch#…) or the event or dispatch id.
+        /// The item id (event#…, dispatch#…, dlq#…) or the event or dispatch id.
         id: String,
         #[arg(long)]
         json: bool,
@@ -135,7 +143,7 @@ enum ReviewCommand {
         raw: bool,
     },
     /// Send it again: an event is normalized again and re-enqueued, a dispatch goes back on the
-    /// dispatch queue. The item becomes replayed.
+    /// dispatch queue, a dead letter goes back on its source queue. The item becomes replayed.
     Replay {
         id: String,
         #[arg(long)]
@@ -205,6 +213,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let target_options = TargetOptions {
+        stack: cli.stack.clone(),
+        region: cli.region.clone(),
+    };
+    let target = || Target::resolve(&target_options, &cli.state_dir);
     match cli.command {
         Command::Dev {
             port,
@@ -249,8 +262,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Calls(command) => {
-            let state = dev::DevState::load(&cli.state_dir)?;
-            let store = calls::local_store(&state)?;
+            let store = calls::store(&target().await?)?;
             match command {
                 CallsCommand::Get { call_id, json } => calls::get(&store, &call_id, json).await?,
                 CallsCommand::List {
@@ -261,11 +273,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Sweep { min_age, json } => {
-            sweep::run(&cli.state_dir, min_age, json).await?;
+            sweep::run(&target().await?, min_age, json).await?;
         }
         Command::Review(command) => {
-            let state = dev::DevState::load(&cli.state_dir)?;
-            let store = review::local_store(&state)?;
+            let target = target().await?;
+            let store = review::store(&target)?;
             match command {
                 ReviewCommand::List {
                     status,
@@ -276,10 +288,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     review::list(&store, status, reason.as_deref(), json).await?;
                 }
                 ReviewCommand::Show { id, json, raw } => {
-                    review::show(&state, &store, &id, json, raw).await?
+                    review::show(&target, &store, &id, json, raw).await?
                 }
                 ReviewCommand::Replay { id, json } => {
-                    review::replay(&state, &cli.state_dir, &store, &id, json).await?
+                    review::replay(&target, &store, &id, json).await?
                 }
                 ReviewCommand::Discard { id, json } => review::discard(&store, &id, json).await?,
             }
@@ -305,7 +317,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 anyhow::bail!("choose events: --event, --call, --since or --status");
             };
-            replay::run(&cli.state_dir, &selection, force, json).await?;
+            replay::run(&target().await?, &selection, force, json).await?;
         }
         Command::Fixtures(FixturesCommand::Sign { dir, check }) => {
             let stale = fixtures::sign_all(&dir, check)?;

@@ -1,44 +1,26 @@
-//! `callhook replay`: normalize stored events of the running `callhook dev` again from their raw
+//! `callhook replay`: normalize stored events (local dev or `--stack`) again from their raw
 //! bytes, with the code as it is now, and re-enqueue them (`callhook::replay`).
-
-use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use callhook::providers::Providers;
 use callhook::queue::SqsQueue;
 use callhook::replay::{ReplayReport, Replayer, Selection};
 use callhook::store::EventStatus;
-use callhook::store::review::DynamoReviewStore;
 
-use crate::dev::DevState;
-use crate::{emulator, sweep};
+use crate::target::Target;
 
-/// A replayer over the local stack's events table, review table and events queue, with the
-/// providers `callhook dev` configures.
-pub fn local_replayer(
-    state: &DevState,
-    state_dir: &Path,
-    force: bool,
-) -> Result<Replayer<SqsQueue>> {
-    let events_table = state.tables.get("EventsTable").context(
-        "the local stack has no EventsTable (is template.yaml the one `callhook dev` provisioned?)",
-    )?;
-    let events_queue = state
-        .queues
-        .get("EventsQueue")
-        .context("the local stack has no EventsQueue")?;
-    let providers =
-        Providers::from_env(&sweep::dev_env(state_dir)?).context("provider configuration")?;
-    let (dynamo, sqs) = emulator::clients(&state.aws_endpoint);
-    let review = state
-        .tables
-        .get("ReviewTable")
-        .map(|table| DynamoReviewStore::new(dynamo.clone(), table));
+/// A replayer over the target's events table, review table and events queue, with the
+/// providers the target's environment configures.
+pub fn replayer(target: &Target, force: bool) -> Result<Replayer<SqsQueue>> {
+    let events_table = target.table("EventsTable")?;
+    let events_queue = target.queue("EventsQueue")?;
+    let providers = Providers::from_env(&target.env).context("provider configuration")?;
+    let review = target.review_store().ok();
     Ok(Replayer {
-        dynamo,
-        events_table: events_table.clone(),
+        dynamo: target.dynamo.clone(),
+        events_table: events_table.to_owned(),
         review,
-        queue: SqsQueue::new(sqs, events_queue),
+        queue: SqsQueue::new(target.sqs.clone(), events_queue),
         providers,
         force,
     })
@@ -54,13 +36,12 @@ pub fn parse_status(status: &str) -> Result<EventStatus> {
 
 /// `callhook replay --event ID… | --call CALL_ID | --since T [--until T] | --status S`.
 pub async fn run(
-    state_dir: &Path,
+    target: &Target,
     selection: &Selection,
     force: bool,
     json: bool,
 ) -> Result<ReplayReport> {
-    let state = DevState::load(state_dir)?;
-    let replayer = local_replayer(&state, state_dir, force)?;
+    let replayer = replayer(target, force)?;
     let report = replayer
         .run(selection, |so_far| {
             eprintln!(
@@ -69,7 +50,7 @@ pub async fn run(
             );
         })
         .await
-        .context("replaying from the local events table")?;
+        .with_context(|| format!("replaying from the events table of {}", target.label))?;
     print(&report, json)?;
     Ok(report)
 }

@@ -1,13 +1,13 @@
-//! `callhook review list|show|replay|discard`: the review table of the running `callhook dev`
-//! (events the lifecycle did not apply, `event#{event_id}`; dispatches given up,
-//! `dispatch#{dispatch_id}`).
+//! `callhook review list|show|replay|discard`: the review table of the running `callhook dev` or
+//! of a deployed stack (`--stack`): events the lifecycle did not apply (`event#{event_id}`),
+//! dispatches given up (`dispatch#{dispatch_id}`), dead letters (`dlq#{queue}#{message id}`).
 
 use std::io::Write;
-use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use callhook::queue::{Queue, SqsQueue};
 use callhook::replay::Outcome;
+use callhook::review_intake::dead_letter_queue;
 use callhook::store::StoredEvent;
 use callhook::store::pending::{DynamoPendingEvents, PendingEvents};
 use callhook::store::review::{
@@ -15,16 +15,12 @@ use callhook::store::review::{
 };
 use serde_json::{Value, json};
 
-use crate::dev::DevState;
-use crate::{emulator, replay};
+use crate::replay;
+use crate::target::Target;
 
-/// The review table of the running `callhook dev`.
-pub fn local_store(state: &DevState) -> Result<DynamoReviewStore> {
-    let table = state.tables.get("ReviewTable").context(
-        "the local stack has no ReviewTable (template.yaml defines it; restart `callhook dev`)",
-    )?;
-    let (dynamo, _) = emulator::clients(&state.aws_endpoint);
-    Ok(DynamoReviewStore::new(dynamo, table))
+/// The review table of the target (local dev or a deployed stack).
+pub fn store(target: &Target) -> Result<DynamoReviewStore> {
+    target.review_store()
 }
 
 /// `--status` as given on the command line.
@@ -76,7 +72,7 @@ pub async fn list(
 /// `review show ID [--json] [--raw]`: for an event item, its stored raw body byte-exact
 /// (`--raw`: nothing else on stdout).
 pub async fn show(
-    state: &DevState,
+    target: &Target,
     store: &DynamoReviewStore,
     id: &str,
     json: bool,
@@ -84,7 +80,7 @@ pub async fn show(
 ) -> Result<()> {
     let item = find(store, id).await?;
     let stored = match item.event_id() {
-        Some(event_id) => stored_event(state, event_id).await?,
+        Some(event_id) => stored_event(target, event_id).await?,
         None => None,
     };
     if raw {
@@ -163,12 +159,13 @@ pub async fn show(
     Ok(())
 }
 
-/// `review replay ID`: an event item is normalized again and re-enqueued (`callhook replay`
-/// rules); a dispatch item's message goes back on the dispatch queue (the ledger keeps it from
-/// being sent twice). The item becomes `replayed`.
+/// `review replay ID`: an event item (and a dead letter naming a stored event) is normalized
+/// again from the raw bytes and re-enqueued (`callhook replay` rules); a dispatch item's message
+/// goes back on the dispatch queue (the ledger keeps it from being sent twice); any other dead
+/// letter goes back, as it was, on the queue it was dead-lettered from. The item becomes
+/// `replayed` (a new failure reopens it).
 pub async fn replay(
-    state: &DevState,
-    state_dir: &Path,
+    target: &Target,
     store: &DynamoReviewStore,
     id: &str,
     json: bool,
@@ -181,9 +178,20 @@ pub async fn replay(
             item.subject_id
         );
     }
-    if let Some(event_id) = item.event_id() {
-        let replayer = replay::local_replayer(state, state_dir, false)?;
-        let result = replayer.replay_one(event_id).await?;
+    let dead_letter_queue = dead_letter_queue(&item.reason);
+    let event_id = match (item.event_id(), dead_letter_queue) {
+        (Some(event_id), _) => Some(event_id.to_owned()),
+        // A dead-lettered event message: replayed from the stored raw bytes when the event is
+        // stored, so a mapping fixed since is applied.
+        (None, Some("events")) => {
+            let stored = stored_event(target, &item.subject_id).await?;
+            stored.map(|_| item.subject_id.clone())
+        }
+        _ => None,
+    };
+    if let Some(event_id) = event_id {
+        let replayer = replay::replayer(target, false)?;
+        let result = replayer.replay_one(&event_id).await?;
         if json {
             println!("{}", serde_json::to_string_pretty(&result)?);
         }
@@ -194,8 +202,9 @@ pub async fn replay(
                 result.detail.map(|d| format!(" ({d})")).unwrap_or_default()
             );
         }
-        if !result.review_replayed {
-            // The event was not in REVIEW (e.g. still RECEIVED): the item is done all the same.
+        if !result.review_replayed || item.event_id().is_none() {
+            // The event was not in REVIEW (e.g. still RECEIVED), or this is a dead letter's
+            // item: the item is done all the same.
             store.set_status(&item.pk, ReviewStatus::Replayed).await?;
         }
         if !json {
@@ -203,30 +212,35 @@ pub async fn replay(
         }
         return Ok(());
     }
-    if item.reason != REASON_DISPATCH_FAILED {
-        bail!(
+    let source_queue = match (item.reason.as_str(), dead_letter_queue) {
+        (REASON_DISPATCH_FAILED, _) | (_, Some("dispatch")) => "DispatchQueue",
+        (_, Some("events")) => "EventsQueue",
+        (_, Some("callback")) => "CallbackQueue",
+        _ => bail!(
             "{} ({}) holds no message that can be sent again; discard it",
             item.pk,
             item.reason
-        );
-    }
-    let queue = state
-        .queues
-        .get("DispatchQueue")
-        .context("the local stack has no DispatchQueue")?;
-    let (_, sqs) = emulator::clients(&state.aws_endpoint);
+        ),
+    };
+    let queue = target.queue(source_queue)?;
+    let message = match &item.payload {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
     // Marked first, as for events: a new failure reopens the item.
     store.set_status(&item.pk, ReviewStatus::Replayed).await?;
-    SqsQueue::new(sqs, queue)
-        .send(item.payload.to_string(), 0)
+    SqsQueue::new(target.sqs.clone(), queue)
+        .send(message, 0)
         .await?;
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({"id": item.pk, "outcome": "requeued"}))?
+            serde_json::to_string_pretty(
+                &json!({"id": item.pk, "outcome": "requeued", "queue": source_queue})
+            )?
         );
     } else {
-        println!("re-enqueued {} on the dispatch queue", item.subject_id);
+        println!("re-enqueued {} on {source_queue}", item.subject_id);
     }
     Ok(())
 }
@@ -249,15 +263,12 @@ pub async fn discard(store: &DynamoReviewStore, id: &str, json: bool) -> Result<
     Ok(())
 }
 
-async fn stored_event(state: &DevState, event_id: &str) -> Result<Option<StoredEvent>> {
-    let table = state
-        .tables
-        .get("EventsTable")
-        .context("the local stack has no EventsTable")?;
-    let (dynamo, _) = emulator::clients(&state.aws_endpoint);
-    Ok(DynamoPendingEvents::new(dynamo, table)
-        .get_event(event_id)
-        .await?)
+async fn stored_event(target: &Target, event_id: &str) -> Result<Option<StoredEvent>> {
+    Ok(
+        DynamoPendingEvents::new(target.dynamo.clone(), target.table("EventsTable")?)
+            .get_event(event_id)
+            .await?,
+    )
 }
 
 /// An item as JSON (what `--json` prints).

@@ -14,7 +14,8 @@ use callhook::store::pending::DynamoPendingEvents;
 use callhook::sweep::{SweepReport, Sweeper};
 use chrono::Utc;
 
-use crate::dev::{self, DevState};
+use crate::dev;
+use crate::target::Target;
 use crate::{emulator, keys};
 
 pub type LocalSweeper = Sweeper<DynamoPendingEvents, SqsQueue>;
@@ -55,29 +56,23 @@ pub fn sweeper(
     })
 }
 
-/// The sweeper of the running `callhook dev`.
-pub fn local_sweeper(
-    state: &DevState,
-    state_dir: &Path,
-    min_age: Duration,
-) -> Result<LocalSweeper> {
-    sweeper(
-        &dev_env(state_dir)?,
-        &state.aws_endpoint,
-        &state.tables,
-        &state.queues,
+/// The sweeper of the target (local dev or a deployed stack).
+pub fn target_sweeper(target: &Target, min_age: Duration) -> Result<LocalSweeper> {
+    Ok(Sweeper {
+        store: DynamoPendingEvents::new(target.dynamo.clone(), target.table("EventsTable")?),
+        queue: SqsQueue::new(target.sqs.clone(), target.queue("EventsQueue")?),
+        providers: Providers::from_env(&target.env).context("provider configuration")?,
         min_age,
-    )
+    })
 }
 
 /// `callhook sweep [--min-age SECS] [--json]`.
-pub async fn run(state_dir: &Path, min_age_secs: u64, json: bool) -> Result<SweepReport> {
-    let state = DevState::load(state_dir)?;
-    let sweeper = local_sweeper(&state, state_dir, Duration::from_secs(min_age_secs))?;
+pub async fn run(target: &Target, min_age_secs: u64, json: bool) -> Result<SweepReport> {
+    let sweeper = target_sweeper(target, Duration::from_secs(min_age_secs))?;
     let report = sweeper
         .sweep(Utc::now())
         .await
-        .context("sweeping the local events table")?;
+        .with_context(|| format!("sweeping the events table of {}", target.label))?;
     print(&report, json)?;
     Ok(report)
 }

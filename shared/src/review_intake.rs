@@ -165,6 +165,9 @@ pub fn classify(source: &Source, message: &Message<'_>, now: DateTime<Utc>) -> I
             Intake::Item(item)
         }
         Source::DeadLetter(queue) => {
+            // SQS keeps a message's receive count when it moves it to the DLQ, and the review
+            // function's own receive adds one: what the source consumer tried is one less.
+            let failed = message.receive_count.saturating_sub(1).max(1);
             let subject = parsed
                 .as_ref()
                 .and_then(|v| {
@@ -175,8 +178,7 @@ pub fn classify(source: &Source, message: &Message<'_>, now: DateTime<Utc>) -> I
                 .unwrap_or(message.message_id)
                 .to_owned();
             let detail = format!(
-                "the {queue} queue failed this message {} time(s) and moved it to its dead-letter queue{}",
-                message.receive_count,
+                "the {queue} queue's consumer failed this message {failed} time(s) and SQS moved it to the dead-letter queue{}",
                 message
                     .sent_at
                     .map(|at| format!("; first sent {}", at.to_rfc3339()))
@@ -187,7 +189,7 @@ pub fn classify(source: &Source, message: &Message<'_>, now: DateTime<Utc>) -> I
                 &dead_letter_reason(queue),
                 &subject,
                 payload(message.body, parsed.clone()),
-                message.receive_count,
+                failed,
                 &detail,
                 None,
                 None,
@@ -286,13 +288,16 @@ mod tests {
         Message {
             message_id: "m-1",
             body,
-            receive_count: 5,
+            receive_count: 6,
             sent_at: Some(at(0)),
         }
     }
 
     #[derive(Default)]
-    struct Marks(Mutex<HashMap<String, String>>, std::sync::atomic::AtomicBool);
+    struct Marks(
+        Mutex<HashMap<String, String>>,
+        std::sync::atomic::AtomicBool,
+    );
 
     impl MarkForReview for Marks {
         async fn mark_review(&self, event_id: &str, reason: &str) -> Result<bool, StoreError> {
@@ -362,7 +367,10 @@ mod tests {
             panic!("text")
         };
         assert!(kept.len() < PAYLOAD_LIMIT + 100);
-        assert!(kept.ends_with(&format!("of {} bytes]", body.len())), "{kept}");
+        assert!(
+            kept.ends_with(&format!("of {} bytes]", body.len())),
+            "{kept}"
+        );
     }
 
     #[tokio::test]

@@ -198,3 +198,53 @@ async fn the_sweeper_fixture_gets_its_documented_answer() {
     let report = callhook_sweeper::handle(&function, event).await.unwrap();
     assert_eq!(Some(report.requeued as usize), entry.expect.requeued);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_review_fixture_gets_its_documented_answer() {
+    let stack = Stack::start().await;
+    // The fixtures' eventSourceARNs are those of `callhook dev`, as events/env.json says.
+    let documented = fixtures::read(&events_dir().join("env.json")).unwrap();
+    let mut env = stack.function_env("ReviewFunction");
+    for var in [
+        "REVIEW_QUEUE_ARN",
+        "EVENTS_DLQ_ARN",
+        "DISPATCH_DLQ_ARN",
+        "CALLBACK_DLQ_ARN",
+    ] {
+        env.set(var, documented["ReviewFunction"][var].as_str().expect(var));
+    }
+    let function = callhook_review::build(&env).expect("review configuration");
+    let ran = run_sqs_fixtures("review/", |event| {
+        let function = &function;
+        async move { callhook_review::process_batch(function, &event).await }
+    })
+    .await;
+    assert_eq!(ran, 2);
+    let review = &function.review;
+    let poison = review
+        .get("dlq#events#7a1d0000-0000-4000-8000-000000000001")
+        .await
+        .unwrap()
+        .expect("the dead letter is a review item");
+    assert_eq!(poison.reason, "dlq:events");
+    assert_eq!(
+        poison.subject_id,
+        "telnyx#5f0c1c6e-0000-4000-8000-00000000dead"
+    );
+    assert_eq!(poison.attempts, 5);
+    let text = review
+        .get("dlq#events#7a1d0000-0000-4000-8000-000000000002")
+        .await
+        .unwrap()
+        .expect("a body that is not JSON is kept too");
+    assert_eq!(
+        text.payload,
+        serde_json::Value::String("this is not JSON at all".into())
+    );
+    let event = review
+        .get("event#telnyx#9d2f0000-0000-4000-8000-00000000beef")
+        .await
+        .unwrap()
+        .expect("the event sent for review has its event item");
+    assert_eq!(event.reason, "unknown_type");
+}

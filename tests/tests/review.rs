@@ -14,6 +14,7 @@ use callhook::store::pending::{DynamoPendingEvents, PendingEvents};
 use callhook::store::review::{DynamoReviewStore, ReviewItem, ReviewStatus, ReviewStore};
 use callhook::store::{DynamoEventStore, EventStatus, EventStore, NewEvent};
 use callhook_cli::dev::DevState;
+use callhook_cli::target::Target;
 use callhook_cli::{replay, review};
 use callhook_integration::{Stack, telnyx_request};
 use chrono::Utc;
@@ -119,9 +120,9 @@ async fn an_unknown_type_is_reviewed_with_its_raw_body_and_discarding_closes_it(
     assert_eq!(stored.raw_body, body.as_bytes());
 
     // Nothing to replay yet: the type is still unknown.
-    let state = dev_state(&stack);
     let dir = state_dir("unknown");
-    let err = review::replay(&state, &dir, &store, &item.pk, false)
+    let target = Target::local(&dev_state(&stack), &dir).unwrap();
+    let err = review::replay(&target, &store, &item.pk, false)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("still_review"), "{err:#}");
@@ -164,7 +165,7 @@ async fn an_unknown_type_is_reviewed_with_its_raw_body_and_discarding_closes_it(
 
     // A person forcing a replay of it un-discards it: the lifecycle still cannot apply it, so
     // the item is open again.
-    let report = replay::local_replayer(&state, &dir, true)
+    let report = replay::replayer(&target, true)
         .unwrap()
         .run(&Selection::Events(vec!["telnyx#unk-1".into()]), |_| {})
         .await
@@ -227,11 +228,11 @@ async fn a_review_event_whose_mapping_was_fixed_is_replayed_and_applied_once() {
     let stack = Stack::start().await;
     let event_id = store_as_if_rejected(&stack, "fix-1", "sess-fix").await;
     let store = review_store(&stack);
-    let state = dev_state(&stack);
     let dir = state_dir("fixed");
+    let target = Target::local(&dev_state(&stack), &dir).unwrap();
     let function = stack.lifecycle();
 
-    review::replay(&state, &dir, &store, "event#telnyx#fix-1", false)
+    review::replay(&target, &store, "event#telnyx#fix-1", false)
         .await
         .unwrap();
     let item = store.get("event#telnyx#fix-1").await.unwrap().unwrap();
@@ -260,11 +261,11 @@ async fn a_review_event_whose_mapping_was_fixed_is_replayed_and_applied_once() {
     );
 
     // Twice: the event is PROCESSED now, so there is nothing to send.
-    let err = review::replay(&state, &dir, &store, "event#telnyx#fix-1", false)
+    let err = review::replay(&target, &store, "event#telnyx#fix-1", false)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("skipped_processed"), "{err:#}");
-    let replayer = replay::local_replayer(&state, &dir, false).unwrap();
+    let replayer = replay::replayer(&target, false).unwrap();
     for selection in [
         Selection::Events(vec![event_id.clone(), event_id.clone()]),
         Selection::Call("telnyx#sess-fix".into()),
@@ -297,7 +298,7 @@ async fn a_review_event_whose_mapping_was_fixed_is_replayed_and_applied_once() {
     assert_eq!(missing.outcome, Outcome::Missing);
 
     // Forced: sent again, and the lifecycle changes nothing.
-    let forced = replay::local_replayer(&state, &dir, true)
+    let forced = replay::replayer(&target, true)
         .unwrap()
         .run(&Selection::Events(vec![event_id.clone()]), |_| {})
         .await

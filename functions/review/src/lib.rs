@@ -125,7 +125,7 @@ mod tests {
         ))
         .unwrap();
         let message = message_of(&event.records[0]);
-        assert_eq!(message.receive_count, 5);
+        assert_eq!(message.receive_count, 6);
         assert_eq!(
             message.sent_at.unwrap().to_rfc3339(),
             "2024-01-01T00:00:00+00:00"

@@ -7,5 +7,8 @@ async fn main() -> Result<(), Error> {
     let function = callhook_review::build(&Env::from_process()).inspect_err(|e| {
         eprintln!("callhook review: configuration error: {e}");
     })?;
-    run(service_fn(|event| callhook_review::handle(&function, event))).await
+    run(service_fn(|event| {
+        callhook_review::handle(&function, event)
+    }))
+    .await
 }

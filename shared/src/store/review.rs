@@ -12,6 +12,10 @@
 //! A second failure of the same subject replaces the item (and reopens it): the newest failure
 //! is the one a person needs to see.
 //!
+//! Retention: an item a person closed (`replayed`, `discarded`) gets `expires_at` (N, epoch
+//! seconds, the table's TTL attribute) RAW_RETENTION_DAYS later; reopening removes it. Open
+//! items never expire.
+//!
 //! Events the lifecycle marks `REVIEW` (`unknown_type`, `malformed`, `no_call_id`,
 //! `call_mismatch`, `provider_delivery_failed`) get an item `event#{event_id}` with `provider`,
 //! `event_type`, `received_at` (S) besides the common attributes; `payload` is the canonical
@@ -236,7 +240,11 @@ impl<S: ReviewStore> ReviewStore for Option<S> {
 pub struct DynamoReviewStore {
     client: Client,
     table: String,
+    retention: chrono::Duration,
 }
+
+/// How long a closed item is kept, unless RAW_RETENTION_DAYS says otherwise.
+pub const DEFAULT_RETENTION_DAYS: u64 = 30;
 
 pub(crate) fn item_of(item: &ReviewItem) -> HashMap<String, AttributeValue> {
     let mut out = HashMap::from([
@@ -313,7 +321,15 @@ impl DynamoReviewStore {
         DynamoReviewStore {
             client,
             table: table.into(),
+            retention: chrono::Duration::days(DEFAULT_RETENTION_DAYS as i64),
         }
+    }
+
+    /// Closed items (replayed, discarded) expire `days` after they were closed (the table's
+    /// TTL attribute `expires_at`); open items never expire: they wait for a person.
+    pub fn with_retention_days(mut self, days: u64) -> Self {
+        self.retention = chrono::Duration::days(days.min(36_500) as i64);
+        self
     }
 
     /// One item, read consistently.
@@ -379,18 +395,28 @@ impl DynamoReviewStore {
 
     /// Sets an existing item's status (replayed, discarded); `false` when there is no such item.
     pub async fn set_status(&self, pk: &str, status: ReviewStatus) -> Result<bool, StoreError> {
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(pk))
-            .update_expression("SET #s = :s, updated_at = :now")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#s", "status")
             .expression_attribute_values(":s", s(status.as_str()))
-            .expression_attribute_values(":now", s(Utc::now().to_rfc3339()))
-            .send()
-            .await;
+            .expression_attribute_values(":now", s(Utc::now().to_rfc3339()));
+        let result = match status {
+            ReviewStatus::Open => {
+                update.update_expression("SET #s = :s, updated_at = :now REMOVE expires_at")
+            }
+            ReviewStatus::Replayed | ReviewStatus::Discarded => update
+                .update_expression("SET #s = :s, updated_at = :now, expires_at = :expires")
+                .expression_attribute_values(
+                    ":expires",
+                    super::attr::n((Utc::now() + self.retention).timestamp()),
+                ),
+        }
+        .send()
+        .await;
         match result {
             Ok(_) => Ok(true),
             Err(aws_sdk_dynamodb::error::SdkError::ServiceError(e))
@@ -425,7 +451,7 @@ impl ReviewStore for DynamoReviewStore {
                 "SET #reason = :reason, #subject = :subject, #payload = :payload, \
                  #detail = :detail, #s = :open, #created = if_not_exists(#created, :now), \
                  #updated = :now, #provider = :provider, #type = :type, #received = :received \
-                 ADD #attempts :one",
+                 ADD #attempts :one REMOVE expires_at",
             )
             .condition_expression("attribute_not_exists(pk) OR #s <> :discarded");
         for (name, attribute) in [
