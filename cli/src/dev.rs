@@ -184,6 +184,11 @@ pub async fn run(options: Options) -> Result<()> {
     }
     let dispatch =
         Arc::new(callhook_dispatch::build(&dispatch_env).context("dispatch configuration")?);
+    let mut review_env = env.clone();
+    for (k, v) in provision::function_env(&template, "ReviewFunction", &provisioned)? {
+        review_env.set(&k, v);
+    }
+    let review = Arc::new(callhook_review::build(&review_env).context("review configuration")?);
     let sweeper = crate::sweep::sweeper(
         &env,
         &endpoint,
@@ -193,7 +198,7 @@ pub async fn run(options: Options) -> Result<()> {
     )?;
     let events_queue = provisioned.queues["EventsQueue"].clone();
     let dispatch_queue = provisioned.queues["DispatchQueue"].clone();
-    let pollers = vec![
+    let mut pollers = vec![
         // The template schedules the sweeper every minute; so does dev.
         tokio::spawn(async move {
             crate::sweep::every(&sweeper, std::time::Duration::from_secs(60)).await
@@ -217,6 +222,24 @@ pub async fn run(options: Options) -> Result<()> {
             },
         )),
     ];
+    // The review function's event sources (template.yaml): the review queue and every DLQ.
+    for queue in [
+        "ReviewQueue",
+        "EventsDeadLetterQueue",
+        "DispatchDeadLetterQueue",
+        "CallbackDeadLetterQueue",
+    ] {
+        let review = review.clone();
+        pollers.push(tokio::spawn(poll_forever(
+            "review",
+            sqs.clone(),
+            provisioned.queues[queue].clone(),
+            move |event| {
+                let review = review.clone();
+                async move { callhook_review::process_batch(&review, &event).await }
+            },
+        )));
+    }
 
     let url = format!("http://{addr}");
     let state = DevState {

@@ -16,6 +16,10 @@ use crate::verify::AuthError;
 
 pub const NAME: &str = "standard";
 const KEYS_VAR: &str = "STANDARD_WEBHOOK_SECRETS";
+/// A sender's own event type names → callhook kinds: `type=kind,…` (e.g.
+/// `call.completed=ended,call.transferred=progress`); `ended` marks the call's terminal fact.
+/// What lets an operator map a new type by configuration and replay what was reviewed.
+pub const TYPES_VAR: &str = "STANDARD_EVENT_TYPES";
 
 pub const ENTRY: Entry = Entry {
     name: NAME,
@@ -61,13 +65,53 @@ pub const MAPPING: &[(&str, Kind, bool)] = &[
 
 pub struct Standard {
     auth: sw::Verifier,
+    /// STANDARD_EVENT_TYPES, after the built-in [`MAPPING`].
+    extra_types: Vec<(String, Kind, bool)>,
 }
 
 impl Standard {
     pub fn from_env(env: &Env) -> Result<Option<Box<dyn Provider>>, ConfigError> {
+        let extra_types = extra_types(env)?;
         Ok(sw::Verifier::from_env(env, KEYS_VAR, NAME)?
-            .map(|auth| Box::new(Standard { auth }) as Box<dyn Provider>))
+            .map(|auth| Box::new(Standard { auth, extra_types }) as Box<dyn Provider>))
     }
+
+    fn kind_of(&self, event_type: &str) -> Option<(Kind, bool)> {
+        MAPPING
+            .iter()
+            .find(|(t, _, _)| *t == event_type)
+            .map(|(_, kind, is_final)| (*kind, *is_final))
+            .or_else(|| {
+                self.extra_types
+                    .iter()
+                    .find(|(t, _, _)| t == event_type)
+                    .map(|(_, kind, is_final)| (*kind, *is_final))
+            })
+    }
+}
+
+/// Parses STANDARD_EVENT_TYPES.
+fn extra_types(env: &Env) -> Result<Vec<(String, Kind, bool)>, ConfigError> {
+    let mut types = Vec::new();
+    for pair in env.list(TYPES_VAR) {
+        let Some((event_type, kind)) = pair.split_once('=') else {
+            return Err(ConfigError::invalid(
+                TYPES_VAR,
+                "expected type=kind pairs, comma-separated",
+            ));
+        };
+        let kind: Kind = serde_json::from_value(Value::String(kind.trim().to_owned()))
+            .ok()
+            .filter(|k| *k != Kind::Unknown)
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    TYPES_VAR,
+                    "kinds are queued, initiated, ringing, answered, ended, report, action or progress",
+                )
+            })?;
+        types.push((event_type.trim().to_owned(), kind, kind == Kind::Ended));
+    }
+    Ok(types)
 }
 
 /// Parses the documented `outcome` values of DESIGN §5.
@@ -112,14 +156,14 @@ impl Provider for Standard {
         event.facts.duration_secs = data.get("duration_secs").and_then(Value::as_u64);
         event.data = data;
 
-        match MAPPING.iter().find(|(t, _, _)| *t == event_type) {
-            Some((_, kind, is_final)) => {
-                event.kind = *kind;
-                event.is_final = *is_final;
+        match self.kind_of(event_type) {
+            Some((kind, is_final)) => {
+                event.kind = kind;
+                event.is_final = is_final;
                 if event.call_id.is_none() {
                     return malformed(NAME, d.body, d.received_at, "data.call_id is missing");
                 }
-                if *kind == Kind::Ended && event.outcome.is_none() {
+                if kind == Kind::Ended && event.outcome.is_none() {
                     event.outcome = Some(Outcome::Completed);
                 }
             }
@@ -176,6 +220,47 @@ mod tests {
         assert_eq!(e.outcome, Some(Outcome::NoAnswer));
         assert_eq!(e.direction, Some(Direction::Outbound));
         assert_eq!(e.occurred_at.to_rfc3339(), "2024-01-01T00:00:05+00:00");
+    }
+
+    #[test]
+    fn the_sender_own_types_map_by_configuration() {
+        let configured = |types: &str| {
+            Standard::from_env(&Env::from_pairs([(KEYS_VAR, SECRET), (TYPES_VAR, types)]))
+        };
+        let provider = configured("call.completed=ended, call.transferred = progress")
+            .unwrap()
+            .unwrap();
+        let headers: Headers = [(sw::ID, "msg_2")].into_iter().collect();
+        let normalize = |body: &str| {
+            provider.normalize(&Delivery {
+                headers: &headers,
+                body: body.as_bytes(),
+                path_token: None,
+                request_url: None,
+                received_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+            })
+        };
+        let e = normalize(r#"{"type":"call.completed","data":{"call_id":"c1"}}"#);
+        assert_eq!((e.kind, e.is_final), (Kind::Ended, true));
+        assert_eq!(e.outcome, Some(Outcome::Completed));
+        assert!(e.review.is_none());
+        let e = normalize(r#"{"type":"call.transferred","data":{"call_id":"c1"}}"#);
+        assert_eq!((e.kind, e.is_final), (Kind::Progress, false));
+        // Built-in names still win, and the rest are still unknown.
+        assert_eq!(
+            normalize(r#"{"type":"call.ended","data":{"call_id":"c1"}}"#).kind,
+            Kind::Ended
+        );
+        let e = normalize(r#"{"type":"call.teleported","data":{"call_id":"c1"}}"#);
+        assert_eq!(e.review.unwrap().reason, "unknown_type");
+
+        for bad in ["call.completed", "call.completed=finished", "x=unknown"] {
+            let err = configured(bad).err().unwrap().to_string();
+            assert!(
+                err.starts_with("STANDARD_EVENT_TYPES is invalid"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]
