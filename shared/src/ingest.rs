@@ -35,33 +35,111 @@ pub struct Request<'a> {
     pub received_at: DateTime<Utc>,
 }
 
-/// The HTTP answer: status, extra headers, JSON body.
+/// What ingest made of a request, for logs and metrics (`docs/metrics.md`: the `result` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new event, stored and queued.
+    Accepted,
+    /// A new event, stored and queued, that carries a review note.
+    Review(ReviewReason),
+    /// An event stored before (re-queued if its first send failed).
+    Duplicate,
+    /// 401: signature, token or timestamp missing, wrong or stale.
+    Unauthorized,
+    /// 400: a body that cannot be decoded.
+    BadRequest,
+    /// 404: unknown or unconfigured provider.
+    NotFound,
+    /// 413: over MAX_BODY_BYTES.
+    TooLarge,
+    /// 405: not a POST.
+    MethodNotAllowed,
+    /// 503: DynamoDB or SQS unavailable.
+    Unavailable,
+}
+
+/// Why a new event needs a person (its review note's reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewReason {
+    /// `unknown_type`: the provider's mapping does not know the event type.
+    UnknownType,
+    /// `malformed`: an authentic body that is not the documented shape.
+    Malformed,
+    /// Any other reason a provider gives (e.g. StateSet's `provider_delivery_failed`).
+    Other,
+}
+
+impl ReviewReason {
+    pub fn of(reason: &str) -> ReviewReason {
+        match reason {
+            "unknown_type" => ReviewReason::UnknownType,
+            "malformed" => ReviewReason::Malformed,
+            _ => ReviewReason::Other,
+        }
+    }
+}
+
+impl Outcome {
+    /// The stable snake_case label (the `result` dimension of `received`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Review(_) => "review",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Unauthorized => "unauthorized",
+            Outcome::BadRequest => "bad_request",
+            Outcome::NotFound => "not_found",
+            Outcome::TooLarge => "too_large",
+            Outcome::MethodNotAllowed => "method_not_allowed",
+            Outcome::Unavailable => "unavailable",
+        }
+    }
+
+    pub fn status(self) -> u16 {
+        match self {
+            Outcome::Accepted | Outcome::Review(_) | Outcome::Duplicate => 200,
+            Outcome::Unauthorized => 401,
+            Outcome::BadRequest => 400,
+            Outcome::NotFound => 404,
+            Outcome::TooLarge => 413,
+            Outcome::MethodNotAllowed => 405,
+            Outcome::Unavailable => 503,
+        }
+    }
+}
+
+/// The HTTP answer: status, extra headers, JSON body; and what it means, for logs and metrics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: Value,
+    pub outcome: Outcome,
+    /// The call the event belongs to, once the request was authentic and named one.
+    pub call_id: Option<String>,
 }
 
 impl Answer {
-    fn new(status: u16, body: Value) -> Self {
+    fn new(outcome: Outcome, body: Value) -> Self {
         Answer {
-            status,
+            status: outcome.status(),
             headers: Vec::new(),
             body,
+            outcome,
+            call_id: None,
         }
     }
 
-    fn error(status: u16, message: impl Into<String>) -> Self {
+    fn error(outcome: Outcome, message: impl Into<String>) -> Self {
         Answer::new(
-            status,
+            outcome,
             json!({ "status": "rejected", "error": message.into() }),
         )
     }
 
     fn unavailable(what: &str) -> Self {
         let mut answer = Answer::new(
-            503,
+            Outcome::Unavailable,
             json!({ "status": "unavailable", "error": format!("{what} is unavailable; retry later") }),
         );
         answer.headers.push(("retry-after", "5".into()));
@@ -83,14 +161,21 @@ pub struct Ingest<S, Q> {
 }
 
 impl<S: EventStore, Q: Queue> Ingest<S, Q> {
+    /// Answers one request and logs it: one line with provider, event id, call id, outcome,
+    /// status and duration. Never a header value, a body or a key: a rejection names only the
+    /// failed check.
     pub async fn handle(&self, request: &Request<'_>) -> Answer {
+        let started = std::time::Instant::now();
         let answer = self.answer(request).await;
         tracing::info!(
             provider = request.provider.unwrap_or(""),
+            event_id = answer.body["event_id"].as_str().unwrap_or(""),
+            call_id = answer.call_id.as_deref().unwrap_or(""),
+            outcome = answer.outcome.as_str(),
             status = answer.status,
             result = answer.result(),
-            event_id = answer.body["event_id"].as_str().unwrap_or(""),
             error = answer.body["error"].as_str().unwrap_or(""),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
             "ingest"
         );
         answer
@@ -98,12 +183,12 @@ impl<S: EventStore, Q: Queue> Ingest<S, Q> {
 
     async fn answer(&self, request: &Request<'_>) -> Answer {
         if !request.method.eq_ignore_ascii_case("POST") {
-            let mut answer = Answer::error(405, "only POST is accepted");
+            let mut answer = Answer::error(Outcome::MethodNotAllowed, "only POST is accepted");
             answer.headers.push(("allow", "POST".into()));
             return answer;
         }
         let Some(provider) = request.provider.and_then(|name| self.providers.get(name)) else {
-            return Answer::error(404, "unknown or unconfigured provider");
+            return Answer::error(Outcome::NotFound, "unknown or unconfigured provider");
         };
         let body = match self.decode_body(request) {
             Ok(body) => body,
@@ -117,15 +202,17 @@ impl<S: EventStore, Q: Queue> Ingest<S, Q> {
             received_at: request.received_at,
         };
         if let Err(failed) = provider.verify(&delivery) {
-            return Answer::error(401, failed.to_string());
+            return Answer::error(Outcome::Unauthorized, failed.to_string());
         }
         let event = provider.normalize(&delivery);
-        self.store_and_queue(provider, &delivery, &event).await
+        let mut answer = self.store_and_queue(provider, &delivery, &event).await;
+        answer.call_id = event.call_id;
+        answer
     }
 
     fn decode_body(&self, request: &Request<'_>) -> Result<Vec<u8>, Answer> {
         let max = self.config.max_body_bytes;
-        let too_large = || Answer::error(413, format!("body exceeds {max} bytes"));
+        let too_large = || Answer::error(Outcome::TooLarge, format!("body exceeds {max} bytes"));
         let text = request.body.unwrap_or("");
         if !request.is_base64_encoded {
             if text.len() > max {
@@ -139,7 +226,7 @@ impl<S: EventStore, Q: Queue> Ingest<S, Q> {
         }
         let body = B64
             .decode(text)
-            .map_err(|_| Answer::error(400, "body is not valid base64"))?;
+            .map_err(|_| Answer::error(Outcome::BadRequest, "body is not valid base64"))?;
         if body.len() > max {
             return Err(too_large());
         }
@@ -214,15 +301,20 @@ impl<S: EventStore, Q: Queue> Ingest<S, Q> {
             return Answer::unavailable("the queue");
         }
         let mut body = json!({ "status": "accepted", "event_id": event.event_id });
-        if event.review.is_some() {
+        let mut outcome = Outcome::Accepted;
+        if let Some(note) = &event.review {
             body["review"] = Value::Bool(true);
+            outcome = Outcome::Review(ReviewReason::of(&note.reason));
         }
-        Answer::new(200, body)
+        Answer::new(outcome, body)
     }
 }
 
 fn duplicate(event_id: &str) -> Answer {
-    Answer::new(200, json!({ "status": "duplicate", "event_id": event_id }))
+    Answer::new(
+        Outcome::Duplicate,
+        json!({ "status": "duplicate", "event_id": event_id }),
+    )
 }
 
 /// The envelope stored beside the raw body, within `room` bytes. The facts repeat parts of the
@@ -345,6 +437,8 @@ mod tests {
             answer.body,
             json!({"status":"accepted","event_id":"telnyx#e1"})
         );
+        assert_eq!(answer.outcome, Outcome::Accepted);
+        assert_eq!(answer.call_id.as_deref(), Some("telnyx#s1"));
         assert_eq!(ingest.store.len(), 1);
         let queued = ingest.queue.taken();
         assert_eq!(queued.len(), 1);
@@ -371,6 +465,7 @@ mod tests {
             racing.body,
             json!({"status":"duplicate","event_id":"telnyx#e2"})
         );
+        assert_eq!(racing.outcome, Outcome::Duplicate);
         assert!(
             ingest.queue.taken().is_empty(),
             "the first delivery queued it"
@@ -401,8 +496,21 @@ mod tests {
             answer.body,
             json!({"status":"accepted","event_id":"telnyx#e3","review":true})
         );
+        assert_eq!(answer.outcome, Outcome::Review(ReviewReason::UnknownType));
+        assert_eq!(answer.outcome.as_str(), "review");
         let event: CanonicalEvent = serde_json::from_str(&ingest.queue.taken()[0]).unwrap();
         assert_eq!(event.review.unwrap().reason, "unknown_type");
+
+        // An authentic body that is not the documented shape.
+        let answer = ingest
+            .handle(&signed(r#"{"data":"not an event"}"#, Utc::now()))
+            .await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.outcome, Outcome::Review(ReviewReason::Malformed));
+
+        // A duplicate of a review event is a duplicate.
+        let again = ingest.handle(&signed(&body, Utc::now())).await;
+        assert_eq!(again.outcome, Outcome::Duplicate);
     }
 
     #[tokio::test]
@@ -416,6 +524,8 @@ mod tests {
         tampered.body = Some(&changed);
         let answer = ingest.handle(&tampered).await;
         assert_eq!(answer.status, 401);
+        assert_eq!(answer.outcome, Outcome::Unauthorized);
+        assert_eq!(answer.call_id, None);
         assert_eq!(answer.body["error"], "signature does not match");
 
         let stale = signed(&body, now - Duration::seconds(301));
@@ -451,6 +561,7 @@ mod tests {
         };
         let answer = ingest.handle(&get).await;
         assert_eq!(answer.status, 405);
+        assert_eq!(answer.outcome, Outcome::MethodNotAllowed);
         assert_eq!(answer.headers, vec![("allow", "POST".to_owned())]);
 
         for provider in [Some("nobody"), Some("bird"), None] {
@@ -458,17 +569,21 @@ mod tests {
                 provider,
                 ..signed(&body, now)
             };
-            assert_eq!(ingest.handle(&req).await.status, 404, "{provider:?}");
+            let answer = ingest.handle(&req).await;
+            assert_eq!(answer.status, 404, "{provider:?}");
+            assert_eq!(answer.outcome, Outcome::NotFound);
         }
 
-        assert_eq!(ingest.handle(&signed(&body, now)).await.status, 413);
+        let answer = ingest.handle(&signed(&body, now)).await;
+        assert_eq!((answer.status, answer.outcome), (413, Outcome::TooLarge));
 
         let bad64 = Request {
             body: Some("!!not base64!!"),
             is_base64_encoded: true,
             ..signed(&body, now)
         };
-        assert_eq!(ingest.handle(&bad64).await.status, 400);
+        let answer = ingest.handle(&bad64).await;
+        assert_eq!((answer.status, answer.outcome), (400, Outcome::BadRequest));
 
         let big64 = "QUFB".repeat(40);
         let big = Request {
@@ -502,6 +617,7 @@ mod tests {
         ingest.store.fail.store(true, Ordering::SeqCst);
         let answer = ingest.handle(&signed(&body, now)).await;
         assert_eq!(answer.status, 503);
+        assert_eq!(answer.outcome, Outcome::Unavailable);
         assert!(ingest.queue.taken().is_empty());
         ingest.store.fail.store(false, Ordering::SeqCst);
 
@@ -520,6 +636,101 @@ mod tests {
         let event: CanonicalEvent = serde_json::from_str(&queued[0]).unwrap();
         assert_eq!(event.event_id, "telnyx#e8");
         assert_eq!(event.received_at, now, "the stored copy is what is queued");
+    }
+
+    /// What tracing writes, captured.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+        type Writer = Captured;
+
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    /// Logs name the event, the call, the outcome and the duration, and never a signature
+    /// header's value or a configured secret, whether the request is accepted or rejected.
+    #[tokio::test(flavor = "current_thread")]
+    async fn logs_carry_the_event_and_never_a_signature_or_a_secret() {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(captured.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let signer = dev_signer("standard", &FIXTURE_SEED).unwrap();
+        let mut env = Env::from_pairs(signer.verifier_env());
+        env.set("EVENTS_TABLE", "events");
+        env.set("EVENTS_QUEUE_URL", "queue");
+        let secret = signer.verifier_env()[0].1.clone();
+        assert!(secret.starts_with("whsec_"));
+        let ingest = Ingest {
+            providers: Providers::from_env(&env).unwrap(),
+            store: MemoryEventStore::default(),
+            queue: MemoryQueue::default(),
+            config: IngestConfig::from_env(&env).unwrap(),
+        };
+        let body = r#"{"type":"call.answered","timestamp":"2024-01-01T00:00:00Z","data":{"call_id":"c-77"}}"#;
+        let now = Utc::now();
+        let signature = signer.sign(body.as_bytes(), now.timestamp(), "");
+        let request = |body| Request {
+            method: "POST",
+            provider: Some("standard"),
+            token: None,
+            headers: signature.headers.iter().cloned().collect(),
+            body: Some(body),
+            is_base64_encoded: false,
+            request_url: None,
+            received_at: now,
+        };
+        let accepted = ingest.handle(&request(body)).await;
+        assert_eq!(accepted.outcome, Outcome::Accepted);
+        let tampered = body.replace("c-77", "c-78");
+        let rejected = ingest.handle(&request(&tampered)).await;
+        assert_eq!(rejected.outcome, Outcome::Unauthorized);
+
+        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<Value> = logs
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{logs}");
+        let event_id = accepted.body["event_id"].as_str().unwrap();
+        let fields = &lines[0]["fields"];
+        assert_eq!(fields["event_id"], event_id);
+        assert_eq!(fields["provider"], "standard");
+        assert_eq!(fields["call_id"], "standard#c-77");
+        assert_eq!(fields["outcome"], "accepted");
+        assert!(fields["duration_ms"].as_f64().unwrap() >= 0.0);
+        assert_eq!(lines[1]["fields"]["outcome"], "unauthorized");
+        assert!(lines[1]["fields"]["duration_ms"].is_number());
+
+        let mut secrets = vec![secret.clone(), secret["whsec_".len()..].to_owned()];
+        for (name, value) in &signature.headers {
+            if name == crate::standard_webhooks::SIGNATURE {
+                secrets.push(value.clone());
+                // `v1,<base64>`: the signature itself too.
+                secrets.extend(value.split([',', ' ']).map(str::to_owned));
+            }
+        }
+        for secret in secrets.iter().filter(|s| s.len() > 4) {
+            assert!(!logs.contains(secret.as_str()), "{secret:?} logged: {logs}");
+        }
     }
 
     #[test]
