@@ -8,6 +8,7 @@ pub mod dispatch;
 pub mod ingest;
 pub mod lifecycle;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod providers;
 pub mod queue;
