@@ -245,6 +245,16 @@ pub enum Target {
 }
 
 impl Target {
+    /// The destination's name: the `route` label of the dispatch metrics, and its name in
+    /// DISPATCH_ROUTES.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Crm => "crm",
+            Target::Ticketing => "ticketing",
+            Target::Callback => "callback",
+        }
+    }
+
     pub fn var(self) -> &'static str {
         match self {
             Target::Crm => CRM_WEBHOOK_URL,
@@ -267,9 +277,19 @@ pub enum Route {
     Unconfigured(&'static str),
 }
 
-/// The route of every key, after configuration.
+/// The route of every key, after configuration, and the name of each one's destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Routes(BTreeMap<RouteKey, Route>);
+pub struct Routes {
+    routes: BTreeMap<RouteKey, Route>,
+    destinations: BTreeMap<RouteKey, &'static str>,
+}
+
+/// The destination name of a DISPATCH_ROUTES `{"http": url}` override.
+pub const CUSTOM_HTTP: &str = "http";
+/// The destination name of a DISPATCH_ROUTES `{"sqs": queue_url}` override.
+pub const CUSTOM_SQS: &str = "sqs";
+/// The destination name of a `"drop"` route.
+pub const DROPPED: &str = "drop";
 
 fn check_url(var: &str, what: &str, url: &str) -> Result<String, ConfigError> {
     let rest = url
@@ -317,6 +337,10 @@ impl Routes {
             .into_iter()
             .map(|k| (k, resolve(k.default_target())))
             .collect();
+        let mut destinations: BTreeMap<RouteKey, &'static str> = RouteKey::ALL
+            .into_iter()
+            .map(|k| (k, k.default_target().as_str()))
+            .collect();
 
         if let Some(raw) = env.get(DISPATCH_ROUTES) {
             let overrides: serde_json::Map<String, Value> = serde_json::from_str(raw)
@@ -336,18 +360,22 @@ impl Routes {
                         ),
                     )
                 })?;
-                let route = Self::parse_override(&key, &value, &resolve)?;
+                let (route, destination) = Self::parse_override(&key, &value, &resolve)?;
                 routes.insert(route_key, route);
+                destinations.insert(route_key, destination);
             }
         }
-        Ok(Routes(routes))
+        Ok(Routes {
+            routes,
+            destinations,
+        })
     }
 
     fn parse_override(
         key: &str,
         value: &Value,
         resolve: &dyn Fn(Target) -> Route,
-    ) -> Result<Route, ConfigError> {
+    ) -> Result<(Route, &'static str), ConfigError> {
         let expected = || {
             ConfigError::invalid(
                 DISPATCH_ROUTES,
@@ -358,10 +386,10 @@ impl Routes {
         };
         match value {
             Value::String(s) => match s.as_str() {
-                "drop" => Ok(Route::Drop),
-                "crm" => Ok(resolve(Target::Crm)),
-                "ticketing" => Ok(resolve(Target::Ticketing)),
-                "callback" => Ok(resolve(Target::Callback)),
+                "drop" => Ok((Route::Drop, DROPPED)),
+                "crm" => Ok((resolve(Target::Crm), Target::Crm.as_str())),
+                "ticketing" => Ok((resolve(Target::Ticketing), Target::Ticketing.as_str())),
+                "callback" => Ok((resolve(Target::Callback), Target::Callback.as_str())),
                 _ => Err(expected()),
             },
             Value::Object(map) if map.len() == 1 => {
@@ -369,8 +397,14 @@ impl Routes {
                 let url = url.as_str().ok_or_else(expected)?;
                 let what = format!("route {key:?}: the {kind} URL");
                 match kind.as_str() {
-                    "http" => Ok(Route::Http(check_url(DISPATCH_ROUTES, &what, url)?)),
-                    "sqs" => Ok(Route::Sqs(check_url(DISPATCH_ROUTES, &what, url)?)),
+                    "http" => Ok((
+                        Route::Http(check_url(DISPATCH_ROUTES, &what, url)?),
+                        CUSTOM_HTTP,
+                    )),
+                    "sqs" => Ok((
+                        Route::Sqs(check_url(DISPATCH_ROUTES, &what, url)?),
+                        CUSTOM_SQS,
+                    )),
                     _ => Err(expected()),
                 }
             }
@@ -379,12 +413,19 @@ impl Routes {
     }
 
     pub fn get(&self, key: RouteKey) -> &Route {
-        self.0.get(&key).unwrap_or(&Route::Drop)
+        self.routes.get(&key).unwrap_or(&Route::Drop)
+    }
+
+    /// The name of `key`'s destination, a small fixed set (the `route` label of the dispatch
+    /// metrics): `crm`, `ticketing`, `callback` (the configured destinations, by default or
+    /// named in DISPATCH_ROUTES), `http` / `sqs` (a DISPATCH_ROUTES URL of its own), `drop`.
+    pub fn destination(&self, key: RouteKey) -> &'static str {
+        self.destinations.get(&key).copied().unwrap_or(DROPPED)
     }
 
     /// Some route POSTs (so a signing secret is needed).
     pub fn has_http(&self) -> bool {
-        self.0.values().any(|r| matches!(r, Route::Http(_)))
+        self.routes.values().any(|r| matches!(r, Route::Http(_)))
     }
 }
 
@@ -801,6 +842,27 @@ impl Disposition {
     }
 }
 
+/// What handling one message did beyond its [`Disposition`], for logs and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// The call the message is about (absent when the message could not be read).
+    pub call_id: Option<String>,
+    /// The call's provider (absent until the call was read).
+    pub provider: Option<String>,
+    /// The delivery attempt made, if one was (none for a message dropped, already sent,
+    /// unroutable or unreadable, or one that could not claim its dispatch id).
+    pub attempt: Option<Attempted>,
+}
+
+/// One delivery attempt: a POST or a SendMessage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempted {
+    /// [`Routes::destination`] of the route used.
+    pub route: &'static str,
+    /// Not sent: retryable (5xx, 408, 429, timeout, transport) or not (other statuses).
+    pub failed: bool,
+}
+
 /// One attempt's result, whatever the destination.
 struct Attempt {
     verdict: Verdict,
@@ -832,6 +894,26 @@ where
 {
     /// Handles one message: never panics on bad input, never sends a sent dispatch id again.
     pub async fn handle(&self, delivery: &Delivery<'_>, now: DateTime<Utc>) -> Disposition {
+        self.handle_reporting(delivery, now).await.0
+    }
+
+    /// [`Dispatcher::handle`], with what the logs and metrics need to know of it.
+    pub async fn handle_reporting(
+        &self,
+        delivery: &Delivery<'_>,
+        now: DateTime<Utc>,
+    ) -> (Disposition, Report) {
+        let mut report = Report::default();
+        let disposition = self.run(delivery, now, &mut report).await;
+        (disposition, report)
+    }
+
+    async fn run(
+        &self,
+        delivery: &Delivery<'_>,
+        now: DateTime<Utc>,
+        report: &mut Report,
+    ) -> Disposition {
         let attempt = delivery.receive_count.max(1);
         let message: DispatchMessage = match serde_json::from_str(delivery.body) {
             Ok(message) => message,
@@ -850,6 +932,7 @@ where
                 return self.review(item, attempt).await;
             }
         };
+        report.call_id = Some(message.call_id.clone());
         let record = match self.calls.read_call(&message.call_id).await {
             Ok(Some(record)) => record,
             Ok(None) => {
@@ -873,6 +956,7 @@ where
             Err(err) => return self.retry(attempt, None, err.to_string()),
         };
 
+        report.provider = Some(record.provider.clone());
         let (route_key, dispatch_id) = plan(&message, &record);
         let route = self.routes.get(route_key).clone();
         match &route {
@@ -936,6 +1020,10 @@ where
             }
             Route::Drop | Route::Unconfigured(_) => unreachable!("handled above"),
         };
+        report.attempt = Some(Attempted {
+            route: self.routes.destination(route_key),
+            failed: result.verdict != Verdict::Sent,
+        });
 
         let route_name = route_key.as_str();
         match result.verdict {
@@ -1313,6 +1401,38 @@ mod tests {
             Routes::from_env(&bare).unwrap().get(RouteKey::Completed),
             &Route::Unconfigured(TICKETING_WEBHOOK_URL)
         );
+    }
+
+    #[test]
+    fn destinations_name_the_route_label_set() {
+        let defaults = Routes::from_env(&env(&[])).unwrap();
+        for (key, destination) in [
+            (RouteKey::Completed, "crm"),
+            (RouteKey::Updated, "crm"),
+            (RouteKey::Escalated, "ticketing"),
+            (RouteKey::Action, "ticketing"),
+            (RouteKey::Busy, "callback"),
+            (RouteKey::NoAnswer, "callback"),
+        ] {
+            assert_eq!(defaults.destination(key), destination, "{key:?}");
+        }
+        let routes = Routes::from_env(&env(&[(
+            DISPATCH_ROUTES,
+            r#"{"busy": {"http": "http://127.0.0.1:9/busy"}, "voicemail": "drop",
+                "rescheduled": "callback", "updated": {"sqs": "http://127.0.0.1:9/q/updates"},
+                "action": "crm"}"#,
+        )]))
+        .unwrap();
+        for (key, destination) in [
+            (RouteKey::Busy, "http"),
+            (RouteKey::Voicemail, "drop"),
+            (RouteKey::Rescheduled, "callback"),
+            (RouteKey::Updated, "sqs"),
+            (RouteKey::Action, "crm"),
+            (RouteKey::Completed, "crm"),
+        ] {
+            assert_eq!(routes.destination(key), destination, "{key:?}");
+        }
     }
 
     #[test]
@@ -1726,6 +1846,80 @@ mod tests {
         );
         assert_eq!(d.http.urls().len(), 3);
         assert!(d.review.as_ref().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn reports_name_the_call_and_each_attempt_made() {
+        let d = dispatcher(
+            vec![record(Some(Outcome::Completed))],
+            vec![status(500), status(200)],
+        );
+        let m = finalize(Some(Outcome::Completed));
+        let body = serde_json::to_string(&m).unwrap();
+        let report = |receive_count| {
+            let body = body.clone();
+            let d = &d;
+            async move {
+                let delivery = Delivery {
+                    message_id: "sqs-1",
+                    body: &body,
+                    receive_count,
+                };
+                d.handle_reporting(&delivery, now()).await
+            }
+        };
+        let crm = |failed| {
+            Some(Attempted {
+                route: "crm",
+                failed,
+            })
+        };
+        let (disposition, first) = report(1).await;
+        assert!(disposition.retry_after().is_some());
+        assert_eq!(
+            first,
+            Report {
+                call_id: Some(CALL.into()),
+                provider: Some("telnyx".into()),
+                attempt: crm(true),
+            }
+        );
+        let (disposition, second) = report(2).await;
+        assert!(matches!(disposition, Disposition::Sent { .. }));
+        assert_eq!(second.attempt, crm(false));
+        let (disposition, third) = report(3).await;
+        assert!(matches!(disposition, Disposition::AlreadySent { .. }));
+        assert_eq!(third.attempt, None, "no attempt: nothing sent");
+
+        // A client error is a failed attempt too (not retryable).
+        let d = dispatcher(vec![record(Some(Outcome::Completed))], vec![status(400)]);
+        let delivery = Delivery {
+            message_id: "sqs-2",
+            body: &body,
+            receive_count: 1,
+        };
+        let (disposition, rejected) = d.handle_reporting(&delivery, now()).await;
+        assert!(matches!(disposition, Disposition::Reviewed { .. }));
+        assert_eq!(rejected.attempt, crm(true));
+
+        // The call-back queue is an attempt on `callback`; an unreadable message is none.
+        let d = dispatcher(vec![record(Some(Outcome::Busy))], vec![]);
+        let (_, queued) = d.handle_reporting(&delivery, now()).await;
+        assert_eq!(
+            queued.attempt,
+            Some(Attempted {
+                route: "callback",
+                failed: false
+            })
+        );
+        let garbage = Delivery {
+            body: "not json",
+            ..delivery
+        };
+        assert_eq!(
+            d.handle_reporting(&garbage, now()).await.1,
+            Report::default()
+        );
     }
 
     #[tokio::test]

@@ -46,6 +46,23 @@ pub enum Processed {
     Ignored,
 }
 
+impl Processed {
+    /// The `outcome` logged for the event.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Processed::Applied { .. } => "applied",
+            Processed::AlreadyApplied { .. } => "already_applied",
+            Processed::Review { .. } => "review",
+            Processed::Ignored => "ignored",
+        }
+    }
+}
+
+/// Reads an events-queue message body.
+pub fn parse(body: &str) -> Result<CanonicalEvent, ProcessError> {
+    serde_json::from_str(body).map_err(|e| ProcessError::Poison(e.to_string()))
+}
+
 pub struct Reconciler<C, Q, R = NoReview> {
     pub calls: C,
     pub dispatch_queue: Q,
@@ -60,9 +77,7 @@ pub struct Reconciler<C, Q, R = NoReview> {
 impl<C: CallStore, Q: Queue, R: ReviewStore> Reconciler<C, Q, R> {
     /// Processes one events-queue message body.
     pub async fn process(&self, body: &str) -> Result<Processed, ProcessError> {
-        let event: CanonicalEvent =
-            serde_json::from_str(body).map_err(|e| ProcessError::Poison(e.to_string()))?;
-        self.apply(&event).await
+        self.apply(&parse(body)?).await
     }
 
     pub async fn apply(&self, event: &CanonicalEvent) -> Result<Processed, ProcessError> {
@@ -318,6 +333,26 @@ mod tests {
             r.calls.events.lock().unwrap()["telnyx#u1"],
             (EventStatus::Review, Some("unknown_type".into()))
         );
+    }
+
+    #[test]
+    fn outcome_labels() {
+        let labels = [
+            Processed::Applied {
+                call_id: "c".into(),
+                dispatched: 0,
+            },
+            Processed::AlreadyApplied {
+                call_id: "c".into(),
+                dispatched: 1,
+            },
+            Processed::Review {
+                reason: "unknown_type".into(),
+            },
+            Processed::Ignored,
+        ]
+        .map(|p| p.as_str());
+        assert_eq!(labels, ["applied", "already_applied", "review", "ignored"]);
     }
 
     #[tokio::test]
