@@ -8,14 +8,15 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use callhook::config::{ConfigError, Env};
 use callhook::dispatch::{
-    CallReader, Delivery, DispatchConfig, Dispatcher, Disposition, HttpPoster, HttpResult,
-    QueueSender,
+    Attempted, CallReader, Delivery, DispatchConfig, Dispatcher, Disposition, HttpPoster,
+    HttpResult, QueueSender, Report,
 };
+use callhook::metrics::{self, Metrics, Sink};
 use callhook::queue::{Queue, QueueError, SqsQueue};
 use callhook::store::calls::DynamoCallStore;
 use callhook::store::ledger::{DynamoLedger, Ledger};
@@ -27,13 +28,14 @@ use lambda_runtime::{Error, LambdaEvent};
 pub type Dispatch =
     Dispatcher<DynamoCallStore, DynamoLedger, DynamoReviewStore, ReqwestPoster, SqsSender>;
 
-/// Decides what becomes of one message (the [`Dispatcher`]; tests substitute their own).
+/// Decides what becomes of one message (the [`Dispatcher`]; tests substitute their own), and
+/// reports what the logs and metrics need.
 pub trait Handler: Send + Sync {
     fn handle_delivery<'a>(
         &'a self,
         delivery: &'a Delivery<'a>,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Disposition> + Send + 'a;
+    ) -> impl Future<Output = (Disposition, Report)> + Send + 'a;
 }
 
 impl<C, L, R, H, Q> Handler for Dispatcher<C, L, R, H, Q>
@@ -48,8 +50,8 @@ where
         &'a self,
         delivery: &'a Delivery<'a>,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Disposition> + Send + 'a {
-        self.handle(delivery, now)
+    ) -> impl Future<Output = (Disposition, Report)> + Send + 'a {
+        self.handle_reporting(delivery, now)
     }
 }
 
@@ -204,7 +206,25 @@ fn failure(id: String) -> BatchItemFailure {
     failure
 }
 
-fn log(message_id: &str, disposition: &Disposition) {
+/// The `outcome` logged for a disposition.
+pub fn outcome(disposition: &Disposition) -> &'static str {
+    match disposition {
+        Disposition::Sent { .. } => "sent",
+        Disposition::AlreadySent { .. } => "already_sent",
+        Disposition::Dropped { .. } => "dropped",
+        Disposition::Reviewed { .. } => "reviewed",
+        Disposition::Retry { .. } => "retry",
+    }
+}
+
+/// One line per message: message, dispatch, provider, call, outcome, the destination of an
+/// attempt made, duration.
+fn log(message_id: &str, disposition: &Disposition, report: &Report, started: Instant) {
+    let provider = report.provider.as_deref().unwrap_or("");
+    let call_id = report.call_id.as_deref().unwrap_or("");
+    let destination = report.attempt.map_or("", |a| a.route);
+    let outcome = outcome(disposition);
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     match disposition {
         Disposition::Sent {
             dispatch_id,
@@ -213,21 +233,34 @@ fn log(message_id: &str, disposition: &Disposition) {
         } => tracing::info!(
             message_id,
             dispatch_id,
+            provider,
+            call_id,
+            outcome,
             route = route.as_str(),
+            destination,
             status_code,
+            duration_ms,
             "dispatched"
         ),
-        Disposition::AlreadySent { dispatch_id } => {
-            tracing::info!(message_id, dispatch_id, "already sent; nothing to do")
-        }
-        Disposition::Dropped { dispatch_id, route } => {
-            tracing::info!(
-                message_id,
-                dispatch_id,
-                route = route.as_str(),
-                "dropped by route"
-            )
-        }
+        Disposition::AlreadySent { dispatch_id } => tracing::info!(
+            message_id,
+            dispatch_id,
+            provider,
+            call_id,
+            outcome,
+            duration_ms,
+            "already sent; nothing to do"
+        ),
+        Disposition::Dropped { dispatch_id, route } => tracing::info!(
+            message_id,
+            dispatch_id,
+            provider,
+            call_id,
+            outcome,
+            route = route.as_str(),
+            duration_ms,
+            "dropped by route"
+        ),
         Disposition::Reviewed {
             subject_id,
             reason,
@@ -235,20 +268,47 @@ fn log(message_id: &str, disposition: &Disposition) {
         } => tracing::warn!(
             message_id,
             dispatch_id = subject_id,
+            provider,
+            call_id,
+            outcome,
+            destination,
             reason,
             detail,
-            metric = "dispatch_failures",
+            duration_ms,
             "sent to review"
         ),
-        Disposition::Retry { after_secs, detail } => {
-            tracing::warn!(message_id, after_secs, detail, "dispatch will be retried")
-        }
+        Disposition::Retry { after_secs, detail } => tracing::warn!(
+            message_id,
+            provider,
+            call_id,
+            outcome,
+            destination,
+            after_secs,
+            detail,
+            duration_ms,
+            "dispatch will be retried"
+        ),
+    }
+}
+
+/// The batch's metrics: `dispatch_attempts` / `dispatch_failures` of each attempt made.
+pub fn record_attempts<'a>(
+    metrics: &mut Metrics,
+    attempts: impl IntoIterator<Item = &'a Option<Attempted>>,
+) {
+    for attempt in attempts.into_iter().flatten() {
+        metrics::record_dispatch_attempt(metrics, attempt.route, attempt.failed);
     }
 }
 
 impl<D: Handler> DispatchFunction<D> {
-    /// One record: `Some(failure)` when it must stay on the queue.
-    async fn process(&self, message: &SqsMessage, now: DateTime<Utc>) -> Option<BatchItemFailure> {
+    /// One record: `Some(failure)` when it must stay on the queue, and the attempt it made.
+    async fn process(
+        &self,
+        message: &SqsMessage,
+        now: DateTime<Utc>,
+    ) -> (Option<BatchItemFailure>, Option<Attempted>) {
+        let started = Instant::now();
         let id = message.message_id.clone().unwrap_or_default();
         let delivery = Delivery {
             message_id: &id,
@@ -259,17 +319,24 @@ impl<D: Handler> DispatchFunction<D> {
             .catch_unwind()
             .await;
         match outcome {
-            Ok(disposition) => {
-                log(&id, &disposition);
-                let after = disposition.retry_after()?;
+            Ok((disposition, report)) => {
+                log(&id, &disposition, &report, started);
+                let Some(after) = disposition.retry_after() else {
+                    return (None, report.attempt);
+                };
                 if let Some(receipt) = message.receipt_handle.as_deref() {
                     self.hide(receipt, after).await;
                 }
-                Some(failure(id))
+                (Some(failure(id)), report.attempt)
             }
             Err(_) => {
-                tracing::error!(message_id = %id, "panic while dispatching; SQS will retry");
-                Some(failure(id))
+                tracing::error!(
+                    message_id = %id,
+                    outcome = "panicked",
+                    duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "panic while dispatching; SQS will retry"
+                );
+                (Some(failure(id)), None)
             }
         }
     }
@@ -295,15 +362,32 @@ impl<D: Handler> DispatchFunction<D> {
 }
 
 /// Handles every record of the batch concurrently and reports those that must be retried.
-pub async fn process_batch<D: Handler>(
+/// Its metrics go to stdout.
+///
+/// Not an `async fn` of its own: one more layer of future would pass the compiler's layout
+/// depth limit (the SDK futures are deep).
+pub fn process_batch<'a, D: Handler>(
+    function: &'a DispatchFunction<D>,
+    event: &'a SqsEvent,
+) -> impl Future<Output = SqsBatchResponse> + Send + 'a {
+    static STDOUT: Sink = Sink::Stdout;
+    process_batch_with(function, event, &STDOUT)
+}
+
+/// [`process_batch`], writing the batch's metrics to `sink`.
+pub async fn process_batch_with<D: Handler>(
     function: &DispatchFunction<D>,
     event: &SqsEvent,
+    sink: &Sink,
 ) -> SqsBatchResponse {
     let now = Utc::now();
     let results =
         futures::future::join_all(event.records.iter().map(|m| function.process(m, now))).await;
+    let mut metrics = Metrics::at(now);
+    record_attempts(&mut metrics, results.iter().map(|(_, attempt)| attempt));
+    metrics.flush(sink);
     let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = results.into_iter().flatten().collect();
+    response.batch_item_failures = results.into_iter().filter_map(|(f, _)| f).collect();
     response
 }
 
@@ -326,16 +410,29 @@ mod tests {
             &'a self,
             delivery: &'a Delivery<'a>,
             _now: DateTime<Utc>,
-        ) -> Disposition {
+        ) -> (Disposition, Report) {
+            let attempt = |failed| Report {
+                attempt: Some(Attempted {
+                    route: "crm",
+                    failed,
+                }),
+                ..Report::default()
+            };
             match delivery.body {
                 "boom" => panic!("scripted panic"),
-                "again" => Disposition::Retry {
-                    after_secs: 30,
-                    detail: "scripted".into(),
-                },
-                _ => Disposition::AlreadySent {
-                    dispatch_id: delivery.message_id.to_owned(),
-                },
+                "again" => (
+                    Disposition::Retry {
+                        after_secs: 30,
+                        detail: "scripted".into(),
+                    },
+                    attempt(true),
+                ),
+                _ => (
+                    Disposition::AlreadySent {
+                        dispatch_id: delivery.message_id.to_owned(),
+                    },
+                    attempt(false),
+                ),
             }
         }
     }
@@ -375,7 +472,11 @@ mod tests {
             message("retries", "again", Some("2")),
             message("ok-2", "fine", None),
         ];
-        let response = process_batch(&function(), &event).await;
+        let sink = Sink::memory();
+        let response = process_batch_with(&function(), &event, &sink).await;
+        assert_eq!(sink.lines().len(), 1, "one EMF line for the batch");
+        assert_eq!(sink.sum("dispatch_attempts", &[("route", "crm")]), 3.0);
+        assert_eq!(sink.sum("dispatch_failures", &[("route", "crm")]), 1.0);
         let failed: Vec<&str> = response
             .batch_item_failures
             .iter()

@@ -3,10 +3,13 @@
 //! It takes the raw `ApiGatewayV2httpRequest` rather than `lambda_http`'s request, because
 //! `lambda_http` panics on a body that is not valid base64 before a handler could answer 400.
 
+use std::future::Future;
+
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
 use callhook::config::{ConfigError, Env, IngestConfig};
 use callhook::ingest::{Answer, Ingest, Request};
+use callhook::metrics::{self, Metrics, Sink};
 use callhook::providers::{Headers, Providers};
 use callhook::queue::SqsQueue;
 use callhook::store::DynamoEventStore;
@@ -88,13 +91,31 @@ pub fn response_of(answer: Answer) -> ApiGatewayV2httpResponse {
     response
 }
 
-/// The whole function: API Gateway event in, API Gateway response out. `callhook dev` serves
-/// HTTP through this too.
-pub async fn respond(
+/// The whole function: API Gateway event in, API Gateway response out, its metrics on stdout
+/// (EMF). `callhook dev` serves HTTP through this too.
+///
+/// Not an `async fn` of its own: one more layer of future would pass the compiler's layout
+/// depth limit (the SDK futures are deep).
+pub fn respond<'a>(
+    function: &'a IngestFunction,
+    event: &'a ApiGatewayV2httpRequest,
+) -> impl Future<Output = ApiGatewayV2httpResponse> + Send + 'a {
+    static STDOUT: Sink = Sink::Stdout;
+    respond_with(function, event, &STDOUT)
+}
+
+/// [`respond`], writing the request's metrics (one EMF line) to `sink`.
+pub async fn respond_with(
     function: &IngestFunction,
     event: &ApiGatewayV2httpRequest,
+    sink: &Sink,
 ) -> ApiGatewayV2httpResponse {
-    response_of(function.handle(&request_of(event)).await)
+    let request = request_of(event);
+    let answer = function.handle(&request).await;
+    let mut metrics = Metrics::at(request.received_at);
+    metrics::record_ingest(&mut metrics, request.provider, answer.outcome);
+    metrics.flush(sink);
+    response_of(answer)
 }
 
 pub async fn handle(
