@@ -358,3 +358,32 @@ async fn an_event_sent_to_the_review_queue_is_reviewed_and_marked_and_processed_
     assert_eq!(open.len(), 1);
     assert!(open[0].pk.starts_with("queue#review#"), "{}", open[0].pk);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweeper_reports_how_many_review_items_are_open() {
+    let stack = Stack::start().await;
+    let review = review_function(&stack);
+    for body in ["one", "two", "three"] {
+        send(&stack, "DispatchDeadLetterQueue", body).await;
+    }
+    assert_eq!(
+        pump_review(&stack, &review, "DispatchDeadLetterQueue").await,
+        3
+    );
+    let first = review.review.list(None, None).await.unwrap()[0].pk.clone();
+    review::discard(&review.review, &first, false)
+        .await
+        .unwrap();
+
+    let sweeper = callhook_sweeper::build(&stack.function_env("SweeperFunction"))
+        .expect("sweeper configuration");
+    let sink = callhook::metrics::Sink::memory();
+    let event = lambda_runtime::LambdaEvent::new(
+        serde_json::json!({"source": "aws.events"}),
+        lambda_runtime::Context::default(),
+    );
+    callhook_sweeper::handle_with(&sweeper, event, &sink)
+        .await
+        .unwrap();
+    assert_eq!(sink.sum("review_open", &[]), 2.0, "{:?}", sink.lines());
+}

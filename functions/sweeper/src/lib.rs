@@ -5,14 +5,21 @@
 use std::time::Duration;
 
 use callhook::config::{ConfigError, Env};
+use callhook::metrics::{self, Metrics, Sink, Unit};
 use callhook::providers::Providers;
 use callhook::queue::SqsQueue;
 use callhook::store::pending::DynamoPendingEvents;
+use callhook::store::review::DynamoReviewStore;
 use callhook::sweep::{SweepConfig, SweepReport, Sweeper};
 use chrono::Utc;
 use lambda_runtime::{Error, LambdaEvent};
 
-pub type SweeperFunction = Sweeper<DynamoPendingEvents, SqsQueue>;
+/// The sweep, and the review table whose open items it counts each run (`review_open`).
+pub struct SweeperFunction {
+    pub sweeper: Sweeper<DynamoPendingEvents, SqsQueue>,
+    /// REVIEW_TABLE; unset, no `review_open` gauge is written.
+    pub review: Option<DynamoReviewStore>,
+}
 
 /// Everything the function needs, built once per cold start; any configuration problem is one
 /// clear error naming the variable. Providers are configured from the same variables as
@@ -20,23 +27,50 @@ pub type SweeperFunction = Sweeper<DynamoPendingEvents, SqsQueue>;
 pub fn build(env: &Env) -> Result<SweeperFunction, ConfigError> {
     let config = SweepConfig::from_env(env)?;
     let providers = Providers::from_env(env)?;
+    let review_table = env.get("REVIEW_TABLE").map(str::to_owned);
     let sdk = callhook::aws::sdk_config(env)?;
-    Ok(Sweeper {
-        store: DynamoPendingEvents::new(aws_sdk_dynamodb::Client::new(&sdk), config.events_table),
-        queue: SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.events_queue_url),
-        providers,
-        min_age: Duration::from_secs(config.min_age_secs),
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    Ok(SweeperFunction {
+        sweeper: Sweeper {
+            store: DynamoPendingEvents::new(dynamo.clone(), config.events_table),
+            queue: SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.events_queue_url),
+            providers,
+            min_age: Duration::from_secs(config.min_age_secs),
+        },
+        review: review_table.map(|table| DynamoReviewStore::new(dynamo, table)),
     })
 }
 
 /// One sweep; the report is logged (one JSON line) and returned, so `cargo lambda invoke`
 /// shows it. A store or queue failure fails the invocation: the next run goes over the same
-/// ground.
+/// ground. Then the open review items are counted into the `review_open` gauge (stdout, EMF).
 pub async fn handle(
     function: &SweeperFunction,
-    _event: LambdaEvent<serde_json::Value>,
+    event: LambdaEvent<serde_json::Value>,
 ) -> Result<SweepReport, Error> {
-    let report = function.sweep(Utc::now()).await.inspect_err(|err| {
+    handle_with(function, event, &Sink::Stdout).await
+}
+
+/// [`handle`], writing the `review_open` gauge to `sink`.
+pub async fn handle_with(
+    function: &SweeperFunction,
+    _event: LambdaEvent<serde_json::Value>,
+    sink: &Sink,
+) -> Result<SweepReport, Error> {
+    let swept = function.sweeper.sweep(Utc::now()).await;
+    // Counted even when the sweep failed: the alarm on open items must not go quiet then.
+    if let Some(review) = &function.review {
+        match review.count_open().await {
+            Ok(open) => {
+                let mut metrics = Metrics::now();
+                metrics.gauge(metrics::REVIEW_OPEN, Unit::Count, &[], open as f64);
+                metrics.flush(sink);
+                tracing::info!(review_open = open, "review items open");
+            }
+            Err(err) => tracing::warn!(error = %err, "could not count open review items"),
+        }
+    }
+    let report = swept.inspect_err(|err| {
         tracing::error!(error = %err, "sweep failed");
     })?;
     log(&report);
@@ -72,8 +106,9 @@ mod tests {
     #[test]
     fn builds_from_the_environment_with_the_default_age() {
         let function = build(&env()).unwrap();
-        assert_eq!(function.min_age, Duration::from_secs(120));
-        assert_eq!(function.providers.names().count(), 0);
+        assert_eq!(function.sweeper.min_age, Duration::from_secs(120));
+        assert_eq!(function.sweeper.providers.names().count(), 0);
+        assert!(function.review.is_none());
     }
 
     #[test]

@@ -393,6 +393,32 @@ impl DynamoReviewStore {
         Ok(items)
     }
 
+    /// How many items are open (a paginated `Scan` that counts; the table holds open items and
+    /// closed ones until their TTL, so it stays small). The `review_open` gauge.
+    pub async fn count_open(&self) -> Result<u64, StoreError> {
+        let mut count = 0u64;
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .filter_expression("#s = :open")
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":open", s(ReviewStatus::Open.as_str()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| unavailable("Scan", &e))?;
+            count += page.count().max(0) as u64;
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(count);
+            }
+        }
+    }
+
     /// Sets an existing item's status (replayed, discarded); `false` when there is no such item.
     pub async fn set_status(&self, pk: &str, status: ReviewStatus) -> Result<bool, StoreError> {
         let update = self
