@@ -381,14 +381,47 @@ pub async fn process_batch_with<D: Handler>(
     sink: &Sink,
 ) -> SqsBatchResponse {
     let now = Utc::now();
-    let results =
-        futures::future::join_all(event.records.iter().map(|m| function.process(m, now))).await;
+    // Messages about one call in one batch go one after the other: copies of a dispatch (the
+    // outbox re-sent, a replay), or a finalization and an escalation that both resolve to the
+    // call's `#escalated` dispatch once the record is read. The later one then finds the
+    // ledger's answer instead of racing the first for the lease (and being retried for
+    // nothing). Different calls run at once.
+    let groups = same_call_groups(&event.records);
+    let results: Vec<_> = futures::future::join_all(groups.iter().map(|group| async move {
+        let mut results = Vec::with_capacity(group.len());
+        for message in group {
+            results.push(function.process(message, now).await);
+        }
+        results
+    }))
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
     let mut metrics = Metrics::at(now);
     record_attempts(&mut metrics, results.iter().map(|(_, attempt)| attempt));
     metrics.flush(sink);
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = results.into_iter().filter_map(|(f, _)| f).collect();
     response
+}
+
+/// The batch's records grouped by the call they name (a record naming none is a group of its
+/// own), in the order they came.
+fn same_call_groups(records: &[SqsMessage]) -> Vec<Vec<&SqsMessage>> {
+    let mut groups: Vec<(Option<String>, Vec<&SqsMessage>)> = Vec::new();
+    for record in records {
+        let key = record
+            .body
+            .as_deref()
+            .and_then(|body| serde_json::from_str::<serde_json::Value>(body).ok())
+            .and_then(|v| v.get("call_id")?.as_str().map(str::to_owned));
+        match groups.iter_mut().find(|(k, _)| key.is_some() && *k == key) {
+            Some((_, group)) => group.push(record),
+            None => groups.push((key, vec![record])),
+        }
+    }
+    groups.into_iter().map(|(_, group)| group).collect()
 }
 
 pub async fn handle<D: Handler>(
@@ -435,6 +468,34 @@ mod tests {
                 ),
             }
         }
+    }
+
+    #[test]
+    fn messages_of_one_call_are_grouped_and_others_stay_apart() {
+        let records = [
+            message(
+                "1",
+                r#"{"call_id":"c1","dispatch_id":"c1#completed"}"#,
+                None,
+            ),
+            message(
+                "2",
+                r#"{"call_id":"c2","dispatch_id":"c2#completed"}"#,
+                None,
+            ),
+            message(
+                "3",
+                r#"{"call_id":"c1","dispatch_id":"c1#escalated"}"#,
+                None,
+            ),
+            message("4", "not json", None),
+            message("5", "not json", None),
+        ];
+        let groups: Vec<Vec<&str>> = same_call_groups(&records)
+            .iter()
+            .map(|g| g.iter().map(|m| m.message_id.as_deref().unwrap()).collect())
+            .collect();
+        assert_eq!(groups, [vec!["1", "3"], vec!["2"], vec!["4"], vec!["5"]]);
     }
 
     fn message(id: &str, body: &str, count: Option<&str>) -> SqsMessage {
