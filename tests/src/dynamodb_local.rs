@@ -41,6 +41,9 @@ impl DynamoDbLocal {
     /// Starts DynamoDB Local in memory on a free port and waits until it accepts connections.
     pub fn start() -> Result<DynamoDbLocal, String> {
         let jar = jar()?;
+        // Absolute: the JVM runs in the temporary directory, where DynamoDB Local writes its
+        // `dynamodb-local-metadata.json` instead of into the checkout.
+        let jar = jar.canonicalize().unwrap_or(jar);
         let java = java();
         let lib = jar
             .parent()
@@ -55,6 +58,7 @@ impl DynamoDbLocal {
             .arg(&jar)
             // Without -disableTelemetry it reports usage to AWS over the network.
             .args(["-inMemory", "-disableTelemetry", "-port", &port.to_string()])
+            .current_dir(std::env::temp_dir())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
