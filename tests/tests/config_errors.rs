@@ -14,21 +14,25 @@ enum Function {
     Ingest,
     Lifecycle,
     Dispatch,
+    Sweeper,
+    Review,
 }
 
 use Function::*;
 
-const ALL: [Function; 3] = [Ingest, Lifecycle, Dispatch];
+const ALL: [Function; 5] = [Ingest, Lifecycle, Dispatch, Sweeper, Review];
 
 fn build(function: Function, env: &Env) -> Result<(), ConfigError> {
     match function {
         Ingest => callhook_ingest::build(env).map(drop),
         Lifecycle => callhook_lifecycle::build(env).map(drop),
         Dispatch => callhook_dispatch::build(env).map(drop),
+        Sweeper => callhook_sweeper::build(env).map(drop),
+        Review => callhook_review::build(env).map(drop),
     }
 }
 
-/// One environment that configures all three functions (each reads only its own variables):
+/// One environment that configures all five functions (each reads only its own variables):
 /// every provider with its fixture keys, every dispatch route, local AWS settings.
 fn base() -> Vec<(String, String)> {
     let mut vars: Vec<(String, String)> = [
@@ -141,8 +145,12 @@ fn cases() -> Vec<Case> {
     const I: &[Function] = &[Ingest];
     const L: &[Function] = &[Lifecycle];
     const D: &[Function] = &[Dispatch];
-    const IL: &[Function] = &[Ingest, Lifecycle];
     const LD: &[Function] = &[Lifecycle, Dispatch];
+    const S: &[Function] = &[Sweeper];
+    const R: &[Function] = &[Review];
+    // Providers are configured by ingest and by the sweeper (which normalizes again).
+    const P: &[Function] = &[Ingest, Sweeper];
+    const ILSR: &[Function] = &[Ingest, Lifecycle, Sweeper, Review];
 
     let telnyx_key = |len: usize| B64.encode(vec![0x5au8; len]);
     let good_telnyx = providers::dev_signer("telnyx", &FIXTURE_SEED)
@@ -153,10 +161,22 @@ fn cases() -> Vec<Case> {
 
     vec![
         // ---- tables and queues
-        unset(IL, "EVENTS_TABLE"),
-        set(IL, "EVENTS_TABLE", ""),
-        set(IL, "EVENTS_TABLE", "   "),
-        unset(I, "EVENTS_QUEUE_URL"),
+        unset(ILSR, "EVENTS_TABLE"),
+        set(ILSR, "EVENTS_TABLE", ""),
+        set(ILSR, "EVENTS_TABLE", "   "),
+        unset(P, "EVENTS_QUEUE_URL"),
+        unset(R, "REVIEW_TABLE"),
+        // ---- the sweeper and the review function
+        set(S, "SWEEP_MIN_AGE_SECS", "10"),
+        set(S, "SWEEP_MIN_AGE_SECS", "two minutes"),
+        set(
+            R,
+            "EVENTS_DLQ_ARN",
+            "https://sqs.eu-west-1.amazonaws.com/1/events-dlq",
+        ),
+        set(R, "REVIEW_QUEUE_ARN", "review-queue"),
+        set(P, "STANDARD_EVENT_TYPES", "call.completed"),
+        set(P, "STANDARD_EVENT_TYPES", "call.completed=finished-s3cr3t"),
         unset(LD, "CALLS_TABLE"),
         unset(LD, "DISPATCH_QUEUE_URL"),
         unset(D, "LEDGER_TABLE"),
@@ -181,37 +201,37 @@ fn cases() -> Vec<Case> {
         set(I, "RAW_RETENTION_DAYS", "00000"),
         set(I, "RESEND_AFTER_SECS", "soon-ish"),
         // ---- provider keys
-        set(I, "TELNYX_PUBLIC_KEYS", telnyx_key(31)),
-        set(I, "TELNYX_PUBLIC_KEYS", telnyx_key(33)),
+        set(P, "TELNYX_PUBLIC_KEYS", telnyx_key(31)),
+        set(P, "TELNYX_PUBLIC_KEYS", telnyx_key(33)),
         set(
-            I,
+            P,
             "TELNYX_PUBLIC_KEYS",
             format!("{good_telnyx},{}", telnyx_key(31)),
         ),
-        set(I, "TELNYX_PUBLIC_KEYS", "%%not-base64-telnyx-key%%"),
-        set(I, "TELNYX_PUBLIC_KEYS", not_a_point()),
-        set(I, "TELNYX_TOLERANCE_SECS", "-300"),
+        set(P, "TELNYX_PUBLIC_KEYS", "%%not-base64-telnyx-key%%"),
+        set(P, "TELNYX_PUBLIC_KEYS", not_a_point()),
+        set(P, "TELNYX_TOLERANCE_SECS", "-300"),
         set(
-            I,
+            P,
             "BIRD_WEBHOOK_URL",
             "ftp://hooks.example.com/secret-bird-path",
         ),
-        set(I, "BIRD_WEBHOOK_URL", "hooks.example.com/secret-bird-path"),
-        set(I, "BIRD_TOLERANCE_SECS", "1day"),
+        set(P, "BIRD_WEBHOOK_URL", "hooks.example.com/secret-bird-path"),
+        set(P, "BIRD_TOLERANCE_SECS", "1day"),
         set(
-            I,
+            P,
             "STANDARD_WEBHOOK_SECRETS",
             "whsec_%%%not-base64-secret%%%",
         ),
-        set(I, "STANDARD_WEBHOOK_SECRETS", "not base64 standard secret!"),
-        set(I, "STANDARD_WEBHOOK_SECRETS", "whsec_"),
-        set(I, "STANDARD_WEBHOOK_SECRETS", "whpk_AAAAAAAAAAAAAAAAAAAA"),
-        set(I, "STATESET_WEBHOOK_SECRETS", "whsec_***stateset-secret***"),
-        set(I, "STATESET_TOLERANCE_SECS", "five minutes"),
-        set(I, "RECHO_AUTH", "bogus"),
-        set(I, "RECHO_AUTH", "hmac-sha256"),
+        set(P, "STANDARD_WEBHOOK_SECRETS", "not base64 standard secret!"),
+        set(P, "STANDARD_WEBHOOK_SECRETS", "whsec_"),
+        set(P, "STANDARD_WEBHOOK_SECRETS", "whpk_AAAAAAAAAAAAAAAAAAAA"),
+        set(P, "STATESET_WEBHOOK_SECRETS", "whsec_***stateset-secret***"),
+        set(P, "STATESET_TOLERANCE_SECS", "five minutes"),
+        set(P, "RECHO_AUTH", "bogus"),
+        set(P, "RECHO_AUTH", "hmac-sha256"),
         Case {
-            functions: I,
+            functions: P,
             changes: vec![
                 ("RECHO_AUTH", Some("bearer".into())),
                 ("RECHO_BEARER_TOKENS", None),
@@ -219,7 +239,7 @@ fn cases() -> Vec<Case> {
             names: "RECHO_BEARER_TOKENS",
         },
         Case {
-            functions: I,
+            functions: P,
             changes: vec![
                 ("RECHO_AUTH", Some("bearer".into())),
                 ("RECHO_BEARER_TOKENS", Some(" , ,".into())),
@@ -227,7 +247,7 @@ fn cases() -> Vec<Case> {
             names: "RECHO_BEARER_TOKENS",
         },
         Case {
-            functions: I,
+            functions: P,
             changes: vec![
                 ("RECHO_AUTH", Some("rsa".into())),
                 ("RECHO_PUBLIC_KEYS_PEM", None),
@@ -235,31 +255,31 @@ fn cases() -> Vec<Case> {
             names: "RECHO_PUBLIC_KEYS_PEM",
         },
         set(
-            I,
+            P,
             "RECHO_PUBLIC_KEYS_PEM",
             "recho-public-key-that-is-not-pem",
         ),
         set(
-            I,
+            P,
             "RECHO_PUBLIC_KEYS_PEM",
             "-----BEGIN PUBLIC KEY-----\\n%%%%secret%%%%\\n-----END PUBLIC KEY-----",
         ),
         set(
-            I,
+            P,
             "RECHO_PUBLIC_KEYS_PEM",
             "-----BEGIN PUBLIC KEY-----\\nAAAA\\n-----END PRIVATE KEY-----",
         ),
-        set(I, "RECHO_PUBLIC_KEYS_PEM", RSA_1024_PEM),
-        set(I, "RECHO_PUBLIC_KEYS_PEM", ed25519_pem()),
-        set(I, "RECHO_TOLERANCE_SECS", "ten"),
-        set(I, "MIRAIMINDS_PATH_TOKENS", "short-secret"),
+        set(P, "RECHO_PUBLIC_KEYS_PEM", RSA_1024_PEM),
+        set(P, "RECHO_PUBLIC_KEYS_PEM", ed25519_pem()),
+        set(P, "RECHO_TOLERANCE_SECS", "ten"),
+        set(P, "MIRAIMINDS_PATH_TOKENS", "short-secret"),
         set(
-            I,
+            P,
             "MIRAIMINDS_PATH_TOKENS",
             "secret/with/slashes/0123456789",
         ),
         set(
-            I,
+            P,
             "MIRAIMINDS_PATH_TOKENS",
             "0123456789abcdef0123456789abcdef,tiny-secret",
         ),
