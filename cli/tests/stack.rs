@@ -49,6 +49,13 @@ fn callhook(moto: &Moto, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `callhook --stack callhook-prod --region us-east-1 ARGS…`.
+fn on_stack(moto: &Moto, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["--stack", "callhook-prod", "--region", "us-east-1"];
+    all.extend_from_slice(args);
+    callhook(moto, &all)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_find_a_deployed_stack_through_its_outputs() {
     let moto = tokio::task::spawn_blocking(Moto::start)
@@ -94,18 +101,7 @@ async fn commands_find_a_deployed_stack_through_its_outputs() {
         .await
         .unwrap();
 
-    let out = callhook(
-        &moto,
-        &[
-            "--stack",
-            "callhook-prod",
-            "--region",
-            "us-east-1",
-            "review",
-            "list",
-            "--json",
-        ],
-    );
+    let out = on_stack(&moto, &["review", "list", "--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -115,18 +111,7 @@ async fn commands_find_a_deployed_stack_through_its_outputs() {
     assert_eq!(items[0]["id"], "dlq#events#m-1");
 
     // Discarding reaches the same table.
-    let out = callhook(
-        &moto,
-        &[
-            "--stack",
-            "callhook-prod",
-            "--region",
-            "us-east-1",
-            "review",
-            "discard",
-            "dlq#events#m-1",
-        ],
-    );
+    let out = on_stack(&moto, &["review", "discard", "dlq#events#m-1"]);
     assert!(
         out.status.success(),
         "{}",
@@ -144,17 +129,7 @@ async fn commands_find_a_deployed_stack_through_its_outputs() {
     assert_eq!(status, Some(S("discarded".into())));
 
     // The sweeper over the stack's events table and queue: nothing pending, a clean pass.
-    let out = callhook(
-        &moto,
-        &[
-            "--stack",
-            "callhook-prod",
-            "--region",
-            "us-east-1",
-            "sweep",
-            "--json",
-        ],
-    );
+    let out = on_stack(&moto, &["sweep", "--json"]);
     // The stand-in events table has no `pending` index, so the sweep must fail clearly.
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());

@@ -144,6 +144,62 @@ impl Stack {
         }
     }
 
+    /// Every message on the queue: visible, in flight and delayed.
+    pub async fn queue_depth(&self, queue_url: &str) -> usize {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .unwrap();
+        out.attributes()
+            .map(|a| a.values().map(|v| v.parse::<usize>().unwrap_or(0)).sum())
+            .unwrap_or(0)
+    }
+
+    /// The stored event's item, read consistently; `None` when it is not stored.
+    pub async fn event_item(
+        &self,
+        event_id: &str,
+    ) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        self.dynamo
+            .get_item()
+            .table_name(self.events_table())
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(event_id.to_owned()),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item()
+            .cloned()
+    }
+
+    /// The stored event's status (RECEIVED, PROCESSED, REVIEW); panics when it is not stored.
+    pub async fn event_status(&self, event_id: &str) -> String {
+        self.event_item(event_id)
+            .await
+            .and_then(|item| item.get("status")?.as_s().ok().cloned())
+            .expect("the event is stored")
+    }
+
+    /// What `callhook dev` would have written to `.callhook/dev.json` for this stack.
+    pub fn dev_state(&self) -> callhook_cli::dev::DevState {
+        callhook_cli::dev::DevState {
+            url: "http://127.0.0.1:0".into(),
+            aws_endpoint: self.moto.endpoint.clone(),
+            tables: self.provisioned.tables.clone(),
+            queues: self.provisioned.queues.clone(),
+        }
+    }
+
     /// Receives and deletes every message now visible on the queue.
     pub async fn drain(&self, queue_url: &str) -> Vec<String> {
         let mut bodies = Vec::new();

@@ -29,7 +29,6 @@ use std::sync::Arc;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
-use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE};
 use callhook::model::CanonicalEvent;
@@ -1223,16 +1222,9 @@ fn secrets() -> Vec<String> {
 }
 
 async fn stored_raw_body(stack: &Stack, event_id: &str) -> Option<Vec<u8>> {
-    let out = stack
-        .dynamo
-        .get_item()
-        .table_name(stack.events_table())
-        .key("pk", AttributeValue::S(event_id.to_owned()))
-        .consistent_read(true)
-        .send()
-        .await
-        .ok()?;
-    out.item()?
+    stack
+        .event_item(event_id)
+        .await?
         .get("raw_body")
         .and_then(|v| v.as_b().ok())
         .map(|b| b.as_ref().to_vec())

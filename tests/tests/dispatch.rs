@@ -9,7 +9,6 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_sqs::types::QueueAttributeName;
 use callhook::dispatch::DispatchMessage;
 use callhook::lifecycle::{self, CallRecord, CallStatus, Effect};
 use callhook::model::{Direction, Outcome};
@@ -112,29 +111,7 @@ impl Harness {
     }
 
     async fn queue_depth(&self, id: &str) -> usize {
-        let attrs = self
-            .stack
-            .sqs
-            .get_queue_attributes()
-            .queue_url(self.queue(id))
-            .attribute_names(QueueAttributeName::All)
-            .send()
-            .await
-            .unwrap();
-        let attrs = attrs.attributes().unwrap();
-        [
-            QueueAttributeName::ApproximateNumberOfMessages,
-            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
-        ]
-        .iter()
-        .map(|k| {
-            attrs
-                .get(k)
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0)
-        })
-        .sum()
+        self.stack.queue_depth(self.queue(id)).await
     }
 
     /// Runs the dispatch function on its queue the way the event source mapping does, until the

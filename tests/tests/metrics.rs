@@ -6,7 +6,6 @@
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use aws_sdk_sqs::types::QueueAttributeName;
 use callhook::metrics::{
     DISPATCH_ATTEMPTS, DISPATCH_FAILURES, DUPLICATES, MALFORMED, PROCESSING_LAG, RECEIVED,
     SIGNATURE_FAILURES, Sample, Sink, UNKNOWN_TYPES,
@@ -49,31 +48,6 @@ fn delivery(body: &str, signed: bool) -> Value {
 
 fn samples_named<'a>(samples: &'a [Sample], name: &str) -> Vec<&'a Sample> {
     samples.iter().filter(|s| s.name == name).collect()
-}
-
-async fn queue_depth(stack: &Stack, queue: &str) -> usize {
-    let attrs = stack
-        .sqs
-        .get_queue_attributes()
-        .queue_url(queue)
-        .attribute_names(QueueAttributeName::All)
-        .send()
-        .await
-        .unwrap();
-    let attrs = attrs.attributes().unwrap();
-    [
-        QueueAttributeName::ApproximateNumberOfMessages,
-        QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-        QueueAttributeName::ApproximateNumberOfMessagesDelayed,
-    ]
-    .iter()
-    .map(|k| {
-        attrs
-            .get(k)
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(0)
-    })
-    .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,7 +219,7 @@ async fn a_mixed_burst_gives_exact_emf_totals_through_ingest_lifecycle_and_dispa
         })
         .await
         .unwrap();
-        if received == 0 && queue_depth(&stack, &dispatch_queue).await == 0 {
+        if received == 0 && stack.queue_depth(&dispatch_queue).await == 0 {
             break;
         }
     }

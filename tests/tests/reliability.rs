@@ -535,25 +535,8 @@ where
     }
 }
 
-async fn queue_depth(stack: &Stack, queue: &str) -> usize {
-    use aws_sdk_sqs::types::QueueAttributeName as A;
-    let out = stack
-        .sqs
-        .get_queue_attributes()
-        .queue_url(queue)
-        .attribute_names(A::ApproximateNumberOfMessages)
-        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
-        .attribute_names(A::ApproximateNumberOfMessagesDelayed)
-        .send()
-        .await
-        .unwrap();
-    out.attributes()
-        .map(|a| a.values().map(|v| v.parse::<usize>().unwrap()).sum())
-        .unwrap_or(0)
-}
-
 async fn queue_is_empty(stack: &Stack, queue: &str) -> bool {
-    queue_depth(stack, queue).await == 0
+    stack.queue_depth(queue).await == 0
 }
 
 /// moto's resident memory and CPU, sampled from /proc every 250 ms (printed every 10 s).
@@ -826,7 +809,10 @@ async fn a_burst_of_2000_shuffled_events_with_duplicates_completes_each_call_onc
     assert_eq!(review, 0, "no review items");
     for dlq in ["EventsDeadLetterQueue", "DispatchDeadLetterQueue"] {
         assert_eq!(
-            queue_depth(&local.stack, &local.stack.provisioned.queues[dlq]).await,
+            local
+                .stack
+                .queue_depth(&local.stack.provisioned.queues[dlq])
+                .await,
             0,
             "{dlq}"
         );

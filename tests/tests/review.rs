@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use callhook::ingest::queue_message;
 use callhook::model::CanonicalEvent;
 use callhook::providers::{Delivery, Headers, Providers};
@@ -13,7 +12,6 @@ use callhook::store::calls::{CallStore, DynamoCallStore};
 use callhook::store::pending::{DynamoPendingEvents, PendingEvents};
 use callhook::store::review::{DynamoReviewStore, ReviewItem, ReviewStatus, ReviewStore};
 use callhook::store::{DynamoEventStore, EventStatus, EventStore, NewEvent};
-use callhook_cli::dev::DevState;
 use callhook_cli::target::Target;
 use callhook_cli::{replay, review};
 use callhook_integration::{Stack, telnyx_request};
@@ -33,39 +31,12 @@ fn review_store(stack: &Stack) -> DynamoReviewStore {
     DynamoReviewStore::new(stack.dynamo.clone(), review_table(stack))
 }
 
-/// What `callhook dev` would have written to `.callhook/dev.json` for this stack.
-fn dev_state(stack: &Stack) -> DevState {
-    DevState {
-        url: "http://127.0.0.1:0".into(),
-        aws_endpoint: stack.moto.endpoint.clone(),
-        tables: stack.provisioned.tables.clone(),
-        queues: stack.provisioned.queues.clone(),
-    }
-}
-
 fn state_dir(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!(
         "callhook-review-test-{name}-{}-{}",
         std::process::id(),
         Utc::now().timestamp_nanos_opt().unwrap_or_default()
     ))
-}
-
-async fn event_status(stack: &Stack, event_id: &str) -> String {
-    stack
-        .dynamo
-        .get_item()
-        .table_name(stack.events_table())
-        .key("pk", AttributeValue::S(event_id.to_owned()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item()
-        .and_then(|i| i.get("status"))
-        .and_then(|s| s.as_s().ok())
-        .cloned()
-        .expect("the event is stored")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,7 +55,7 @@ async fn an_unknown_type_is_reviewed_with_its_raw_body_and_discarding_closes_it(
 
     let function = stack.lifecycle();
     assert_eq!(stack.pump_lifecycle(&function).await, 1);
-    assert_eq!(event_status(&stack, "telnyx#unk-1").await, "REVIEW");
+    assert_eq!(stack.event_status("telnyx#unk-1").await, "REVIEW");
 
     let store = review_store(&stack);
     let open = store.list(Some(ReviewStatus::Open), None).await.unwrap();
@@ -121,7 +92,7 @@ async fn an_unknown_type_is_reviewed_with_its_raw_body_and_discarding_closes_it(
 
     // Nothing to replay yet: the type is still unknown.
     let dir = state_dir("unknown");
-    let target = Target::local(&dev_state(&stack), &dir).unwrap();
+    let target = Target::local(&stack.dev_state(), &dir).unwrap();
     let err = review::replay(&target, &store, &item.pk, false)
         .await
         .unwrap_err();
@@ -178,7 +149,7 @@ async fn an_unknown_type_is_reviewed_with_its_raw_body_and_discarding_closes_it(
     assert_eq!(stack.pump_lifecycle(&function).await, 1);
     let item = store.get("event#telnyx#unk-1").await.unwrap().unwrap();
     assert_eq!((item.status, item.attempts), (ReviewStatus::Open, 2));
-    assert_eq!(event_status(&stack, "telnyx#unk-1").await, "REVIEW");
+    assert_eq!(stack.event_status("telnyx#unk-1").await, "REVIEW");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -229,7 +200,7 @@ async fn a_review_event_whose_mapping_was_fixed_is_replayed_and_applied_once() {
     let event_id = store_as_if_rejected(&stack, "fix-1", "sess-fix").await;
     let store = review_store(&stack);
     let dir = state_dir("fixed");
-    let target = Target::local(&dev_state(&stack), &dir).unwrap();
+    let target = Target::local(&stack.dev_state(), &dir).unwrap();
     let function = stack.lifecycle();
 
     review::replay(&target, &store, "event#telnyx#fix-1", false)
@@ -248,7 +219,7 @@ async fn a_review_event_whose_mapping_was_fixed_is_replayed_and_applied_once() {
     assert!(call.record.applied_event_ids.contains(&event_id));
     assert_eq!(call.record.event_count, 1);
     let version = call.record.version;
-    assert_eq!(event_status(&stack, &event_id).await, "PROCESSED");
+    assert_eq!(stack.event_status(&event_id).await, "PROCESSED");
     assert_eq!(
         store
             .get("event#telnyx#fix-1")
@@ -316,7 +287,7 @@ async fn a_review_event_whose_mapping_was_fixed_is_replayed_and_applied_once() {
         (1, version),
         "applied once"
     );
-    assert_eq!(event_status(&stack, &event_id).await, "PROCESSED");
+    assert_eq!(stack.event_status(&event_id).await, "PROCESSED");
     assert_eq!(
         store
             .get("event#telnyx#fix-1")

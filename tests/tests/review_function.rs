@@ -11,7 +11,6 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use callhook::model::CanonicalEvent;
 use callhook::store::calls::CallStore;
 use callhook::store::review::{ReviewItem, ReviewStatus};
-use callhook_cli::dev::DevState;
 use callhook_cli::poller;
 use callhook_cli::review;
 use callhook_cli::target::Target;
@@ -24,13 +23,7 @@ fn target(stack: &Stack, name: &str) -> Target {
         std::process::id(),
         Utc::now().timestamp_nanos_opt().unwrap_or_default()
     ));
-    let state = DevState {
-        url: "http://127.0.0.1:0".into(),
-        aws_endpoint: stack.moto.endpoint.clone(),
-        tables: stack.provisioned.tables.clone(),
-        queues: stack.provisioned.queues.clone(),
-    };
-    Target::local(&state, &dir).unwrap()
+    Target::local(&stack.dev_state(), &dir).unwrap()
 }
 
 fn review_function(stack: &Stack) -> callhook_review::ReviewFunction {
@@ -77,23 +70,6 @@ async fn expires_at(stack: &Stack, pk: &str) -> Option<i64> {
         .map(|n| n.parse().unwrap())
 }
 
-async fn event_status(stack: &Stack, event_id: &str) -> String {
-    stack
-        .dynamo
-        .get_item()
-        .table_name(stack.events_table())
-        .key("pk", AttributeValue::S(event_id.to_owned()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item()
-        .and_then(|i| i.get("status"))
-        .and_then(|s| s.as_s().ok())
-        .cloned()
-        .expect("the event is stored")
-}
-
 /// Runs the lifecycle on the events queue (visibility 1 s) until the poison message has been
 /// moved to the events DLQ by the queue's redrive policy.
 async fn fail_until_dead_lettered(stack: &Stack, function: &callhook_lifecycle::LifecycleFunction) {
@@ -109,18 +85,7 @@ async fn fail_until_dead_lettered(stack: &Stack, function: &callhook_lifecycle::
         )
         .await
         .unwrap();
-        let depth = stack
-            .sqs
-            .get_queue_attributes()
-            .queue_url(dlq)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
-            .await
-            .unwrap()
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
-            .and_then(|n| n.parse::<u32>().ok())
-            .unwrap_or(0);
+        let depth = stack.queue_depth(dlq).await;
         if depth > 0 {
             return;
         }
@@ -157,7 +122,7 @@ async fn a_poison_message_goes_to_review_and_its_replay_after_the_fix_is_process
 
     let lifecycle = stack.lifecycle();
     fail_until_dead_lettered(&stack, &lifecycle).await;
-    assert_eq!(event_status(&stack, "telnyx#p-1").await, "RECEIVED");
+    assert_eq!(stack.event_status("telnyx#p-1").await, "RECEIVED");
 
     // The review function keeps the dead letter as it was, naming the event.
     let function = review_function(&stack);
@@ -197,7 +162,7 @@ async fn a_poison_message_goes_to_review_and_its_replay_after_the_fix_is_process
     assert!((29.9..=30.1).contains(&days), "{days} days");
 
     assert_eq!(stack.pump_lifecycle(&lifecycle).await, 1);
-    assert_eq!(event_status(&stack, "telnyx#p-1").await, "PROCESSED");
+    assert_eq!(stack.event_status("telnyx#p-1").await, "PROCESSED");
     let call = lifecycle.calls.get("telnyx#sess-p").await.unwrap().unwrap();
     assert_eq!(call.record.event_count, 1);
 
@@ -333,7 +298,7 @@ async fn an_event_sent_to_the_review_queue_is_reviewed_and_marked_and_processed_
         .process(&serde_json::to_string(answered).unwrap())
         .await
         .unwrap();
-    assert_eq!(event_status(&stack, "telnyx#r-2").await, "PROCESSED");
+    assert_eq!(stack.event_status("telnyx#r-2").await, "PROCESSED");
 
     for message in &queued {
         send(&stack, "ReviewQueue", message).await;
@@ -344,10 +309,10 @@ async fn an_event_sent_to_the_review_queue_is_reviewed_and_marked_and_processed_
     let store = &function.review;
     let item: ReviewItem = store.get("event#telnyx#r-1").await.unwrap().unwrap();
     assert_eq!(item.reason, "requested");
-    assert_eq!(event_status(&stack, "telnyx#r-1").await, "REVIEW");
+    assert_eq!(stack.event_status("telnyx#r-1").await, "REVIEW");
     assert!(store.get("event#telnyx#r-2").await.unwrap().is_some());
     assert_eq!(
-        event_status(&stack, "telnyx#r-2").await,
+        stack.event_status("telnyx#r-2").await,
         "PROCESSED",
         "a review request does not undo the lifecycle's work"
     );

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use callhook::config::Env;
 use callhook::model::CanonicalEvent;
 use callhook::providers::Providers;
@@ -49,24 +48,6 @@ async fn ingest_and_lose_the_send(stack: &Stack, body: &str) {
     assert_eq!(answer.status, 503, "{answer:?}");
 }
 
-async fn event_item(
-    stack: &Stack,
-    event_id: &str,
-) -> std::collections::HashMap<String, AttributeValue> {
-    stack
-        .dynamo
-        .get_item()
-        .table_name(stack.events_table())
-        .key("pk", AttributeValue::S(event_id.to_owned()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item()
-        .cloned()
-        .expect("the event is stored")
-}
-
 async fn completions(stack: &Stack) -> usize {
     stack
         .drain(&stack.provisioned.queues["DispatchQueue"])
@@ -80,7 +61,10 @@ async fn completions(stack: &Stack) -> usize {
 async fn a_lost_send_is_swept_applied_once_and_not_swept_again() {
     let stack = Stack::start().await;
     ingest_and_lose_the_send(&stack, &hangup("lost-1", "sess-lost")).await;
-    let item = event_item(&stack, "telnyx#lost-1").await;
+    let item = stack
+        .event_item("telnyx#lost-1")
+        .await
+        .expect("the event is stored");
     assert_eq!(item["status"].as_s().unwrap(), "RECEIVED");
     assert!(item.contains_key("pending_since"));
     assert!(
@@ -97,7 +81,10 @@ async fn a_lost_send_is_swept_applied_once_and_not_swept_again() {
 
     let function = stack.lifecycle();
     assert_eq!(stack.pump_lifecycle(&function).await, 1);
-    let item = event_item(&stack, "telnyx#lost-1").await;
+    let item = stack
+        .event_item("telnyx#lost-1")
+        .await
+        .expect("the event is stored");
     assert_eq!(item["status"].as_s().unwrap(), "PROCESSED");
     assert!(
         !item.contains_key("pending_since"),
@@ -169,7 +156,7 @@ async fn two_concurrent_sweeps_still_apply_and_finalize_once() {
     assert!(call.record.finalized_at.is_some());
     assert_eq!(completions(&stack).await, 1, "one finalization");
     for id in ["telnyx#twice-0", "telnyx#twice-1"] {
-        let item = event_item(&stack, id).await;
+        let item = stack.event_item(id).await.expect("the event is stored");
         assert_eq!(item["status"].as_s().unwrap(), "PROCESSED", "{id}");
     }
     let report = direct.sweep(Utc::now()).await.unwrap();
@@ -183,7 +170,10 @@ async fn the_swept_message_is_the_event_as_first_received() {
     let stack = Stack::start().await;
     let body = telnyx("call.initiated", "first-1", "sess-first", "");
     ingest_and_lose_the_send(&stack, &body).await;
-    let item = event_item(&stack, "telnyx#first-1").await;
+    let item = stack
+        .event_item("telnyx#first-1")
+        .await
+        .expect("the event is stored");
     let received_at = item["received_at"].as_s().unwrap().clone();
 
     let report = sweeper(&stack, 0).sweep(Utc::now()).await.unwrap();
