@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::StoreError;
@@ -34,4 +35,18 @@ pub(crate) fn unavailable<E: std::error::Error>(op: &str, err: &SdkError<E>) -> 
         other => format!("{op}: {other}"),
     };
     StoreError::Unavailable(detail)
+}
+
+/// A conditional `UpdateItem`'s result: `true` when it applied, `false` when its condition did
+/// not hold (which each caller reads as "nothing to do"), any other failure unavailable.
+pub(crate) fn conditional_update(
+    result: Result<UpdateItemOutput, SdkError<UpdateItemError>>,
+) -> Result<bool, StoreError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+            Ok(false)
+        }
+        Err(err) => Err(unavailable("UpdateItem", &err)),
+    }
 }

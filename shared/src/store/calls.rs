@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::Utc;
 
-use super::attr::{pk_of, s, unavailable};
+use super::attr::{conditional_update, pk_of, s, unavailable};
 use super::{EventStatus, StoreError};
 use crate::lifecycle::{CallRecord, Effect};
 
@@ -223,13 +223,8 @@ impl CallStore for DynamoCallStore {
             .expression_attribute_values(":v", AttributeValue::N(version.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(())
-            }
-            Err(err) => Err(unavailable("UpdateItem", &err)),
-        }
+        // A newer version: the outbox was cleared (or replaced) by a later commit.
+        conditional_update(result).map(drop)
     }
 
     async fn mark_event(

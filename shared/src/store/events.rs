@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Utc};
 
-use super::attr::{n, pk_of, s, unavailable};
+use super::attr::{conditional_update, n, pk_of, s, unavailable};
 use super::{EventStatus, EventStore, Inserted, NewEvent, StoreError, StoredEvent};
 use crate::providers::Headers;
 
@@ -146,14 +146,8 @@ impl EventStore for DynamoEventStore {
             .expression_attribute_values(":received", s(EventStatus::Received.as_str()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Already processed or gone: nothing left to repair.
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(())
-            }
-            Err(err) => Err(unavailable("UpdateItem", &err)),
-        }
+        // Already processed or gone: nothing left to repair.
+        conditional_update(result).map(drop)
     }
 }
 
@@ -172,13 +166,7 @@ impl crate::review_intake::MarkForReview for DynamoEventStore {
             .expression_attribute_values(":reason", s(reason))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            // Processed already, or never stored here: the item alone tells the story.
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(err) => Err(unavailable("UpdateItem", &err)),
-        }
+        // Processed already, or never stored here: the item alone tells the story.
+        conditional_update(result)
     }
 }

@@ -36,7 +36,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::StoreError;
-use super::attr::{n, pk_of, s, unavailable};
+use super::attr::{conditional_update, n, pk_of, s, unavailable};
 
 /// How much of a failure's description the ledger keeps.
 pub const DETAIL_LIMIT: usize = 1024;
@@ -357,14 +357,8 @@ impl Ledger for DynamoLedger {
                  REMOVE lease_until, status_code"
             }
         };
-        match request.update_expression(expression).send().await {
-            Ok(_) => Ok(()),
-            // Sent meanwhile (a concurrent copy): the success stands.
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(())
-            }
-            Err(err) => Err(unavailable("UpdateItem", &err)),
-        }
+        // Sent meanwhile (a concurrent copy): the success stands.
+        conditional_update(request.update_expression(expression).send().await).map(drop)
     }
 
     async fn get(&self, dispatch_id: &str) -> Result<Option<LedgerEntry>, StoreError> {

@@ -35,7 +35,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::StoreError;
-use super::attr::{pk_of, s, unavailable};
+use super::attr::{conditional_update, pk_of, s, unavailable};
 use super::ledger::truncate_utf8;
 
 /// How much of a response body a review item keeps.
@@ -443,15 +443,7 @@ impl DynamoReviewStore {
         }
         .send()
         .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(aws_sdk_dynamodb::error::SdkError::ServiceError(e))
-                if e.err().is_conditional_check_failed_exception() =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(unavailable("UpdateItem", &err)),
-        }
+        conditional_update(result)
     }
 }
 
@@ -510,16 +502,8 @@ impl ReviewStore for DynamoReviewStore {
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Discarded by a person: it stays discarded.
-            Err(aws_sdk_dynamodb::error::SdkError::ServiceError(e))
-                if e.err().is_conditional_check_failed_exception() =>
-            {
-                Ok(())
-            }
-            Err(err) => Err(unavailable("UpdateItem", &err)),
-        }
+        // Discarded by a person: it stays discarded.
+        conditional_update(result).map(drop)
     }
 }
 
