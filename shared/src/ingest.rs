@@ -111,7 +111,6 @@ impl Outcome {
 /// The HTTP answer: status, extra headers, JSON body; and what it means, for logs and metrics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
-    pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: Value,
     pub outcome: Outcome,
@@ -120,9 +119,13 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// The HTTP status, which the outcome decides.
+    pub fn status(&self) -> u16 {
+        self.outcome.status()
+    }
+
     fn new(outcome: Outcome, body: Value) -> Self {
         Answer {
-            status: outcome.status(),
             headers: Vec::new(),
             body,
             outcome,
@@ -172,7 +175,7 @@ impl<S: EventStore, Q: Queue> Ingest<S, Q> {
             event_id = answer.body["event_id"].as_str().unwrap_or(""),
             call_id = answer.call_id.as_deref().unwrap_or(""),
             outcome = answer.outcome.as_str(),
-            status = answer.status,
+            status = answer.status(),
             result = answer.result(),
             error = answer.body["error"].as_str().unwrap_or(""),
             duration_ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -432,7 +435,7 @@ mod tests {
         let ingest = ingest(1024);
         let body = body("call.initiated", "e1");
         let answer = ingest.handle(&signed(&body, Utc::now())).await;
-        assert_eq!(answer.status, 200);
+        assert_eq!(answer.status(), 200);
         assert_eq!(
             answer.body,
             json!({"status":"accepted","event_id":"telnyx#e1"})
@@ -505,7 +508,7 @@ mod tests {
         let answer = ingest
             .handle(&signed(r#"{"data":"not an event"}"#, Utc::now()))
             .await;
-        assert_eq!(answer.status, 200);
+        assert_eq!(answer.status(), 200);
         assert_eq!(answer.outcome, Outcome::Review(ReviewReason::Malformed));
 
         // A duplicate of a review event is a duplicate.
@@ -523,7 +526,7 @@ mod tests {
         let changed = body.replace("e4", "e5");
         tampered.body = Some(&changed);
         let answer = ingest.handle(&tampered).await;
-        assert_eq!(answer.status, 401);
+        assert_eq!(answer.status(), 401);
         assert_eq!(answer.outcome, Outcome::Unauthorized);
         assert_eq!(answer.call_id, None);
         assert_eq!(answer.body["error"], "signature does not match");
@@ -534,13 +537,13 @@ mod tests {
             ..stale
         };
         let answer = ingest.handle(&stale).await;
-        assert_eq!(answer.status, 401);
+        assert_eq!(answer.status(), 401);
         assert!(answer.body["error"].as_str().unwrap().contains("timestamp"));
 
         let mut unsigned = signed(&body, now);
         unsigned.headers = Headers::new();
         let answer = ingest.handle(&unsigned).await;
-        assert_eq!(answer.status, 401);
+        assert_eq!(answer.status(), 401);
         assert_eq!(
             answer.body["error"],
             "missing header telnyx-signature-ed25519"
@@ -560,7 +563,7 @@ mod tests {
             ..signed(&body, now)
         };
         let answer = ingest.handle(&get).await;
-        assert_eq!(answer.status, 405);
+        assert_eq!(answer.status(), 405);
         assert_eq!(answer.outcome, Outcome::MethodNotAllowed);
         assert_eq!(answer.headers, vec![("allow", "POST".to_owned())]);
 
@@ -570,12 +573,12 @@ mod tests {
                 ..signed(&body, now)
             };
             let answer = ingest.handle(&req).await;
-            assert_eq!(answer.status, 404, "{provider:?}");
+            assert_eq!(answer.status(), 404, "{provider:?}");
             assert_eq!(answer.outcome, Outcome::NotFound);
         }
 
         let answer = ingest.handle(&signed(&body, now)).await;
-        assert_eq!((answer.status, answer.outcome), (413, Outcome::TooLarge));
+        assert_eq!((answer.status(), answer.outcome), (413, Outcome::TooLarge));
 
         let bad64 = Request {
             body: Some("!!not base64!!"),
@@ -583,7 +586,10 @@ mod tests {
             ..signed(&body, now)
         };
         let answer = ingest.handle(&bad64).await;
-        assert_eq!((answer.status, answer.outcome), (400, Outcome::BadRequest));
+        assert_eq!(
+            (answer.status(), answer.outcome),
+            (400, Outcome::BadRequest)
+        );
 
         let big64 = "QUFB".repeat(40);
         let big = Request {
@@ -591,7 +597,7 @@ mod tests {
             is_base64_encoded: true,
             ..signed(&body, now)
         };
-        assert_eq!(ingest.handle(&big).await.status, 413);
+        assert_eq!(ingest.handle(&big).await.status(), 413);
         assert!(ingest.store.is_empty());
     }
 
@@ -616,20 +622,20 @@ mod tests {
 
         ingest.store.fail.store(true, Ordering::SeqCst);
         let answer = ingest.handle(&signed(&body, now)).await;
-        assert_eq!(answer.status, 503);
+        assert_eq!(answer.status(), 503);
         assert_eq!(answer.outcome, Outcome::Unavailable);
         assert!(ingest.queue.taken().is_empty());
         ingest.store.fail.store(false, Ordering::SeqCst);
 
         ingest.queue.fail.store(true, Ordering::SeqCst);
-        assert_eq!(ingest.handle(&signed(&body, now)).await.status, 503);
+        assert_eq!(ingest.handle(&signed(&body, now)).await.status(), 503);
         assert_eq!(ingest.store.len(), 1, "the write was durable");
         ingest.queue.fail.store(false, Ordering::SeqCst);
 
         let retry = ingest
             .handle(&signed(&body, now + Duration::seconds(10)))
             .await;
-        assert_eq!(retry.status, 200);
+        assert_eq!(retry.status(), 200);
         assert_eq!(retry.result(), "duplicate");
         let queued = ingest.queue.taken();
         assert_eq!(queued.len(), 1);

@@ -315,7 +315,7 @@ mod tests {
             received_at: at(0),
         };
         ingest.queue.fail.store(true, Ordering::SeqCst);
-        assert_eq!(ingest.handle(&request).await.status, 503);
+        assert_eq!(ingest.handle(&request).await.status(), 503);
         let headers = request.headers.clone();
         let expected = ingest
             .providers

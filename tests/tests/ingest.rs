@@ -28,7 +28,7 @@ async fn accepted_event_is_one_item_one_message_and_exactly_two_requests() {
         .ingest
         .handle(&telnyx_request(&body, Utc::now()))
         .await;
-    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.status(), 200, "{answer:?}");
     assert_eq!(answer.result(), "accepted");
     assert_eq!(counted.dynamo_requests.get(), 1, "one conditional PutItem");
     assert_eq!(counted.sqs_requests.get(), 1, "one SendMessage");
@@ -82,7 +82,7 @@ async fn concurrent_identical_deliveries(copies: usize) {
     for task in tasks {
         answers.push(task.await.unwrap());
     }
-    assert!(answers.iter().all(|a| a.status == 200), "{answers:?}");
+    assert!(answers.iter().all(|a| a.status() == 200), "{answers:?}");
     let accepted = answers.iter().filter(|a| a.result() == "accepted").count();
     let duplicates = answers.iter().filter(|a| a.result() == "duplicate").count();
     assert_eq!((accepted, duplicates), (1, copies - 1));
@@ -108,7 +108,7 @@ async fn dynamodb_unreachable_is_503_and_nothing_is_queued() {
         .ingest
         .handle(&telnyx_request(&body("no-db"), Utc::now()))
         .await;
-    assert_eq!(answer.status, 503, "{answer:?}");
+    assert_eq!(answer.status(), 503, "{answer:?}");
     assert_eq!(answer.headers, vec![("retry-after", "5".to_owned())]);
     assert_eq!(counted.sqs_requests.get(), 0);
     assert!(stack.drain(stack.events_queue()).await.is_empty());
@@ -123,7 +123,7 @@ async fn sqs_unreachable_after_the_write_is_503_then_the_retry_requeues() {
     let now = Utc::now();
 
     let answer = broken.ingest.handle(&telnyx_request(&body, now)).await;
-    assert_eq!(answer.status, 503, "{answer:?}");
+    assert_eq!(answer.status(), 503, "{answer:?}");
     assert_eq!(
         stack.count_items(stack.events_table()).await,
         1,
@@ -136,7 +136,7 @@ async fn sqs_unreachable_after_the_write_is_503_then_the_retry_requeues() {
         .ingest
         .handle(&telnyx_request(&body, now + chrono::Duration::seconds(2)))
         .await;
-    assert_eq!(retry.status, 200);
+    assert_eq!(retry.status(), 200);
     assert_eq!(retry.result(), "duplicate");
     let messages = stack.drain(stack.events_queue()).await;
     assert_eq!(

@@ -35,7 +35,7 @@ async fn ingest_all(stack: &Stack, bodies: &[String]) {
     let ingest = callhook_ingest::build(&stack.ingest_env()).unwrap();
     for body in bodies {
         let answer = ingest.handle(&telnyx_request(body, Utc::now())).await;
-        assert_eq!(answer.status, 200, "{answer:?}");
+        assert_eq!(answer.status(), 200, "{answer:?}");
     }
 }
 

@@ -124,7 +124,7 @@ impl Local {
                     let answer = ingest.handle(&telnyx_request(&body, Utc::now())).await;
                     let delivered = Delivered {
                         result: answer.result().to_owned(),
-                        status: answer.status,
+                        status: answer.status(),
                         took: started.elapsed(),
                         body,
                     };

@@ -51,7 +51,7 @@ async fn an_unknown_type_is_reviewed_with_its_raw_body_and_discarding_closes_it(
     );
     let ingest = callhook_ingest::build(&stack.ingest_env()).unwrap();
     let answer = ingest.handle(&telnyx_request(&body, Utc::now())).await;
-    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.status(), 200, "{answer:?}");
 
     let function = stack.lifecycle();
     assert_eq!(stack.pump_lifecycle(&function).await, 1);

@@ -113,7 +113,7 @@ async fn a_poison_message_goes_to_review_and_its_replay_after_the_fix_is_process
         ingest
             .handle(&telnyx_request(body, Utc::now()))
             .await
-            .status,
+            .status(),
         200
     );
     assert_eq!(stack.drain(stack.events_queue()).await.len(), 1);
@@ -285,7 +285,7 @@ async fn an_event_sent_to_the_review_queue_is_reviewed_and_marked_and_processed_
         let answer = ingest
             .handle(&telnyx_request(&body(id, kind), Utc::now()))
             .await;
-        assert_eq!(answer.status, 200, "{answer:?}");
+        assert_eq!(answer.status(), 200, "{answer:?}");
     }
     let queued = stack.drain(stack.events_queue()).await;
     assert_eq!(queued.len(), 2);

@@ -45,7 +45,7 @@ async fn ingest_and_lose_the_send(stack: &Stack, body: &str) {
         .ingest
         .handle(&telnyx_request(body, Utc::now()))
         .await;
-    assert_eq!(answer.status, 503, "{answer:?}");
+    assert_eq!(answer.status(), 503, "{answer:?}");
 }
 
 async fn completions(stack: &Stack) -> usize {

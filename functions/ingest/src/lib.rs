@@ -77,6 +77,7 @@ pub fn request_of(event: &ApiGatewayV2httpRequest) -> Request<'_> {
 }
 
 pub fn response_of(answer: Answer) -> ApiGatewayV2httpResponse {
+    let status = answer.status();
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("application/json"));
     for (name, value) in answer.headers {
@@ -85,7 +86,7 @@ pub fn response_of(answer: Answer) -> ApiGatewayV2httpResponse {
         }
     }
     let mut response = ApiGatewayV2httpResponse::default();
-    response.status_code = i64::from(answer.status);
+    response.status_code = i64::from(status);
     response.headers = headers;
     response.body = Some(Body::Text(answer.body.to_string()));
     response
