@@ -12,7 +12,7 @@ use callhook::config::Env;
 use callhook::store::review::{DEFAULT_RETENTION_DAYS, DynamoReviewStore};
 
 use crate::dev::DevState;
-use crate::{emulator, keys, sweep};
+use crate::{emulator, sweep};
 
 /// `--stack`/`--region` as given.
 #[derive(Debug, Clone, Default)]
@@ -92,18 +92,13 @@ impl Target {
             .iter()
             .filter_map(|o| Some((o.output_key()?, o.output_value()?)));
         let (tables, queues) = resources_of(outputs);
-        let mut env = Env::from_pairs(crate::dev::read_dotenv(Path::new(".env"))?);
-        for (k, v) in std::env::vars() {
-            env.set(&k, v);
-        }
-        keys::fill_dev_keys(state_dir, &mut env)?;
         Ok(Target {
             label,
             dynamo: aws_sdk_dynamodb::Client::new(&sdk),
             sqs: aws_sdk_sqs::Client::new(&sdk),
             tables,
             queues,
-            env,
+            env: sweep::dev_env(state_dir)?,
         })
     }
 

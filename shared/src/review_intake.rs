@@ -184,24 +184,25 @@ pub fn classify(source: &Source, message: &Message<'_>, now: DateTime<Utc>) -> I
                     .map(|at| format!("; first sent {}", at.to_rfc3339()))
                     .unwrap_or_default()
             );
+            let text = |field: &str| {
+                parsed
+                    .as_ref()
+                    .and_then(|v| v.get(field)?.as_str().map(str::to_owned))
+            };
+            let (provider, event_type) = (text("provider"), text("type"));
             let mut item = ReviewItem::open(
                 dead_letter_pk(queue, message.message_id),
                 &dead_letter_reason(queue),
                 &subject,
-                payload(message.body, parsed.clone()),
+                payload(message.body, parsed),
                 failed,
                 &detail,
                 None,
                 None,
                 now,
             );
-            if let Some(value) = &parsed {
-                item.provider = value
-                    .get("provider")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                item.event_type = value.get("type").and_then(Value::as_str).map(str::to_owned);
-            }
+            item.provider = provider;
+            item.event_type = event_type;
             item.received_at = message.sent_at;
             Intake::Item(item)
         }
