@@ -7,7 +7,7 @@ use std::io::Write;
 use anyhow::{Context, Result, bail};
 use callhook::queue::{Queue, SqsQueue};
 use callhook::replay::Outcome;
-use callhook::review_intake::dead_letter_queue;
+use callhook::review_intake::{PAYLOAD_LIMIT, dead_letter_queue, is_cut};
 use callhook::store::StoredEvent;
 use callhook::store::pending::{DynamoPendingEvents, PendingEvents};
 use callhook::store::review::{
@@ -222,6 +222,13 @@ pub async fn replay(
             item.reason
         ),
     };
+    if is_cut(&item.payload) {
+        bail!(
+            "{} keeps only the first {PAYLOAD_LIMIT} bytes of its message, which cannot be sent again \
+             as if whole; discard it once handled",
+            item.pk
+        );
+    }
     let queue = target.queue(source_queue)?;
     let message = match &item.payload {
         Value::String(text) => text.clone(),

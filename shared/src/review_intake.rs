@@ -222,6 +222,13 @@ fn payload(body: &str, parsed: Option<Value>) -> Value {
     parsed.unwrap_or_else(|| Value::String(body.to_owned()))
 }
 
+/// Whether a kept message was cut to [`PAYLOAD_LIMIT`]: it must not be sent again as if whole.
+pub fn is_cut(payload: &Value) -> bool {
+    payload.as_str().is_some_and(|text| {
+        text.ends_with(" bytes]") && text.contains(&format!("… [cut at {PAYLOAD_LIMIT} of "))
+    })
+}
+
 /// Marks a stored event `REVIEW` unless it is already processed (a late copy sent for review
 /// must not undo the lifecycle's work); `false` when it was not marked.
 pub trait MarkForReview: Send + Sync {
@@ -372,6 +379,8 @@ mod tests {
             kept.ends_with(&format!("of {} bytes]", body.len())),
             "{kept}"
         );
+        assert!(is_cut(&intake.item().payload), "replay must refuse it");
+        assert!(!is_cut(&Value::String("a whole message".into())));
     }
 
     #[tokio::test]
