@@ -26,7 +26,7 @@ dev: venv ## Run callhook locally: moto, tables/queues from template.yaml, inges
 	$(CARGO) run --quiet --bin callhook -- dev $(DEV_ARGS)
 
 test: venv ddb-local cfn-lint fmt-check clippy ## Run every test (unit, property, fixtures, integration on moto)
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --tests --benches
 	$(CARGO) run --quiet --bin callhook -- fixtures sign --check
 
 .PHONY: ddb-local
@@ -123,7 +123,7 @@ logs: build-venv ## Tail a deployed function's logs: FUNCTION=Ingest|Lifecycle|D
 FUZZ_SECS ?= 30
 fuzz: ## Fuzz every provider's verify+normalize for FUZZ_SECS each (needs nightly + cargo-fuzz)
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	@for t in telnyx bird recho miraiminds stateset standard; do \
+	@for t in $$(sed -n 's/^name = "\(.*\)"$$/\1/p' fuzz/Cargo.toml | grep -v '^callhook'); do \
 	  mkdir -p fuzz/corpus/$$t; seeds=events/$$t/bodies; [ -d $$seeds ] || seeds=; \
 	  echo "== fuzz $$t ($(FUZZ_SECS) s)"; \
 	  $(CARGO) +nightly fuzz run -s none $$t fuzz/corpus/$$t $$seeds -- -max_total_time=$(FUZZ_SECS) || exit 1; \

@@ -117,7 +117,7 @@ def load_template(path: Path) -> dict:
 
 def provision(endpoint: str, template: Path, prefix: str) -> dict:
     """Creates every AWS::DynamoDB::Table and AWS::SQS::Queue of template.yaml as
-    "{prefix}-{LogicalId}" (as `callhook dev` / cli/src/provision.rs do); returns
+    "{prefix}-{LogicalId}" (as `callhook dev` / cli/src/local/provision/ do); returns
     {LogicalId: table name or queue URL}."""
     import boto3
 

@@ -1,8 +1,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use callhook_cli::commands::{calls, dev, fixtures, replay, review, send, sweep};
+use callhook_cli::local::keys;
+use callhook_cli::local::state::DevState;
 use callhook_cli::target::{Target, TargetOptions};
-use callhook_cli::{calls, dev, fixtures, keys, replay, review, send, sweep};
 use clap::{Parser, Subcommand};
 
 /// callhook: receive voice-provider call webhooks, verified, stored once and reconciled.
@@ -74,7 +76,7 @@ enum Command {
     /// longer than --min-age (a lost SendMessage), as the scheduled sweeper does.
     Sweep {
         /// Only events received at least this many seconds ago.
-        #[arg(long, default_value_t = callhook::sweep::DEFAULT_SWEEP_MIN_AGE_SECS)]
+        #[arg(long, default_value_t = callhook::config::DEFAULT_SWEEP_MIN_AGE_SECS)]
         min_age: u64,
         /// The report as one JSON object.
         #[arg(long)]
@@ -245,7 +247,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let url = url
-                .or_else(|| dev::DevState::load(&cli.state_dir).ok().map(|s| s.url))
+                .or_else(|| DevState::load(&cli.state_dir).ok().map(|s| s.url))
                 .unwrap_or_else(|| "http://127.0.0.1:3000".to_owned());
             let failures = send::run(send::Options {
                 provider: &provider,
@@ -305,7 +307,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             force,
             json,
         } => {
-            use callhook::replay::Selection;
+            use callhook::app::replay::Selection;
             let selection = if !events.is_empty() {
                 Selection::Events(events)
             } else if let Some(call) = call {

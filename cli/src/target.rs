@@ -8,11 +8,11 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use aws_config::BehaviorVersion;
+use callhook::adapters::dynamodb::{DEFAULT_RETENTION_DAYS, DynamoReviewStore};
 use callhook::config::Env;
-use callhook::store::review::{DEFAULT_RETENTION_DAYS, DynamoReviewStore};
 
-use crate::dev::DevState;
-use crate::{emulator, sweep};
+use crate::local::state::DevState;
+use crate::local::{dotenv, emulator};
 
 /// `--stack`/`--region` as given.
 #[derive(Debug, Clone, Default)]
@@ -60,7 +60,7 @@ impl Target {
             sqs,
             tables: state.tables.clone(),
             queues: state.queues.clone(),
-            env: sweep::dev_env(state_dir)?,
+            env: dotenv::dev_env(state_dir)?,
         })
     }
 
@@ -98,7 +98,7 @@ impl Target {
             sqs: aws_sdk_sqs::Client::new(&sdk),
             tables,
             queues,
-            env: sweep::dev_env(state_dir)?,
+            env: dotenv::dev_env(state_dir)?,
         })
     }
 
@@ -223,7 +223,7 @@ mod tests {
     fn every_table_and_queue_of_the_template_is_an_output() {
         // `--stack` finds resources only through the outputs: each table and queue needs one.
         let template = include_str!("../../template.yaml");
-        let plan = crate::provision::plan_from_template(template).unwrap();
+        let plan = crate::local::provision::plan_from_template(template).unwrap();
         let outputs: Vec<String> = template
             .lines()
             .skip_while(|l| !l.starts_with("Outputs:"))

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use callhook_cli::emulator::{self, Moto};
+use callhook_cli::local::emulator::{self, Moto};
 use serde_json::{Value, json};
 
 fn table(key: &str) -> Value {

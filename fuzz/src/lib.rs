@@ -106,7 +106,7 @@ pub fn run(name: &str, data: &[u8]) {
     check(name, &t.provider.normalize(&genuine));
 }
 
-fn check(name: &str, event: &callhook::model::CanonicalEvent) {
+fn check(name: &str, event: &callhook::domain::event::CanonicalEvent) {
     assert!(event.event_id.starts_with(&format!("{name}#")));
     // The canonical event must always serialize for the queue.
     serde_json::to_string(event).expect("a canonical event serializes");

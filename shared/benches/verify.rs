@@ -35,7 +35,7 @@ fn bench(c: &mut Criterion) {
     )
     .unwrap();
     let sig_b64 = headers.get("telnyx-signature-ed25519").unwrap();
-    let sig_bytes = callhook::verify::decode_b64("s", sig_b64).unwrap();
+    let sig_bytes = callhook::signing::decode_b64("s", sig_b64).unwrap();
     let signature = Signature::from_slice(&sig_bytes).unwrap();
     let message = [TS.to_string().as_bytes(), b"|", BODY.as_bytes()].concat();
 

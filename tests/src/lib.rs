@@ -9,13 +9,13 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
+use callhook::adapters::dynamodb::DynamoEventStore;
+use callhook::adapters::sqs::SqsQueue;
+use callhook::app::ingest::Ingest;
 use callhook::config::{Env, IngestConfig};
-use callhook::ingest::Ingest;
 use callhook::providers::{self, FIXTURE_SEED, Providers};
-use callhook::queue::SqsQueue;
-use callhook::store::DynamoEventStore;
-use callhook_cli::emulator::{self, Moto};
-use callhook_cli::provision::{self, Provisioned};
+use callhook_cli::local::emulator::{self, Moto};
+use callhook_cli::local::provision::{self, Provisioned};
 
 pub mod dynamodb_local;
 
@@ -87,7 +87,7 @@ impl Stack {
                 started.elapsed() < std::time::Duration::from_secs(300),
                 "{queue} not drained"
             );
-            let n = callhook_cli::poller::poll_once(&self.sqs, queue, 10, 0, &handler)
+            let n = callhook_cli::local::poller::poll_once(&self.sqs, queue, 10, 0, &handler)
                 .await
                 .unwrap();
             if n == 0 {
@@ -191,8 +191,8 @@ impl Stack {
     }
 
     /// What `callhook dev` would have written to `.callhook/dev.json` for this stack.
-    pub fn dev_state(&self) -> callhook_cli::dev::DevState {
-        callhook_cli::dev::DevState {
+    pub fn dev_state(&self) -> callhook_cli::local::state::DevState {
+        callhook_cli::local::state::DevState {
             url: "http://127.0.0.1:0".into(),
             aws_endpoint: self.moto.endpoint.clone(),
             tables: self.provisioned.tables.clone(),
@@ -268,8 +268,9 @@ pub fn counted_ingest(env: &Env, dynamo_endpoint: &str, sqs_endpoint: &str) -> C
     let dynamo_requests = RequestCounter::default();
     let sqs_requests = RequestCounter::default();
     let config = IngestConfig::from_env(env).unwrap();
-    let dynamo_sdk = callhook::aws::sdk_config(&with_endpoint(env, dynamo_endpoint)).unwrap();
-    let sqs_sdk = callhook::aws::sdk_config(&with_endpoint(env, sqs_endpoint)).unwrap();
+    let dynamo_sdk =
+        callhook::adapters::aws::sdk_config(&with_endpoint(env, dynamo_endpoint)).unwrap();
+    let sqs_sdk = callhook::adapters::aws::sdk_config(&with_endpoint(env, sqs_endpoint)).unwrap();
     let dynamo = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&dynamo_sdk)
             .interceptor(dynamo_requests.clone())
@@ -302,11 +303,11 @@ fn with_endpoint(env: &Env, endpoint: &str) -> Env {
 pub fn telnyx_request(
     body: &str,
     now: chrono::DateTime<chrono::Utc>,
-) -> callhook::ingest::Request<'_> {
+) -> callhook::app::ingest::Request<'_> {
     let signed = providers::dev_signer("telnyx", &FIXTURE_SEED)
         .unwrap()
         .sign(body.as_bytes(), now.timestamp(), "");
-    callhook::ingest::Request {
+    callhook::app::ingest::Request {
         method: "POST",
         provider: Some("telnyx"),
         token: None,
@@ -337,16 +338,16 @@ impl<S> AtomicOnMoto<S> {
     }
 }
 
-impl<S: callhook::store::EventStore> callhook::store::EventStore for AtomicOnMoto<S> {
+impl<S: callhook::ports::EventStore> callhook::ports::EventStore for AtomicOnMoto<S> {
     async fn insert_new(
         &self,
-        event: &callhook::store::NewEvent<'_>,
-    ) -> Result<callhook::store::Inserted, callhook::store::StoreError> {
+        event: &callhook::ports::NewEvent<'_>,
+    ) -> Result<callhook::ports::Inserted, callhook::ports::StoreError> {
         let _one_at_a_time = self.writes.lock().await;
         self.inner.insert_new(event).await
     }
 
-    async fn mark_queue_failed(&self, event_id: &str) -> Result<(), callhook::store::StoreError> {
+    async fn mark_queue_failed(&self, event_id: &str) -> Result<(), callhook::ports::StoreError> {
         self.inner.mark_queue_failed(event_id).await
     }
 }

@@ -1,14 +1,9 @@
-use callhook::config::Env;
-use lambda_runtime::{Error, run, service_fn};
-
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Error> {
-    callhook::logging::init();
-    let function = callhook_dispatch::build(&Env::from_process()).inspect_err(|e| {
-        eprintln!("callhook dispatch: configuration error: {e}");
-    })?;
-    run(service_fn(|event| {
-        callhook_dispatch::handle(&function, event)
-    }))
+async fn main() -> Result<(), lambda_runtime::Error> {
+    callhook_lambda::serve(
+        "dispatch",
+        callhook_dispatch::build,
+        callhook_dispatch::handle,
+    )
     .await
 }

@@ -7,12 +7,14 @@ use std::future::Future;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
+use callhook::adapters::dynamodb::DynamoEventStore;
+use callhook::adapters::sqs::SqsQueue;
+use callhook::app::ingest::{Answer, Ingest, Request};
 use callhook::config::{ConfigError, Env, IngestConfig};
-use callhook::ingest::{Answer, Ingest, Request};
-use callhook::metrics::{self, Metrics, Sink};
-use callhook::providers::{Headers, Providers};
-use callhook::queue::SqsQueue;
-use callhook::store::DynamoEventStore;
+use callhook::delivery::Headers;
+use callhook::observability::emf::{Metrics, Sink};
+use callhook::observability::metrics;
+use callhook::providers::Providers;
 use chrono::Utc;
 use http::{HeaderMap, HeaderValue};
 use lambda_runtime::{Error, LambdaEvent};
@@ -24,7 +26,7 @@ pub type IngestFunction = Ingest<DynamoEventStore, SqsQueue>;
 pub fn build(env: &Env) -> Result<IngestFunction, ConfigError> {
     let config = IngestConfig::from_env(env)?;
     let providers = Providers::from_env(env)?;
-    let sdk = callhook::aws::sdk_config(env)?;
+    let sdk = callhook::adapters::aws::sdk_config(env)?;
     Ok(Ingest {
         providers,
         store: DynamoEventStore::new(
@@ -114,7 +116,7 @@ pub async fn respond_with(
     let request = request_of(event);
     let answer = function.handle(&request).await;
     let mut metrics = Metrics::at(request.received_at);
-    metrics::record_ingest(&mut metrics, request.provider, answer.outcome);
+    metrics::record_ingest(&mut metrics, request.provider, &answer.outcome);
     metrics.flush(sink);
     response_of(answer)
 }

@@ -1,15 +1,4 @@
-use callhook::config::Env;
-use lambda_runtime::{Error, run, service_fn};
-
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Error> {
-    callhook::logging::init();
-    let function = callhook_ingest::build(&Env::from_process()).map_err(|e| {
-        eprintln!("callhook ingest: configuration error: {e}");
-        e
-    })?;
-    run(service_fn(|event| {
-        callhook_ingest::handle(&function, event)
-    }))
-    .await
+async fn main() -> Result<(), lambda_runtime::Error> {
+    callhook_lambda::serve("ingest", callhook_ingest::build, callhook_ingest::handle).await
 }

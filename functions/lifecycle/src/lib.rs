@@ -1,46 +1,70 @@
-//! The lifecycle Lambda: an SQS batch of canonical events → the calls table, with partial batch
-//! failures so one poison message (or one panic) fails only itself.
+//! The lifecycle Lambda: an SQS batch of canonical events → the calls table
+//! (`callhook::app::lifecycle`), in order, with partial batch failures.
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use callhook::config::{ConfigError, Env};
-use callhook::metrics::{self, Metrics, Sink};
-use callhook::model::CanonicalEvent;
-use callhook::queue::SqsQueue;
-use callhook::reconcile::{self, Processed, Reconciler};
-use callhook::store::calls::DynamoCallStore;
-use callhook::store::review::DynamoReviewStore;
-use futures::FutureExt;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use callhook::adapters::dynamodb::{DynamoCallStore, DynamoReviewStore};
+use callhook::adapters::sqs::SqsQueue;
+use callhook::app::events_queue;
+use callhook::app::lifecycle::{Lifecycle, Processed};
+use callhook::config::{ConfigError, Env, LifecycleConfig};
+use callhook::observability::emf::{Metrics, Sink};
+use callhook::observability::metrics;
+use callhook_lambda::sqs_batch::{self, Order, Record, RecordHandler, Settled};
+use chrono::{DateTime, Utc};
 use lambda_runtime::{Error, LambdaEvent};
 
 /// The review table is optional: with REVIEW_TABLE unset, events are only marked `REVIEW`.
-pub type LifecycleFunction = Reconciler<DynamoCallStore, SqsQueue, Option<DynamoReviewStore>>;
-
-pub const DEFAULT_SETTLE_SECS: u64 = 5;
+pub type LifecycleFunction = Lifecycle<DynamoCallStore, SqsQueue, Option<DynamoReviewStore>>;
 
 pub fn build(env: &Env) -> Result<LifecycleFunction, ConfigError> {
-    let calls_table = env.require("CALLS_TABLE")?;
-    let events_table = env.require("EVENTS_TABLE")?;
-    let dispatch_queue = env.require("DISPATCH_QUEUE_URL")?;
-    let settle = env.number("DISPATCH_SETTLE_SECS", DEFAULT_SETTLE_SECS)?;
-    if settle > 900 {
-        return Err(ConfigError::invalid(
-            "DISPATCH_SETTLE_SECS",
-            "SQS delays are at most 900 seconds",
-        ));
-    }
-    let review_table = env.get("REVIEW_TABLE");
-    let sdk = callhook::aws::sdk_config(env)?;
+    let config = LifecycleConfig::from_env(env)?;
+    let sdk = callhook::adapters::aws::sdk_config(env)?;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    Ok(Reconciler {
-        calls: DynamoCallStore::new(dynamo.clone(), calls_table, events_table),
-        dispatch_queue: SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), dispatch_queue),
-        settle_secs: settle as u32,
-        review: review_table.map(|table| DynamoReviewStore::new(dynamo, table)),
+    Ok(Lifecycle {
+        calls: DynamoCallStore::new(dynamo.clone(), config.calls_table, config.events_table),
+        dispatch_queue: SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.dispatch_queue_url),
+        settle_secs: config.settle_secs,
+        review: config
+            .review_table
+            .map(|table| DynamoReviewStore::new(dynamo, table)),
     })
+}
+
+/// One events-queue record; reports the applied event's provider and time (`processing_lag`).
+struct Records<'a>(&'a LifecycleFunction);
+
+impl RecordHandler for Records<'_> {
+    /// The applied event's provider and time, and when it was applied.
+    type Report = Option<(String, DateTime<Utc>, DateTime<Utc>)>;
+
+    async fn handle<'a>(&'a self, record: Record<'a>) -> (Settled, Self::Report) {
+        let started = Instant::now();
+        let retry = Settled::Retry { after_secs: None };
+        let event = match events_queue::parse(record.body) {
+            Ok(event) => event,
+            Err(err) => {
+                tracing::warn!(message_id = record.message_id, error = %err, outcome = "failed", duration_ms = ms(started), "event not processed; SQS will retry");
+                return (retry, None);
+            }
+        };
+        let result = self.0.apply(&event).await;
+        callhook::app::lifecycle::log(record.message_id, &event, &result, ms(started));
+        match result {
+            Ok(Processed::Applied { .. }) => (
+                Settled::Done,
+                Some((event.provider.clone(), event.occurred_at, Utc::now())),
+            ),
+            Ok(_) => (Settled::Done, None),
+            Err(_) => (retry, None),
+        }
+    }
+}
+
+fn ms(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1000.0
 }
 
 /// Processes a batch in order (events of one call often share a batch, and in order they do
@@ -64,120 +88,13 @@ pub async fn process_batch_with(
     sink: &Sink,
 ) -> SqsBatchResponse {
     let mut metrics = Metrics::now();
-    let mut failures = Vec::new();
-    for record in &event.records {
-        let started = Instant::now();
-        let id = record.message_id.clone().unwrap_or_default();
-        let body = record.body.as_deref().unwrap_or("");
-        let event = match reconcile::parse(body) {
-            Ok(event) => event,
-            Err(err) => {
-                tracing::warn!(message_id = %id, error = %err, outcome = "failed", duration_ms = ms(started), "event not processed; SQS will retry");
-                failures.push(failure(id));
-                continue;
-            }
-        };
-        let outcome = AssertUnwindSafe(function.apply(&event))
-            .catch_unwind()
-            .await;
-        match outcome {
-            Ok(Ok(processed)) => {
-                if let Processed::Applied { .. } = processed {
-                    metrics::record_applied(&mut metrics, &event);
-                }
-                log(&id, &event, &processed, started);
-            }
-            Ok(Err(err)) => {
-                tracing::warn!(
-                    message_id = %id,
-                    event_id = %event.event_id,
-                    provider = %event.provider,
-                    call_id = event.call_id.as_deref().unwrap_or(""),
-                    outcome = "failed",
-                    error = %err,
-                    duration_ms = ms(started),
-                    "event not processed; SQS will retry"
-                );
-                failures.push(failure(id));
-            }
-            Err(_) => {
-                tracing::error!(
-                    message_id = %id,
-                    event_id = %event.event_id,
-                    provider = %event.provider,
-                    call_id = event.call_id.as_deref().unwrap_or(""),
-                    outcome = "panicked",
-                    duration_ms = ms(started),
-                    "panic while processing; SQS will retry"
-                );
-                failures.push(failure(id));
-            }
-        }
+    let (response, reports) =
+        sqs_batch::process(&Records(function), event, Order::InOrder, None).await;
+    for (provider, occurred_at, applied_at) in reports.into_iter().flatten().flatten() {
+        metrics::record_processed(&mut metrics, &provider, occurred_at, applied_at);
     }
     metrics.flush(sink);
-    let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = failures;
     response
-}
-
-fn ms(started: Instant) -> f64 {
-    started.elapsed().as_secs_f64() * 1000.0
-}
-
-fn failure(id: String) -> BatchItemFailure {
-    let mut failure = BatchItemFailure::default();
-    failure.item_identifier = id;
-    failure
-}
-
-/// One line per event: message, event, provider, call, outcome, duration.
-fn log(message_id: &str, event: &CanonicalEvent, processed: &Processed, started: Instant) {
-    let event_id = event.event_id.as_str();
-    let provider = event.provider.as_str();
-    let call_id = event.call_id.as_deref().unwrap_or("");
-    let outcome = processed.as_str();
-    let duration_ms = ms(started);
-    match processed {
-        Processed::Applied { dispatched, .. } => tracing::info!(
-            message_id,
-            event_id,
-            provider,
-            call_id,
-            outcome,
-            dispatched,
-            duration_ms,
-            "applied"
-        ),
-        Processed::AlreadyApplied { dispatched, .. } => tracing::info!(
-            message_id,
-            event_id,
-            provider,
-            call_id,
-            outcome,
-            dispatched,
-            duration_ms,
-            "already applied"
-        ),
-        Processed::Review { reason } => tracing::info!(
-            message_id,
-            event_id,
-            provider,
-            call_id,
-            outcome,
-            reason,
-            duration_ms,
-            "sent to review"
-        ),
-        Processed::Ignored => tracing::info!(
-            message_id,
-            event_id,
-            provider,
-            call_id,
-            outcome,
-            duration_ms,
-            "no call to apply to"
-        ),
-    }
 }
 
 pub async fn handle(

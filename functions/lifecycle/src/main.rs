@@ -1,14 +1,9 @@
-use callhook::config::Env;
-use lambda_runtime::{Error, run, service_fn};
-
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Error> {
-    callhook::logging::init();
-    let function = callhook_lifecycle::build(&Env::from_process()).inspect_err(|e| {
-        eprintln!("callhook lifecycle: configuration error: {e}");
-    })?;
-    run(service_fn(|event| {
-        callhook_lifecycle::handle(&function, event)
-    }))
+async fn main() -> Result<(), lambda_runtime::Error> {
+    callhook_lambda::serve(
+        "lifecycle",
+        callhook_lifecycle::build,
+        callhook_lifecycle::handle,
+    )
     .await
 }

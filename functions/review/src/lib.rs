@@ -1,61 +1,54 @@
 //! The review Lambda: SQS batches from the review queue and every dead-letter queue → review
-//! items (`callhook::review_intake`), with partial batch failures: a message whose item cannot
-//! be written stays on its queue, so nothing that reaches review is lost.
+//! items (`callhook::app::review_intake`), with partial batch failures: a message whose item
+//! cannot be written stays on its queue, so nothing that reaches review is lost.
 
-use std::panic::AssertUnwindSafe;
-
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use callhook::config::{ConfigError, Env};
-use callhook::review_intake::{Intake, Message, ReviewIntake, Sources};
-use callhook::store::DynamoEventStore;
-use callhook::store::review::DynamoReviewStore;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use callhook::adapters::dynamodb::{DynamoEventStore, DynamoReviewStore};
+use callhook::app::review_intake::{Intake, Message, ReviewIntake};
+use callhook::config::{ConfigError, Env, ReviewConfig};
+use callhook_lambda::sqs_batch::{self, Order, Record, RecordHandler, Settled};
 use chrono::{DateTime, Utc};
-use futures::FutureExt;
 use lambda_runtime::{Error, LambdaEvent};
 
 pub type ReviewFunction = ReviewIntake<DynamoReviewStore, DynamoEventStore>;
 
 pub fn build(env: &Env) -> Result<ReviewFunction, ConfigError> {
-    let review_table = env.require("REVIEW_TABLE")?;
-    let events_table = env.require("EVENTS_TABLE")?;
-    let sources = Sources::from_env(env)?;
-    let sdk = callhook::aws::sdk_config(env)?;
+    let config = ReviewConfig::from_env(env)?;
+    let sdk = callhook::adapters::aws::sdk_config(env)?;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     Ok(ReviewIntake {
-        sources,
-        review: DynamoReviewStore::new(dynamo.clone(), review_table),
-        events: DynamoEventStore::new(dynamo, events_table),
+        sources: config.sources,
+        review: DynamoReviewStore::new(dynamo.clone(), config.review_table),
+        events: DynamoEventStore::new(dynamo, config.events_table),
     })
 }
 
 /// SQS's own attributes: how often the message was received, and when it was first sent.
 fn message_of(record: &SqsMessage) -> Message<'_> {
-    let attribute = |name: &str| record.attributes.get(name).map(String::as_str);
+    let record = Record::of(record);
     Message {
-        message_id: record.message_id.as_deref().unwrap_or(""),
-        body: record.body.as_deref().unwrap_or(""),
-        receive_count: attribute("ApproximateReceiveCount")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0),
-        sent_at: attribute("SentTimestamp")
+        message_id: record.message_id,
+        body: record.body,
+        receive_count: record.receive_count,
+        sent_at: record
+            .message
+            .attributes
+            .get("SentTimestamp")
             .and_then(|ms| ms.parse::<i64>().ok())
             .and_then(DateTime::from_timestamp_millis),
     }
 }
 
-pub async fn process_batch(function: &ReviewFunction, event: &SqsEvent) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for record in &event.records {
-        let message = message_of(record);
-        let outcome = AssertUnwindSafe(function.take(
-            record.event_source_arn.as_deref(),
-            &message,
-            Utc::now(),
-        ))
-        .catch_unwind()
-        .await;
-        let error = match outcome {
-            Ok(Ok(intake)) => {
+struct Records<'a>(&'a ReviewFunction);
+
+impl RecordHandler for Records<'_> {
+    type Report = ();
+
+    async fn handle<'a>(&'a self, record: Record<'a>) -> (Settled, ()) {
+        let message = message_of(record.message);
+        let source = record.message.event_source_arn.as_deref();
+        match self.0.take(source, &message, Utc::now()).await {
+            Ok(intake) => {
                 let item = intake.item();
                 tracing::info!(
                     message_id = message.message_id,
@@ -65,17 +58,20 @@ pub async fn process_batch(function: &ReviewFunction, event: &SqsEvent) -> SqsBa
                     event = matches!(intake, Intake::Event { .. }),
                     "review item written"
                 );
-                continue;
+                (Settled::Done, ())
             }
-            Ok(Err(err)) => err.to_string(),
-            Err(_) => "panic".to_owned(),
-        };
-        tracing::warn!(message_id = message.message_id, error = %error, "review item not written; SQS will retry");
-        let mut failure = BatchItemFailure::default();
-        failure.item_identifier = message.message_id.to_owned();
-        response.batch_item_failures.push(failure);
+            Err(error) => {
+                tracing::warn!(message_id = message.message_id, %error, "review item not written; SQS will retry");
+                (Settled::Retry { after_secs: None }, ())
+            }
+        }
     }
-    response
+}
+
+pub async fn process_batch(function: &ReviewFunction, event: &SqsEvent) -> SqsBatchResponse {
+    sqs_batch::process(&Records(function), event, Order::InOrder, None)
+        .await
+        .0
 }
 
 pub async fn handle(

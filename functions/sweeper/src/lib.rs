@@ -1,22 +1,23 @@
 //! The sweeper Lambda: on an EventBridge schedule, re-enqueue events that stayed RECEIVED past
-//! SWEEP_MIN_AGE_SECS (`callhook::sweep`). The schedule's event is not read: every invocation
+//! SWEEP_MIN_AGE_SECS (`callhook::app::sweep`). The schedule's event is not read: every invocation
 //! is one sweep as of now.
 
 use std::time::Duration;
 
-use callhook::config::{ConfigError, Env};
-use callhook::metrics::{self, Metrics, Sink, Unit};
+use callhook::adapters::dynamodb::{DynamoEventReader, DynamoReviewStore};
+use callhook::adapters::sqs::SqsQueue;
+use callhook::app::sweep::{SweepReport, Sweeper};
+use callhook::config::{ConfigError, Env, SweepConfig};
+use callhook::observability::emf::{Metrics, Sink, Unit};
+use callhook::observability::metrics;
+use callhook::ports::ReviewAdmin;
 use callhook::providers::Providers;
-use callhook::queue::SqsQueue;
-use callhook::store::pending::DynamoPendingEvents;
-use callhook::store::review::DynamoReviewStore;
-use callhook::sweep::{SweepConfig, SweepReport, Sweeper};
 use chrono::Utc;
 use lambda_runtime::{Error, LambdaEvent};
 
 /// The sweep, and the review table whose open items it counts each run (`review_open`).
 pub struct SweeperFunction {
-    pub sweeper: Sweeper<DynamoPendingEvents, SqsQueue>,
+    pub sweeper: Sweeper<DynamoEventReader, SqsQueue>,
     /// REVIEW_TABLE; unset, no `review_open` gauge is written.
     pub review: Option<DynamoReviewStore>,
 }
@@ -27,17 +28,18 @@ pub struct SweeperFunction {
 pub fn build(env: &Env) -> Result<SweeperFunction, ConfigError> {
     let config = SweepConfig::from_env(env)?;
     let providers = Providers::from_env(env)?;
-    let review_table = env.get("REVIEW_TABLE").map(str::to_owned);
-    let sdk = callhook::aws::sdk_config(env)?;
+    let sdk = callhook::adapters::aws::sdk_config(env)?;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     Ok(SweeperFunction {
         sweeper: Sweeper {
-            store: DynamoPendingEvents::new(dynamo.clone(), config.events_table),
+            store: DynamoEventReader::new(dynamo.clone(), config.events_table),
             queue: SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.events_queue_url),
             providers,
             min_age: Duration::from_secs(config.min_age_secs),
         },
-        review: review_table.map(|table| DynamoReviewStore::new(dynamo, table)),
+        review: config
+            .review_table
+            .map(|table| DynamoReviewStore::new(dynamo, table)),
     })
 }
 

@@ -17,27 +17,29 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{
-    Delivery, DevSigner, Entry, Provider, Signed, derived_key, malformed, mark_unknown, str_at,
-    time_at,
+    Delivery, Provider, ProviderEntry, derived_key, malformed, mark_unknown, str_at, time_at,
 };
-use crate::config::{ConfigError, Env};
-use crate::model::{CanonicalEvent, Direction, Kind, Outcome, ReviewNote};
-use crate::verify::{self, AuthError};
+#[cfg(any(test, feature = "dev"))]
+use super::{DevSigner, Signed};
+use crate::config::{ConfigError, Env, vars};
+use crate::domain::event::{CanonicalEvent, Direction, Kind, Outcome, ReviewNote};
+use crate::signing::{self as verify, AuthError};
 
 pub const NAME: &str = "bird";
 pub const SIGNATURE_HEADER: &str = "messagebird-signature";
 pub const TIMESTAMP_HEADER: &str = "messagebird-request-timestamp";
 pub const REQUEST_ID_HEADER: &str = "messagebird-request-id";
-const KEYS_VAR: &str = "BIRD_SIGNING_KEYS";
-const URL_VAR: &str = "BIRD_WEBHOOK_URL";
+const KEYS_VAR: &str = vars::BIRD_SIGNING_KEYS;
+const URL_VAR: &str = vars::BIRD_WEBHOOK_URL;
 /// Bird re-sends for up to 8 hours with the original timestamp (providers.md).
 pub const DEFAULT_TOLERANCE_SECS: u64 = 24 * 60 * 60;
 
 use Kind::*;
 
-pub const ENTRY: Entry = Entry {
+pub const ENTRY: ProviderEntry = ProviderEntry {
     name: NAME,
     from_env: Bird::from_env,
+    #[cfg(any(test, feature = "dev"))]
     dev_signer: |seed| Box::new(BirdSigner(dev_key(seed))),
 };
 
@@ -95,7 +97,7 @@ impl Bird {
         Ok(Some(Box::new(Bird::new(
             keys.iter().map(|k| k.as_bytes().to_vec()).collect(),
             url,
-            env.tolerance_secs(NAME, DEFAULT_TOLERANCE_SECS)?,
+            env.tolerance_secs(vars::BIRD_TOLERANCE_SECS, DEFAULT_TOLERANCE_SECS)?,
         ))))
     }
 }
@@ -255,14 +257,17 @@ fn as_text(value: &Value) -> Option<String> {
     }
 }
 
+#[cfg(any(test, feature = "dev"))]
 /// The dev signing key: a printable string, like the `signingKey` Bird hands out, derived from
 /// the seed with a domain tag so it shares nothing visible with other providers' dev keys.
 fn dev_key(seed: &[u8; 32]) -> String {
     super::sha256_hex(&[b"callhook dev bird signing key ".as_slice(), seed].concat())
 }
 
+#[cfg(any(test, feature = "dev"))]
 struct BirdSigner(String);
 
+#[cfg(any(test, feature = "dev"))]
 impl DevSigner for BirdSigner {
     fn verifier_env(&self) -> Vec<(&'static str, String)> {
         vec![(KEYS_VAR, self.0.clone())]

@@ -21,23 +21,26 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    Delivery, DevSigner, Entry, Provider, Signed, derived_key, malformed, mark_unknown, sha256_hex,
-    str_at, time_at,
+    Delivery, Provider, ProviderEntry, derived_key, malformed, mark_unknown, sha256_hex, str_at,
+    time_at,
 };
-use crate::config::{ConfigError, Env};
-use crate::model::{CanonicalEvent, Direction, Kind, Outcome};
-use crate::verify::{self, AuthError};
+#[cfg(any(test, feature = "dev"))]
+use super::{DevSigner, Signed};
+use crate::config::{ConfigError, Env, vars};
+use crate::domain::event::{CanonicalEvent, Direction, Kind, Outcome};
+use crate::signing::{self as verify, AuthError};
 
 pub const NAME: &str = "miraiminds";
-const TOKENS_VAR: &str = "MIRAIMINDS_PATH_TOKENS";
+const TOKENS_VAR: &str = vars::MIRAIMINDS_PATH_TOKENS;
 /// Shortest path token accepted in configuration.
 pub const MIN_TOKEN_LEN: usize = 16;
 
 use Kind::*;
 
-pub const ENTRY: Entry = Entry {
+pub const ENTRY: ProviderEntry = ProviderEntry {
     name: NAME,
     from_env: Miraiminds::from_env,
+    #[cfg(any(test, feature = "dev"))]
     dev_signer: |seed| Box::new(MiraimindsSigner(dev_token(seed))),
 };
 
@@ -298,14 +301,17 @@ fn as_u64(value: &Value) -> Option<u64> {
     }
 }
 
+#[cfg(any(test, feature = "dev"))]
 /// The dev path token: 64 hex characters derived from the seed with a domain tag, so a token
 /// seen in a URL or a log reveals nothing of the other dev keys made from the same seed.
 fn dev_token(seed: &[u8; 32]) -> String {
     sha256_hex(&[b"callhook dev miraiminds path token ".as_slice(), seed].concat())
 }
 
+#[cfg(any(test, feature = "dev"))]
 struct MiraimindsSigner(String);
 
+#[cfg(any(test, feature = "dev"))]
 impl DevSigner for MiraimindsSigner {
     fn verifier_env(&self) -> Vec<(&'static str, String)> {
         vec![(TOKENS_VAR, self.0.clone())]

@@ -1,15 +1,14 @@
 //! One module per provider: how its deliveries are authenticated and how its events map to the
-//! canonical event. Adding a provider is one new module here and one line in [`CONSTRUCTORS`].
-
-use std::collections::BTreeMap;
+//! canonical event. Adding a provider is one new module here, its variables in `config::vars`
+//! and one line in [`CONSTRUCTORS`].
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, Env};
-use crate::model::{CanonicalEvent, Kind, ReviewNote};
-use crate::verify::AuthError;
+pub use crate::delivery::{AuthError, Delivery, Headers};
+use crate::domain::event::{CanonicalEvent, Kind, ReviewNote};
+use crate::domain::review::ReviewReason;
 
 pub mod bird;
 pub mod miraiminds;
@@ -19,81 +18,6 @@ pub mod recho;
 pub mod standard;
 pub mod stateset;
 pub mod telnyx;
-
-/// Request headers with lower-cased names. API Gateway v2 already joins repeated headers with
-/// commas, so one value per name is all a provider can rely on.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(BTreeMap<String, String>);
-
-impl Headers {
-    pub fn new() -> Self {
-        Headers::default()
-    }
-
-    pub fn insert(&mut self, name: &str, value: impl Into<String>) {
-        let value = value.into();
-        self.0
-            .entry(name.to_ascii_lowercase())
-            .and_modify(|existing| {
-                existing.push(',');
-                existing.push_str(&value);
-            })
-            .or_insert(value);
-    }
-
-    pub fn get(&self, name: &str) -> Option<&str> {
-        debug_assert_eq!(
-            name,
-            name.to_ascii_lowercase(),
-            "look headers up in lower case"
-        );
-        self.0.get(name).map(String::as_str)
-    }
-
-    /// The header, or the authentication error that says it is missing.
-    pub fn require(&self, name: &'static str) -> Result<&str, AuthError> {
-        self.get(name).ok_or(AuthError::MissingHeader(name))
-    }
-
-    /// Only the named headers, e.g. those needed to re-verify a stored delivery.
-    pub fn subset(&self, names: &[&str]) -> Headers {
-        Headers(
-            self.0
-                .iter()
-                .filter(|(k, _)| names.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        )
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-}
-
-impl<K: AsRef<str>, V: Into<String>> FromIterator<(K, V)> for Headers {
-    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let mut headers = Headers::new();
-        for (k, v) in iter {
-            headers.insert(k.as_ref(), v);
-        }
-        headers
-    }
-}
-
-/// One delivery as received: everything a provider may authenticate or normalize.
-#[derive(Debug, Clone, Copy)]
-pub struct Delivery<'a> {
-    pub headers: &'a Headers,
-    /// The exact bytes received (after API Gateway's base64, if any, was undone).
-    pub body: &'a [u8],
-    /// The `{token}` path segment of `/webhooks/{provider}/{token}`.
-    pub path_token: Option<&'a str>,
-    /// `https://{domain}{path}[?{query}]` as the gateway saw it; a fallback for providers that
-    /// sign the URL (configuration should name the public URL).
-    pub request_url: Option<&'a str>,
-    pub received_at: DateTime<Utc>,
-}
 
 /// A provider: authenticate, then map to the canonical event.
 pub trait Provider: Send + Sync {
@@ -108,12 +32,13 @@ pub trait Provider: Send + Sync {
     fn verify(&self, delivery: &Delivery<'_>) -> Result<(), AuthError>;
 
     /// Maps an authentic delivery to the canonical event. Never fails: an unknown type or a body
-    /// that is not the documented shape comes back with `review` set (DESIGN §3).
+    /// that is not the documented shape comes back with `review` set.
     /// `delivery` is the live request or a stored one being replayed (its signed headers, raw
     /// body and original receipt time), so normalizing must depend on nothing else.
     fn normalize(&self, delivery: &Delivery<'_>) -> CanonicalEvent;
 }
 
+#[cfg(any(test, feature = "dev"))]
 /// What a sender needs to sign a delivery so that this provider's `verify` accepts it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Signed {
@@ -122,6 +47,7 @@ pub struct Signed {
     pub path_token: Option<String>,
 }
 
+#[cfg(any(test, feature = "dev"))]
 /// Plays the provider's side: `callhook send`, fixtures and tests sign with it. Never used on
 /// the ingest path. Built from a 32-byte seed so dev keys and fixture keys are reproducible.
 pub trait DevSigner: Send + Sync {
@@ -137,16 +63,18 @@ pub trait DevSigner: Send + Sync {
 pub type FromEnv = fn(&Env) -> Result<Option<Box<dyn Provider>>, ConfigError>;
 
 /// One provider's entry points.
-pub struct Entry {
+pub struct ProviderEntry {
     pub name: &'static str,
     /// `Ok(None)` when the environment leaves the provider unconfigured: it then answers 404,
     /// never "accept everything".
     pub from_env: FromEnv,
+    /// The provider's side, for `callhook send`, fixtures and tests.
+    #[cfg(any(test, feature = "dev"))]
     pub dev_signer: fn(&[u8; 32]) -> Box<dyn DevSigner>,
 }
 
 /// Every provider callhook knows.
-pub const CONSTRUCTORS: &[Entry] = &[
+pub const CONSTRUCTORS: &[ProviderEntry] = &[
     telnyx::ENTRY,
     bird::ENTRY,
     recho::ENTRY,
@@ -160,6 +88,7 @@ pub fn supported() -> impl Iterator<Item = &'static str> {
     CONSTRUCTORS.iter().map(|e| e.name)
 }
 
+#[cfg(any(test, feature = "dev"))]
 /// The dev signer of a supported provider.
 pub fn dev_signer(name: &str, seed: &[u8; 32]) -> Option<Box<dyn DevSigner>> {
     CONSTRUCTORS
@@ -168,6 +97,7 @@ pub fn dev_signer(name: &str, seed: &[u8; 32]) -> Option<Box<dyn DevSigner>> {
         .map(|e| (e.dev_signer)(seed))
 }
 
+#[cfg(any(test, feature = "dev"))]
 /// The seed of the documented fixture keys (RFC 8032 test 1): fixtures in `events/` are signed
 /// with keys derived from it, and `events/env.json` configures the matching verifiers. It is
 /// public, so it is only ever configured for fixtures and tests, never in a deployment.
@@ -206,28 +136,7 @@ impl Providers {
 
 // ---- helpers for normalizers ----
 
-/// Lowercase hex of SHA-256: the dedupe key of last resort.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut out = String::with_capacity(64);
-    for b in digest {
-        use std::fmt::Write;
-        let _ = write!(out, "{b:02x}");
-    }
-    out
-}
-
-/// A stable key from the fields that identify one fact: SHA-256 over the parts, each
-/// length-prefixed so that `("ab","c")` and `("a","bc")` never collide.
-pub fn derived_key(parts: &[&str]) -> String {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part.as_bytes());
-    }
-    let digest = hasher.finalize();
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::domain::ids::{derived_key, sha256_hex};
 
 /// An authentic body that is not the documented shape: kept, keyed by its bytes, for review.
 pub fn malformed(
@@ -238,7 +147,7 @@ pub fn malformed(
 ) -> CanonicalEvent {
     let mut event = CanonicalEvent::new(provider, &sha256_hex(body), "", received_at);
     event.review = Some(ReviewNote {
-        reason: "malformed".into(),
+        reason: ReviewReason::Malformed,
         detail: detail.into(),
     });
     event.data = serde_json::from_slice(body).unwrap_or(Value::Null);
@@ -249,7 +158,7 @@ pub fn malformed(
 pub fn mark_unknown(event: &mut CanonicalEvent) {
     event.kind = Kind::Unknown;
     event.review = Some(ReviewNote {
-        reason: "unknown_type".into(),
+        reason: ReviewReason::UnknownType,
         detail: format!("no mapping for event type {:?}", event.event_type),
     });
 }
@@ -272,25 +181,6 @@ pub fn time_at(value: &Value, pointer: &str) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn headers_are_case_insensitive_and_repeats_join() {
-        let h: Headers = [("Telnyx-Timestamp", "1"), ("X-A", "a"), ("x-a", "b")]
-            .into_iter()
-            .collect();
-        assert_eq!(h.get("telnyx-timestamp"), Some("1"));
-        assert_eq!(h.get("x-a"), Some("a,b"));
-        assert_eq!(
-            h.require("missing"),
-            Err(AuthError::MissingHeader("missing"))
-        );
-    }
-
-    #[test]
-    fn derived_keys_do_not_collide_on_boundaries() {
-        assert_ne!(derived_key(&["ab", "c"]), derived_key(&["a", "bc"]));
-        assert_eq!(derived_key(&["a", "b"]), derived_key(&["a", "b"]));
-    }
 
     /// Every provider accepts what its own dev signer signs, and only that.
     #[test]

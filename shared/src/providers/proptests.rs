@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::{CONSTRUCTORS, Delivery, DevSigner, FIXTURE_SEED, Headers, Provider, Signed};
 use crate::config::Env;
-use crate::verify;
+use crate::signing as verify;
 
 struct Case {
     name: &'static str,
@@ -385,8 +385,10 @@ fn fixture_bodies_normalize() {
             "no bodies for {entry}"
         );
     }
-    let mut sequences: std::collections::BTreeMap<String, Vec<crate::model::CanonicalEvent>> =
-        Default::default();
+    let mut sequences: std::collections::BTreeMap<
+        String,
+        Vec<crate::domain::event::CanonicalEvent>,
+    > = Default::default();
     for (i, name, value) in bodies {
         let case = &cases()[*i];
         let body = serde_json::to_vec(value).unwrap();
@@ -398,7 +400,8 @@ fn fixture_bodies_normalize() {
             request_url: None,
             received_at: now(),
         });
-        let review = event.review.as_ref().map(|r| r.reason.as_str());
+        let review = event.review.as_ref().map(|r| r.reason.to_string());
+        let review = review.as_deref();
         match name.as_str() {
             "unknown-type.json" => assert_eq!(review, Some("unknown_type"), "{}/{name}", case.name),
             "delivery-failed.json" => {
@@ -449,7 +452,7 @@ fn fixture_bodies_normalize() {
         for late in &events[terminal + 1..] {
             assert_eq!(
                 late.kind,
-                crate::model::Kind::Report,
+                crate::domain::event::Kind::Report,
                 "{sequence}: {}",
                 late.event_type
             );

@@ -23,41 +23,48 @@
 //! Call key: `body.data.callId` (else `callSid`). A non-empty `body.errors` makes the outcome
 //! `failed`, even on a `*_COMPLETED` event, and is kept in `facts.errors`.
 
+#[cfg(any(test, feature = "dev"))]
 use std::collections::HashMap;
+#[cfg(any(test, feature = "dev"))]
 use std::sync::{Mutex, OnceLock};
 
+use aws_lc_rs::digest;
+use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RsaParameters};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use rsa::pkcs1::DecodeRsaPublicKey;
-use rsa::pkcs8::{DecodePublicKey, EncodePublicKey, LineEnding};
-use rsa::traits::PublicKeyParts;
-use rsa::{Pkcs1v15Sign, RsaPrivateKey, RsaPublicKey};
+#[cfg(any(test, feature = "dev"))]
+use rsa::pkcs8::{EncodePublicKey, LineEnding};
+#[cfg(any(test, feature = "dev"))]
+use rsa::{Pkcs1v15Sign, RsaPrivateKey};
 use serde_json::Value;
+#[cfg(any(test, feature = "dev"))]
 use sha2::{Digest, Sha256};
 
-use super::{
-    Delivery, DevSigner, Entry, Provider, Signed, derived_key, malformed, mark_unknown, str_at,
-};
-use crate::config::{ConfigError, Env};
-use crate::model::{CanonicalEvent, Direction, Kind, Outcome};
-use crate::verify::{self, AuthError};
+use super::{Delivery, Provider, ProviderEntry, derived_key, malformed, mark_unknown, str_at};
+#[cfg(any(test, feature = "dev"))]
+use super::{DevSigner, Signed};
+use crate::config::{ConfigError, Env, vars};
+use crate::domain::event::{CanonicalEvent, Direction, Kind, Outcome};
+use crate::signing::{self as verify, AuthError};
 
 pub const NAME: &str = "recho";
 pub const SIGNATURE_HEADER: &str = "x-recho-signature";
 pub const TIMESTAMP_HEADER: &str = "x-recho-timestamp";
 pub const AUTHORIZATION_HEADER: &str = "authorization";
-const AUTH_VAR: &str = "RECHO_AUTH";
-const TOKENS_VAR: &str = "RECHO_BEARER_TOKENS";
-const KEYS_VAR: &str = "RECHO_PUBLIC_KEYS_PEM";
+const AUTH_VAR: &str = vars::RECHO_AUTH;
+const TOKENS_VAR: &str = vars::RECHO_BEARER_TOKENS;
+const KEYS_VAR: &str = vars::RECHO_PUBLIC_KEYS_PEM;
 /// Smallest RSA modulus accepted in configuration.
 pub const MIN_KEY_BITS: usize = 2048;
+#[cfg(any(test, feature = "dev"))]
 const DEV_KEY_BITS: usize = 2048;
 
 use Kind::*;
 
-pub const ENTRY: Entry = Entry {
+pub const ENTRY: ProviderEntry = ProviderEntry {
     name: NAME,
     from_env: Recho::from_env,
+    #[cfg(any(test, feature = "dev"))]
     dev_signer: |seed| Box::new(RechoSigner(dev_key(seed))),
 };
 
@@ -128,7 +135,34 @@ pub const MAPPING: &[(&str, Kind, Option<Outcome>, bool)] = &[
 pub enum Auth {
     None,
     Bearer(Vec<String>),
-    Rsa(Vec<RsaPublicKey>),
+    Rsa(Vec<RsaKey>),
+}
+
+/// A configured RSA public key, parsed once (verification is AWS-LC's, the library the TLS
+/// stack already links), with its PKCS#1 `RSAPublicKey` DER.
+#[derive(Clone)]
+pub struct RsaKey {
+    pkcs1_der: Vec<u8>,
+    parsed: ParsedPublicKey,
+}
+
+impl RsaKey {
+    /// The key as a PKCS#1 `RSAPublicKey` DER, whichever form it was configured in.
+    pub fn pkcs1_der(&self) -> &[u8] {
+        &self.pkcs1_der
+    }
+}
+
+impl PartialEq for RsaKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.pkcs1_der == other.pkcs1_der
+    }
+}
+
+impl std::fmt::Debug for RsaKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RsaKey({} bytes)", self.pkcs1_der.len())
+    }
 }
 
 pub struct Recho {
@@ -177,7 +211,7 @@ impl Recho {
         };
         Ok(Some(Box::new(Recho::new(
             auth,
-            env.tolerance_secs(NAME, 300)?,
+            env.tolerance_secs(vars::RECHO_TOLERANCE_SECS, 300)?,
         ))))
     }
 }
@@ -185,7 +219,7 @@ impl Recho {
 /// Parses one PEM public key, SPKI (`BEGIN PUBLIC KEY`) or PKCS#1 (`BEGIN RSA PUBLIC KEY`).
 /// Line breaks may be real, written as a literal `\n`, or missing: only the armour labels and
 /// the base64 between them matter.
-pub fn parse_public_key(var: &'static str, pem: &str) -> Result<RsaPublicKey, ConfigError> {
+pub fn parse_public_key(var: &'static str, pem: &str) -> Result<RsaKey, ConfigError> {
     let text = pem.replace("\\r", "").replace("\\n", "\n");
     let invalid = |problem: &str| ConfigError::invalid(var, problem);
     let (label, rest) = text
@@ -201,26 +235,32 @@ pub fn parse_public_key(var: &'static str, pem: &str) -> Result<RsaPublicKey, Co
     let der = B64
         .decode(encoded)
         .map_err(|_| invalid("a PEM block is not valid base64"))?;
-    let key = match label {
-        "PUBLIC KEY" => RsaPublicKey::from_public_key_der(&der)
-            .map_err(|_| invalid("a PUBLIC KEY is not an RSA public key"))?,
-        "RSA PUBLIC KEY" => RsaPublicKey::from_pkcs1_der(&der)
-            .map_err(|_| invalid("an RSA PUBLIC KEY is not a valid PKCS#1 key"))?,
+    let not_a_key = match label {
+        "PUBLIC KEY" => "a PUBLIC KEY is not an RSA public key",
+        "RSA PUBLIC KEY" => "an RSA PUBLIC KEY is not a valid PKCS#1 key",
         _ => return Err(invalid("expected a PUBLIC KEY or RSA PUBLIC KEY PEM block")),
     };
-    if key.n().bits() < MIN_KEY_BITS {
+    // Either form (SPKI or PKCS#1) reads back as PKCS#1.
+    let pkcs1_der = aws_lc_rs::rsa::PublicKey::from_der(&der)
+        .map_err(|_| invalid(not_a_key))?
+        .as_ref()
+        .to_vec();
+    let bits = RsaParameters::public_modulus_len(&pkcs1_der).map_err(|_| invalid(not_a_key))?;
+    if (bits as usize) < MIN_KEY_BITS {
         return Err(invalid("an RSA key is shorter than 2048 bits"));
     }
-    Ok(key)
+    let parsed = ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &pkcs1_der)
+        .map_err(|_| invalid(not_a_key))?;
+    Ok(RsaKey { pkcs1_der, parsed })
 }
 
-/// SHA-256 of what Recho signs: `{timestamp}.{raw body}`.
-fn signed_digest(timestamp: &str, body: &[u8]) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update(timestamp.as_bytes());
-    hasher.update(b".");
-    hasher.update(body);
-    hasher.finalize().into()
+/// SHA-256 of what Recho signs: `{timestamp}.{raw body}`, without copying the body.
+fn signed_digest(timestamp: &str, body: &[u8]) -> digest::Digest {
+    let mut context = digest::Context::new(&digest::SHA256);
+    context.update(timestamp.as_bytes());
+    context.update(b".");
+    context.update(body);
+    context.finish()
 }
 
 impl Provider for Recho {
@@ -267,10 +307,9 @@ impl Provider for Recho {
                     self.tolerance_secs,
                 )?;
                 let digest = signed_digest(timestamp, d.body);
-                let valid = keys.iter().any(|key| {
-                    key.verify(Pkcs1v15Sign::new::<Sha256>(), &digest, &signature)
-                        .is_ok()
-                });
+                let valid = keys
+                    .iter()
+                    .any(|key| key.parsed.verify_digest_sig(&digest, &signature).is_ok());
                 if valid {
                     Ok(())
                 } else {
@@ -364,6 +403,7 @@ fn error_identity(errors: &Value) -> String {
     }
 }
 
+#[cfg(any(test, feature = "dev"))]
 /// The dev key for `seed`: 2048-bit RSA from a ChaCha20 stream seeded with it. Generation takes
 /// a while, so keys are made once per seed and process.
 fn dev_key(seed: &[u8; 32]) -> RsaPrivateKey {
@@ -382,8 +422,10 @@ fn dev_key(seed: &[u8; 32]) -> RsaPrivateKey {
         .clone()
 }
 
+#[cfg(any(test, feature = "dev"))]
 struct RechoSigner(RsaPrivateKey);
 
+#[cfg(any(test, feature = "dev"))]
 impl RechoSigner {
     /// The public key as one line of PEM with literal `\n`s, as it is written in an env file.
     fn public_pem(&self) -> String {
@@ -396,6 +438,7 @@ impl RechoSigner {
     }
 }
 
+#[cfg(any(test, feature = "dev"))]
 impl DevSigner for RechoSigner {
     fn verifier_env(&self) -> Vec<(&'static str, String)> {
         vec![(AUTH_VAR, "rsa".to_owned()), (KEYS_VAR, self.public_pem())]
@@ -405,7 +448,10 @@ impl DevSigner for RechoSigner {
         let ts = timestamp.to_string();
         let signature = self
             .0
-            .sign(Pkcs1v15Sign::new::<Sha256>(), &signed_digest(&ts, body))
+            .sign(
+                Pkcs1v15Sign::new::<Sha256>(),
+                &Sha256::digest([ts.as_bytes(), b".", body].concat()),
+            )
             .expect("RSA signing with a 2048-bit key");
         Signed {
             headers: vec![
@@ -419,6 +465,8 @@ impl DevSigner for RechoSigner {
 
 #[cfg(test)]
 mod tests {
+    use rsa::traits::PublicKeyParts;
+
     use super::*;
     use crate::providers::{FIXTURE_SEED, Headers};
     use chrono::{TimeZone, Utc};
@@ -445,6 +493,13 @@ mod tests {
             .unwrap()
     }
 
+    fn pkcs1_der(public: &rsa::RsaPublicKey) -> Vec<u8> {
+        rsa::pkcs1::EncodeRsaPublicKey::to_pkcs1_der(public)
+            .unwrap()
+            .as_bytes()
+            .to_vec()
+    }
+
     fn signed_headers(s: &RechoSigner, body: &[u8], ts: i64) -> Headers {
         s.sign(body, ts, "").headers.into_iter().collect()
     }
@@ -458,7 +513,10 @@ mod tests {
         let pem = signer().public_pem();
         assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\\n"), "{pem}");
         assert!(!pem.contains('\n'));
-        assert_eq!(parse_public_key(KEYS_VAR, &pem).unwrap(), a.to_public_key());
+        assert_eq!(
+            parse_public_key(KEYS_VAR, &pem).unwrap().pkcs1_der(),
+            pkcs1_der(&a.to_public_key())
+        );
     }
 
     #[test]
@@ -525,9 +583,15 @@ mod tests {
         );
         // CRLF line ends and no line breaks at all parse as well.
         let crlf = public.to_public_key_pem(LineEnding::CRLF).unwrap();
-        assert_eq!(parse_public_key(KEYS_VAR, &crlf).unwrap(), public);
+        assert_eq!(
+            parse_public_key(KEYS_VAR, &crlf).unwrap().pkcs1_der(),
+            pkcs1_der(&public)
+        );
         let flat = s.public_pem().replace("\\n", "");
-        assert_eq!(parse_public_key(KEYS_VAR, &flat).unwrap(), public);
+        assert_eq!(
+            parse_public_key(KEYS_VAR, &flat).unwrap().pkcs1_der(),
+            pkcs1_der(&public)
+        );
     }
 
     #[test]

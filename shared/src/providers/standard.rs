@@ -1,4 +1,4 @@
-//! `standard`: the generic connector for any Standard Webhooks sender (DESIGN §4).
+//! `standard`: the generic connector for any Standard Webhooks sender (docs/providers.md).
 //!
 //! Payload: `{"type","timestamp","data"}` with callhook's own types; the call key is
 //! `/data/call_id`; `direction`, `from`, `to`, `outcome` sit under `data`. Dedupe key: the
@@ -6,30 +6,33 @@
 
 use serde_json::Value;
 
-use super::{
-    Delivery, DevSigner, Entry, Provider, Signed, malformed, mark_unknown, str_at, time_at,
-};
-use crate::config::{ConfigError, Env};
-use crate::model::{CanonicalEvent, Direction, Kind, Outcome};
-use crate::standard_webhooks as sw;
-use crate::verify::AuthError;
+use super::{Delivery, Provider, ProviderEntry, malformed, mark_unknown, str_at, time_at};
+#[cfg(any(test, feature = "dev"))]
+use super::{DevSigner, Signed};
+use crate::config::{ConfigError, Env, vars};
+use crate::domain::event::{CanonicalEvent, Direction, Kind, Outcome};
+use crate::signing::AuthError;
+use crate::signing::standard_webhooks as sw;
 
 pub const NAME: &str = "standard";
-const KEYS_VAR: &str = "STANDARD_WEBHOOK_SECRETS";
+const KEYS_VAR: &str = vars::STANDARD_WEBHOOK_SECRETS;
 /// A sender's own event type names → callhook kinds: `type=kind,…` (e.g.
 /// `call.completed=ended,call.transferred=progress`); `ended` marks the call's terminal fact.
 /// What lets an operator map a new type by configuration and replay what was reviewed.
-pub const TYPES_VAR: &str = "STANDARD_EVENT_TYPES";
+pub const TYPES_VAR: &str = vars::STANDARD_EVENT_TYPES;
 
-pub const ENTRY: Entry = Entry {
+pub const ENTRY: ProviderEntry = ProviderEntry {
     name: NAME,
     from_env: Standard::from_env,
+    #[cfg(any(test, feature = "dev"))]
     dev_signer: |seed| Box::new(StandardSigner(seed.to_vec())),
 };
 
+#[cfg(any(test, feature = "dev"))]
 /// Signs as a Standard Webhooks sender with a `whsec_` secret made of the seed.
 pub struct StandardSigner(pub Vec<u8>);
 
+#[cfg(any(test, feature = "dev"))]
 impl DevSigner for StandardSigner {
     fn verifier_env(&self) -> Vec<(&'static str, String)> {
         vec![(KEYS_VAR, sw::encode_secret(&self.0))]
@@ -72,8 +75,10 @@ pub struct Standard {
 impl Standard {
     pub fn from_env(env: &Env) -> Result<Option<Box<dyn Provider>>, ConfigError> {
         let extra_types = extra_types(env)?;
-        Ok(sw::Verifier::from_env(env, KEYS_VAR, NAME)?
-            .map(|auth| Box::new(Standard { auth, extra_types }) as Box<dyn Provider>))
+        Ok(
+            sw::Verifier::from_env(env, KEYS_VAR, vars::STANDARD_TOLERANCE_SECS)?
+                .map(|auth| Box::new(Standard { auth, extra_types }) as Box<dyn Provider>),
+        )
     }
 
     fn kind_of(&self, event_type: &str) -> Option<(Kind, bool)> {
@@ -114,7 +119,7 @@ fn extra_types(env: &Env) -> Result<Vec<(String, Kind, bool)>, ConfigError> {
     Ok(types)
 }
 
-/// Parses the documented `outcome` values of DESIGN §5.
+/// Parses the canonical event's `outcome` values (docs/architecture.md).
 pub fn parse_outcome(value: &str) -> Option<Outcome> {
     serde_json::from_value(Value::String(value.to_owned())).ok()
 }

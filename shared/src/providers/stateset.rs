@@ -16,24 +16,28 @@
 
 use serde_json::{Value, json};
 
+#[cfg(any(test, feature = "dev"))]
 use super::standard::StandardSigner;
 use super::{
-    Delivery, DevSigner, Entry, Provider, Signed, derived_key, malformed, mark_unknown, sha256_hex,
-    str_at, time_at,
+    Delivery, Provider, ProviderEntry, derived_key, malformed, mark_unknown, sha256_hex, str_at,
+    time_at,
 };
-use crate::config::{ConfigError, Env};
-use crate::model::{CanonicalEvent, Direction, Kind, Outcome, ReviewNote};
-use crate::standard_webhooks as sw;
-use crate::verify::AuthError;
+#[cfg(any(test, feature = "dev"))]
+use super::{DevSigner, Signed};
+use crate::config::{ConfigError, Env, vars};
+use crate::domain::event::{CanonicalEvent, Direction, Kind, Outcome, ReviewNote};
+use crate::signing::AuthError;
+use crate::signing::standard_webhooks as sw;
 
 pub const NAME: &str = "stateset";
-const KEYS_VAR: &str = "STATESET_WEBHOOK_SECRETS";
+const KEYS_VAR: &str = vars::STATESET_WEBHOOK_SECRETS;
 
 use Kind::*;
 
-pub const ENTRY: Entry = Entry {
+pub const ENTRY: ProviderEntry = ProviderEntry {
     name: NAME,
     from_env: Stateset::from_env,
+    #[cfg(any(test, feature = "dev"))]
     dev_signer: |seed| Box::new(StatesetSigner(StandardSigner(dev_secret(seed)))),
 };
 
@@ -99,8 +103,10 @@ pub struct Stateset {
 
 impl Stateset {
     pub fn from_env(env: &Env) -> Result<Option<Box<dyn Provider>>, ConfigError> {
-        Ok(sw::Verifier::from_env(env, KEYS_VAR, NAME)?
-            .map(|auth| Box::new(Stateset { auth }) as Box<dyn Provider>))
+        Ok(
+            sw::Verifier::from_env(env, KEYS_VAR, vars::STATESET_TOLERANCE_SECS)?
+                .map(|auth| Box::new(Stateset { auth }) as Box<dyn Provider>),
+        )
     }
 }
 
@@ -217,6 +223,7 @@ fn fill_facts(event: &mut CanonicalEvent, data: &Value) {
     }
 }
 
+#[cfg(any(test, feature = "dev"))]
 /// The dev `whsec_` secret: 32 bytes derived from the seed with a domain tag, so a StateSet
 /// dev delivery never verifies as a `standard` one made from the same seed.
 fn dev_secret(seed: &[u8; 32]) -> Vec<u8> {
@@ -224,9 +231,11 @@ fn dev_secret(seed: &[u8; 32]) -> Vec<u8> {
     Sha256::digest([b"callhook dev stateset secret ".as_slice(), seed].concat()).to_vec()
 }
 
+#[cfg(any(test, feature = "dev"))]
 /// Signs like [`StandardSigner`], configuring STATESET_WEBHOOK_SECRETS.
 struct StatesetSigner(StandardSigner);
 
+#[cfg(any(test, feature = "dev"))]
 impl DevSigner for StatesetSigner {
     fn verifier_env(&self) -> Vec<(&'static str, String)> {
         vec![(KEYS_VAR, sw::encode_secret(&self.0.0))]

@@ -9,23 +9,24 @@
 use ed25519_dalek::VerifyingKey;
 use serde_json::Value;
 
-use super::{
-    Delivery, DevSigner, Entry, Provider, Signed, malformed, mark_unknown, str_at, time_at,
-};
-use crate::config::{ConfigError, Env};
-use crate::model::{CanonicalEvent, Direction, Kind, Outcome};
-use crate::verify::{self, AuthError};
+use super::{Delivery, Provider, ProviderEntry, malformed, mark_unknown, str_at, time_at};
+#[cfg(any(test, feature = "dev"))]
+use super::{DevSigner, Signed};
+use crate::config::{ConfigError, Env, vars};
+use crate::domain::event::{CanonicalEvent, Direction, Kind, Outcome};
+use crate::signing::{self as verify, AuthError};
 
 pub const NAME: &str = "telnyx";
 pub const SIGNATURE_HEADER: &str = "telnyx-signature-ed25519";
 pub const TIMESTAMP_HEADER: &str = "telnyx-timestamp";
-const KEYS_VAR: &str = "TELNYX_PUBLIC_KEYS";
+const KEYS_VAR: &str = vars::TELNYX_PUBLIC_KEYS;
 
 use Kind::*;
 
-pub const ENTRY: Entry = Entry {
+pub const ENTRY: ProviderEntry = ProviderEntry {
     name: NAME,
     from_env: Telnyx::from_env,
+    #[cfg(any(test, feature = "dev"))]
     dev_signer: |seed| Box::new(TelnyxSigner(ed25519_dalek::SigningKey::from_bytes(seed))),
 };
 
@@ -136,7 +137,7 @@ impl Telnyx {
             .collect::<Result<_, _>>()?;
         Ok(Some(Box::new(Telnyx::new(
             keys,
-            env.tolerance_secs(NAME, 300)?,
+            env.tolerance_secs(vars::TELNYX_TOLERANCE_SECS, 300)?,
         ))))
     }
 }
@@ -212,8 +213,10 @@ impl Provider for Telnyx {
     }
 }
 
+#[cfg(any(test, feature = "dev"))]
 struct TelnyxSigner(ed25519_dalek::SigningKey);
 
+#[cfg(any(test, feature = "dev"))]
 impl DevSigner for TelnyxSigner {
     fn verifier_env(&self) -> Vec<(&'static str, String)> {
         vec![(

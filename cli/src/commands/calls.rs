@@ -1,0 +1,113 @@
+//! `callhook calls get|list`: the reconciled records, as JSON or as a table for people.
+
+use anyhow::{Result, bail};
+use callhook::adapters::dynamodb::DynamoCallStore;
+use callhook::domain::call::CallRecord;
+use callhook::ports::CallStore;
+use chrono::{DateTime, Utc};
+
+use crate::target::Target;
+
+/// The calls store of the target (local dev or a deployed stack).
+pub fn store(target: &Target) -> Result<DynamoCallStore> {
+    Ok(DynamoCallStore::new(
+        target.dynamo.clone(),
+        target.table("CallsTable")?,
+        target.table("EventsTable")?,
+    ))
+}
+
+pub async fn get(store: &DynamoCallStore, call_id: &str, json: bool) -> Result<()> {
+    let Some(call) = store.get(call_id).await? else {
+        bail!(
+            "no call {call_id:?} (ids look like telnyx#<call_session_id>; see `callhook calls list`)"
+        );
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&call.record)?);
+    } else {
+        print_record(&call.record);
+    }
+    Ok(())
+}
+
+pub async fn list(
+    store: &DynamoCallStore,
+    status: Option<&str>,
+    since: Option<DateTime<Utc>>,
+    json: bool,
+) -> Result<()> {
+    let calls: Vec<CallRecord> = store
+        .list()
+        .await?
+        .into_iter()
+        .filter(|c| status.is_none_or(|s| c.status.map(|st| st.as_str()) == Some(s)))
+        .filter(|c| since.is_none_or(|t| c.last_occurred_at.is_some_and(|at| at >= t)))
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&calls)?);
+        return Ok(());
+    }
+    println!(
+        "{:<48} {:<9} {:<11} {:<8} {:>6} {:>6}  LAST EVENT",
+        "CALL", "STATUS", "OUTCOME", "DIR", "SECS", "EVENTS"
+    );
+    for c in &calls {
+        println!(
+            "{:<48} {:<9} {:<11} {:<8} {:>6} {:>6}  {}",
+            c.call_id,
+            c.status.map(|s| s.as_str()).unwrap_or("-"),
+            c.outcome.map(|o| o.as_str()).unwrap_or("-"),
+            c.direction
+                .map(|d| if d == callhook::domain::event::Direction::Inbound {
+                    "in"
+                } else {
+                    "out"
+                })
+                .unwrap_or("-"),
+            c.duration_secs
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "-".into()),
+            c.event_count,
+            c.last_occurred_at
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_else(|| "-".into()),
+        );
+    }
+    eprintln!("{} call(s)", calls.len());
+    Ok(())
+}
+
+fn print_record(c: &CallRecord) {
+    let time = |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into());
+    let text = |t: Option<&str>| t.unwrap_or("-").to_owned();
+    let rows = [
+        ("call", c.call_id.clone()),
+        ("provider", c.provider.clone()),
+        ("status", text(c.status.map(|s| s.as_str()))),
+        ("outcome", text(c.outcome.map(|o| o.as_str()))),
+        (
+            "direction",
+            c.direction
+                .map(|d| format!("{d:?}").to_lowercase())
+                .unwrap_or_else(|| "-".into()),
+        ),
+        ("from", text(c.from.as_deref())),
+        ("to", text(c.to.as_deref())),
+        ("started", time(c.started_at)),
+        ("answered", time(c.answered_at)),
+        ("ended", time(c.ended_at)),
+        (
+            "duration",
+            c.duration_secs
+                .map(|d| format!("{d} s"))
+                .unwrap_or_else(|| "-".into()),
+        ),
+        ("recording", text(c.recording_url.as_deref())),
+        ("events", c.event_count.to_string()),
+        ("finalized", time(c.finalized_at)),
+    ];
+    for (name, value) in rows {
+        println!("{name:<10} {value}");
+    }
+}

@@ -1,0 +1,304 @@
+//! `callhook review list|show|replay|discard`: the review table of the running `callhook dev` or
+//! of a deployed stack (`--stack`): events the lifecycle did not apply (`event#{event_id}`),
+//! dispatches given up (`dispatch#{dispatch_id}`), dead letters (`dlq#{queue}#{message id}`).
+
+use std::io::Write;
+
+use anyhow::{Context, Result, bail};
+use callhook::adapters::dynamodb::{DynamoEventReader, DynamoReviewStore};
+use callhook::adapters::sqs::SqsQueue;
+use callhook::app::replay::ReplayOutcome;
+use callhook::app::review_intake::is_cut;
+use callhook::domain::review::{ReviewItem, ReviewReason, ReviewStatus, dispatch_pk, event_pk};
+use callhook::limits::REVIEW_PAYLOAD_LIMIT as PAYLOAD_LIMIT;
+use callhook::ports::{EventReader, Queue, ReviewAdmin, StoredEvent};
+use serde_json::{Value, json};
+
+use crate::commands::replay;
+use crate::target::Target;
+
+/// The review table of the target (local dev or a deployed stack).
+pub fn store(target: &Target) -> Result<DynamoReviewStore> {
+    target.review_store()
+}
+
+/// `--status` as given on the command line.
+pub fn parse_status(status: &str) -> Result<ReviewStatus> {
+    ReviewStatus::parse(&status.to_ascii_lowercase())
+        .with_context(|| format!("unknown review status {status:?} (open, replayed or discarded)"))
+}
+
+/// Finds an item by its pk (`event#…`, `dispatch#…`), or by an event id or dispatch id.
+pub async fn find(store: &DynamoReviewStore, id: &str) -> Result<ReviewItem> {
+    for pk in [id.to_owned(), event_pk(id), dispatch_pk(id)] {
+        if let Some(item) = store.get(&pk).await? {
+            return Ok(item);
+        }
+    }
+    bail!("no review item {id:?} (see `callhook review list`; ids look like event#telnyx#<id>)")
+}
+
+pub async fn list(
+    store: &DynamoReviewStore,
+    status: Option<ReviewStatus>,
+    reason: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    let items = store.list(status, reason).await?;
+    if json {
+        let items: Vec<Value> = items.iter().map(item_json).collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        return Ok(());
+    }
+    println!(
+        "{:<9} {:<24} {:>4} {:<25} ID",
+        "STATUS", "REASON", "TRY", "CREATED"
+    );
+    for item in &items {
+        println!(
+            "{:<9} {:<24} {:>4} {:<25} {}",
+            item.status.as_str(),
+            item.reason,
+            item.attempts,
+            item.created_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            item.pk
+        );
+    }
+    eprintln!("{} item(s)", items.len());
+    Ok(())
+}
+
+/// `review show ID [--json] [--raw]`: for an event item, its stored raw body byte-exact
+/// (`--raw`: nothing else on stdout).
+pub async fn show(
+    target: &Target,
+    store: &DynamoReviewStore,
+    id: &str,
+    json: bool,
+    raw: bool,
+) -> Result<()> {
+    let item = find(store, id).await?;
+    let stored = match item.event_id() {
+        Some(event_id) => stored_event(target, event_id).await?,
+        None => None,
+    };
+    if raw {
+        let Some(stored) = &stored else {
+            bail!(
+                "{} has no stored raw body (only event items do, while the event is kept)",
+                item.pk
+            );
+        };
+        let mut out = std::io::stdout().lock();
+        out.write_all(&stored.raw_body)?;
+        out.flush()?;
+        return Ok(());
+    }
+    if json {
+        let mut value = item_json(&item);
+        if let Some(stored) = &stored {
+            value["event_status"] = json!(stored.status.as_str());
+            match std::str::from_utf8(&stored.raw_body) {
+                Ok(text) => value["raw_body"] = json!(text),
+                Err(_) => {
+                    use base64::Engine;
+                    value["raw_body_base64"] =
+                        json!(base64::engine::general_purpose::STANDARD.encode(&stored.raw_body));
+                }
+            }
+            value["headers"] = json!(
+                stored
+                    .headers
+                    .iter()
+                    .collect::<std::collections::BTreeMap<_, _>>()
+            );
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    let mut rows = vec![
+        ("id", item.pk.clone()),
+        ("status", item.status.as_str().to_owned()),
+        ("reason", item.reason.to_string()),
+        ("subject", item.subject_id.clone()),
+        ("attempts", item.attempts.to_string()),
+        ("created", item.created_at.to_rfc3339()),
+        ("detail", item.detail.clone()),
+    ];
+    for (name, value) in [
+        ("provider", item.provider.clone()),
+        ("event type", item.event_type.clone()),
+        ("received", item.received_at.map(|t| t.to_rfc3339())),
+        ("status code", item.status_code.map(|c| c.to_string())),
+        ("response", item.response_body.clone()),
+    ] {
+        if let Some(value) = value {
+            rows.push((name, value));
+        }
+    }
+    if let Some(stored) = &stored {
+        rows.push(("event status", stored.status.as_str().to_owned()));
+    }
+    let mut out = std::io::stdout().lock();
+    for (name, value) in rows {
+        writeln!(out, "{name:<13} {value}")?;
+    }
+    match &stored {
+        Some(stored) => {
+            writeln!(out, "raw body ({} bytes):", stored.raw_body.len())?;
+            out.write_all(&stored.raw_body)?;
+            out.flush()?;
+            eprintln!();
+        }
+        None if item.event_id().is_some() => {
+            writeln!(out, "raw body      (the event is no longer stored)")?;
+        }
+        None => writeln!(out, "payload       {}", item.payload)?,
+    }
+    Ok(())
+}
+
+/// `review replay ID`: an event item (and a dead letter naming a stored event) is normalized
+/// again from the raw bytes and re-enqueued (`callhook replay` rules); a dispatch item's message
+/// goes back on the dispatch queue (the ledger keeps it from being sent twice); any other dead
+/// letter goes back, as it was, on the queue it was dead-lettered from. The item becomes
+/// `replayed` (a new failure reopens it).
+pub async fn replay(
+    target: &Target,
+    store: &DynamoReviewStore,
+    id: &str,
+    json: bool,
+) -> Result<()> {
+    let item = find(store, id).await?;
+    if item.status == ReviewStatus::Discarded {
+        bail!(
+            "{} was discarded; to send it anyway: callhook replay --event {} --force",
+            item.pk,
+            item.subject_id
+        );
+    }
+    let dead_letter_queue = item.reason.dead_letter_queue();
+    let event_id = match (item.event_id(), dead_letter_queue) {
+        (Some(event_id), _) => Some(event_id.to_owned()),
+        // A dead-lettered event message: replayed from the stored raw bytes when the event is
+        // stored, so a mapping fixed since is applied.
+        (None, Some("events")) => {
+            let stored = stored_event(target, &item.subject_id).await?;
+            stored.map(|_| item.subject_id.clone())
+        }
+        _ => None,
+    };
+    if let Some(event_id) = event_id {
+        let replayer = replay::replayer(target, false)?;
+        let result = replayer.replay_one(&event_id).await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&result)?);
+        }
+        if result.outcome != ReplayOutcome::Requeued {
+            bail!(
+                "{event_id} not replayed: {}{}",
+                result.outcome.as_str(),
+                result.detail.map(|d| format!(" ({d})")).unwrap_or_default()
+            );
+        }
+        if !result.review_replayed || item.event_id().is_none() {
+            // The event was not in REVIEW (e.g. still RECEIVED), or this is a dead letter's
+            // item: the item is done all the same.
+            store.set_status(&item.pk, ReviewStatus::Replayed).await?;
+        }
+        if !json {
+            println!("re-enqueued {event_id}; {} is now replayed", item.pk);
+        }
+        return Ok(());
+    }
+    let source_queue = match (&item.reason, dead_letter_queue) {
+        (ReviewReason::DispatchFailed, _) | (_, Some("dispatch")) => "DispatchQueue",
+        (_, Some("events")) => "EventsQueue",
+        (_, Some("callback")) => "CallbackQueue",
+        _ => bail!(
+            "{} ({}) holds no message that can be sent again; discard it",
+            item.pk,
+            item.reason
+        ),
+    };
+    if is_cut(&item.payload) {
+        bail!(
+            "{} keeps only the first {PAYLOAD_LIMIT} bytes of its message, which cannot be sent again \
+             as if whole; discard it once handled",
+            item.pk
+        );
+    }
+    let queue = target.queue(source_queue)?;
+    let message = match &item.payload {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    // Marked first, as for events: a new failure reopens the item.
+    store.set_status(&item.pk, ReviewStatus::Replayed).await?;
+    SqsQueue::new(target.sqs.clone(), queue)
+        .send(message, 0)
+        .await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"id": item.pk, "outcome": "requeued", "queue": source_queue})
+            )?
+        );
+    } else {
+        println!("re-enqueued {} on {source_queue}", item.subject_id);
+    }
+    Ok(())
+}
+
+/// `review discard ID`: a person decided nothing is to be done; the lifecycle keeps it
+/// discarded if the event comes again.
+pub async fn discard(store: &DynamoReviewStore, id: &str, json: bool) -> Result<()> {
+    let item = find(store, id).await?;
+    if !store.set_status(&item.pk, ReviewStatus::Discarded).await? {
+        bail!("{} disappeared meanwhile", item.pk);
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"id": item.pk, "status": "discarded"}))?
+        );
+    } else {
+        println!("discarded {}", item.pk);
+    }
+    Ok(())
+}
+
+async fn stored_event(target: &Target, event_id: &str) -> Result<Option<StoredEvent>> {
+    Ok(
+        DynamoEventReader::new(target.dynamo.clone(), target.table("EventsTable")?)
+            .get_event(event_id)
+            .await?,
+    )
+}
+
+/// An item as JSON (what `--json` prints).
+pub fn item_json(item: &ReviewItem) -> Value {
+    let mut value = json!({
+        "id": item.pk,
+        "reason": item.reason,
+        "subject_id": item.subject_id,
+        "status": item.status.as_str(),
+        "attempts": item.attempts,
+        "detail": item.detail,
+        "created_at": item.created_at,
+        "payload": item.payload,
+    });
+    for (name, field) in [
+        ("provider", item.provider.clone().map(Value::from)),
+        ("event_type", item.event_type.clone().map(Value::from)),
+        ("received_at", item.received_at.map(|t| json!(t))),
+        ("status_code", item.status_code.map(Value::from)),
+        ("response_body", item.response_body.clone().map(Value::from)),
+    ] {
+        if let Some(field) = field {
+            value[name] = field;
+        }
+    }
+    value
+}

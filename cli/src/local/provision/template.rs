@@ -1,0 +1,364 @@
+//! Reading template.yaml: its tables and queues, reduced to what a local emulator needs, and the
+//! CloudFormation intrinsics in both spellings.
+
+use std::collections::{BTreeSet, HashMap};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_norway::{Mapping, Value};
+
+use super::{GsiSpec, Plan, QueueSpec, TableSpec};
+
+pub(super) fn parse_template(yaml: &str) -> Result<Value> {
+    serde_norway::from_str(yaml).context("template.yaml is not valid YAML")
+}
+
+pub(super) fn resources(doc: &Value) -> Result<&Mapping> {
+    doc.get("Resources")
+        .and_then(Value::as_mapping)
+        .ok_or_else(|| anyhow!("template has no Resources section"))
+}
+
+/// A CloudFormation intrinsic function call, in either spelling: `(name, argument)` where name
+/// is `Ref`, `GetAtt`, `Sub`, ... (without `!` or `Fn::`).
+pub(super) fn intrinsic(v: &Value) -> Option<(String, &Value)> {
+    match v {
+        Value::Tagged(t) => {
+            let tag = t.tag.to_string();
+            Some((tag.trim_start_matches('!').to_owned(), &t.value))
+        }
+        Value::Mapping(m) if m.len() == 1 => {
+            let (k, arg) = m.iter().next()?;
+            let k = k.as_str()?;
+            if k == "Ref" {
+                Some(("Ref".to_owned(), arg))
+            } else {
+                k.strip_prefix("Fn::").map(|name| (name.to_owned(), arg))
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `X.Attr` / `[X, Attr]` → (X, Attr).
+pub(super) fn getatt_target(arg: &Value) -> Option<(String, String)> {
+    match arg {
+        Value::String(s) => {
+            let (id, attr) = s.split_once('.')?;
+            Some((id.to_owned(), attr.to_owned()))
+        }
+        Value::Sequence(items) if items.len() == 2 => {
+            Some((items[0].as_str()?.to_owned(), items[1].as_str()?.to_owned()))
+        }
+        _ => None,
+    }
+}
+
+pub(super) fn describe(v: &Value) -> String {
+    match intrinsic(v) {
+        Some((name, _)) => format!("an intrinsic function (Fn::{name})"),
+        None => match v {
+            Value::Null => "null".to_owned(),
+            Value::Sequence(_) => "a list".to_owned(),
+            Value::Mapping(_) => "a mapping".to_owned(),
+            _ => format!("{v:?}"),
+        },
+    }
+}
+
+/// A literal string field (numbers and booleans are not accepted where a name is expected).
+pub(super) fn lit_str<'a>(v: Option<&'a Value>, what: &dyn Fn() -> String) -> Result<&'a str> {
+    match v {
+        None => bail!("{} is missing", what()),
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => bail!(
+            "{} must be a literal string, found {}",
+            what(),
+            describe(other)
+        ),
+    }
+}
+
+pub(super) fn lit_i32(v: &Value, what: &dyn Fn() -> String) -> Result<i32> {
+    let n = match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    n.and_then(|n| i32::try_from(n).ok()).ok_or_else(|| {
+        anyhow!(
+            "{} must be a literal integer, found {}",
+            what(),
+            describe(v)
+        )
+    })
+}
+
+pub(super) fn lit_bool(v: &Value, what: &dyn Fn() -> String) -> Result<bool> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
+        other => bail!(
+            "{} must be a literal boolean, found {}",
+            what(),
+            describe(other)
+        ),
+    }
+}
+
+pub(super) fn seq<'a>(v: Option<&'a Value>, what: &dyn Fn() -> String) -> Result<&'a [Value]> {
+    match v {
+        None => bail!("{} is missing", what()),
+        Some(Value::Sequence(items)) => Ok(items),
+        Some(other) => bail!("{} must be a list, found {}", what(), describe(other)),
+    }
+}
+
+/// KeySchema → (hash, range).
+fn key_schema(v: Option<&Value>, at: &str) -> Result<(String, Option<String>)> {
+    let items = seq(v, &|| format!("{at}.KeySchema"))?;
+    let (mut hash, mut range) = (None, None);
+    for (i, item) in items.iter().enumerate() {
+        let name = lit_str(item.get("AttributeName"), &|| {
+            format!("{at}.KeySchema[{i}].AttributeName")
+        })?;
+        let ty = lit_str(item.get("KeyType"), &|| {
+            format!("{at}.KeySchema[{i}].KeyType")
+        })?;
+        let slot = match ty {
+            "HASH" => &mut hash,
+            "RANGE" => &mut range,
+            other => bail!("{at}.KeySchema[{i}].KeyType must be HASH or RANGE, found {other:?}"),
+        };
+        if slot.replace(name.to_owned()).is_some() {
+            bail!("{at}.KeySchema has more than one {ty} key");
+        }
+    }
+    let hash = hash.ok_or_else(|| anyhow!("{at}.KeySchema has no HASH key"))?;
+    Ok((hash, range))
+}
+
+fn table_spec(id: &str, res: &Value) -> Result<TableSpec> {
+    let at = format!("table {id} (AWS::DynamoDB::Table): Properties");
+    let props = res
+        .get("Properties")
+        .filter(|p| p.is_mapping())
+        .ok_or_else(|| anyhow!("{at} is missing"))?;
+
+    let (key, range_key) = key_schema(props.get("KeySchema"), &at)?;
+
+    let mut attributes = Vec::new();
+    let defs = seq(props.get("AttributeDefinitions"), &|| {
+        format!("{at}.AttributeDefinitions")
+    })?;
+    for (i, def) in defs.iter().enumerate() {
+        let name = lit_str(def.get("AttributeName"), &|| {
+            format!("{at}.AttributeDefinitions[{i}].AttributeName")
+        })?;
+        let ty = lit_str(def.get("AttributeType"), &|| {
+            format!("{at}.AttributeDefinitions[{i}].AttributeType")
+        })?;
+        if !matches!(ty, "S" | "N" | "B") {
+            bail!("{at}.AttributeDefinitions[{i}].AttributeType must be S, N or B, found {ty:?}");
+        }
+        attributes.push((name.to_owned(), ty.to_owned()));
+    }
+    let defined: BTreeSet<&str> = attributes.iter().map(|(n, _)| n.as_str()).collect();
+    let check_defined = |name: &str, role: &str| -> Result<()> {
+        if defined.contains(name) {
+            Ok(())
+        } else {
+            bail!("{at}: {role} attribute {name:?} is not in AttributeDefinitions")
+        }
+    };
+    check_defined(&key, "key")?;
+    if let Some(r) = &range_key {
+        check_defined(r, "range key")?;
+    }
+
+    if props.get("LocalSecondaryIndexes").is_some() {
+        bail!(
+            "{at}.LocalSecondaryIndexes: local secondary indexes are not supported by local provisioning"
+        );
+    }
+
+    let mut gsis = Vec::new();
+    if let Some(v) = props.get("GlobalSecondaryIndexes") {
+        let items = seq(Some(v), &|| format!("{at}.GlobalSecondaryIndexes"))?;
+        for (i, gsi) in items.iter().enumerate() {
+            let gat = format!("{at}.GlobalSecondaryIndexes[{i}]");
+            let name = lit_str(gsi.get("IndexName"), &|| format!("{gat}.IndexName"))?;
+            let (hash_key, range_key) = key_schema(gsi.get("KeySchema"), &gat)?;
+            check_defined(&hash_key, &format!("index {name} key"))?;
+            if let Some(r) = &range_key {
+                check_defined(r, &format!("index {name} range key"))?;
+            }
+            let projection = lit_str(
+                gsi.get("Projection").and_then(|p| p.get("ProjectionType")),
+                &|| format!("{gat}.Projection.ProjectionType"),
+            )?;
+            match projection {
+                "KEYS_ONLY" | "ALL" => {}
+                "INCLUDE" => bail!(
+                    "{gat}.Projection: INCLUDE projections are not supported by local provisioning"
+                ),
+                other => bail!(
+                    "{gat}.Projection.ProjectionType must be KEYS_ONLY or ALL, found {other:?}"
+                ),
+            }
+            gsis.push(GsiSpec {
+                name: name.to_owned(),
+                hash_key,
+                range_key,
+                projection: projection.to_owned(),
+            });
+        }
+    }
+
+    let ttl_attribute = match props.get("TimeToLiveSpecification") {
+        None => None,
+        Some(ttl) => {
+            let tat = format!("{at}.TimeToLiveSpecification");
+            let enabled = lit_bool(
+                ttl.get("Enabled")
+                    .ok_or_else(|| anyhow!("{tat}.Enabled is missing"))?,
+                &|| format!("{tat}.Enabled"),
+            )?;
+            if enabled {
+                Some(
+                    lit_str(ttl.get("AttributeName"), &|| format!("{tat}.AttributeName"))?
+                        .to_owned(),
+                )
+            } else {
+                None
+            }
+        }
+    };
+
+    Ok(TableSpec {
+        logical_id: id.to_owned(),
+        key,
+        range_key,
+        attributes,
+        gsis,
+        ttl_attribute,
+    })
+}
+
+fn queue_spec(id: &str, res: &Value) -> Result<QueueSpec> {
+    let at = format!("queue {id} (AWS::SQS::Queue): Properties");
+    let empty = Value::Mapping(Mapping::new());
+    let props = res.get("Properties").unwrap_or(&empty);
+    let fifo = props
+        .get("FifoQueue")
+        .map(|v| lit_bool(v, &|| format!("{at}.FifoQueue")))
+        .transpose()?;
+    if fifo == Some(true) {
+        bail!("{at}.FifoQueue: FIFO queues are not supported by local provisioning");
+    }
+    let visibility_timeout = props
+        .get("VisibilityTimeout")
+        .map(|v| lit_i32(v, &|| format!("{at}.VisibilityTimeout")))
+        .transpose()?;
+    let dead_letter = match props.get("RedrivePolicy") {
+        None => None,
+        Some(rp) => {
+            let rat = format!("{at}.RedrivePolicy");
+            if !rp.is_mapping() || intrinsic(rp).is_some() {
+                bail!(
+                    "{rat} must be a mapping with deadLetterTargetArn: !GetAtt <Queue>.Arn, found {}",
+                    describe(rp)
+                );
+            }
+            let target = rp
+                .get("deadLetterTargetArn")
+                .ok_or_else(|| anyhow!("{rat}.deadLetterTargetArn is missing"))?;
+            let dlq = match intrinsic(target) {
+                Some((f, arg)) if f == "GetAtt" => match getatt_target(arg) {
+                    Some((dlq, attr)) if attr == "Arn" => dlq,
+                    _ => bail!("{rat}.deadLetterTargetArn must be !GetAtt <Queue>.Arn"),
+                },
+                _ => bail!(
+                    "{rat}.deadLetterTargetArn must be !GetAtt <Queue>.Arn, found {}",
+                    describe(target)
+                ),
+            };
+            let max = lit_i32(
+                rp.get("maxReceiveCount")
+                    .ok_or_else(|| anyhow!("{rat}.maxReceiveCount is missing"))?,
+                &|| format!("{rat}.maxReceiveCount"),
+            )?;
+            Some((dlq, max))
+        }
+    };
+    Ok(QueueSpec {
+        logical_id: id.to_owned(),
+        visibility_timeout,
+        dead_letter,
+    })
+}
+
+/// Reads the tables and queues declared in `template.yaml`. Pure; errors name the resource and
+/// the property that is missing or not understood.
+pub fn plan_from_template(yaml: &str) -> Result<Plan> {
+    let doc = parse_template(yaml)?;
+    let mut plan = Plan {
+        tables: Vec::new(),
+        queues: Vec::new(),
+    };
+    for (id, res) in resources(&doc)? {
+        let id = id
+            .as_str()
+            .ok_or_else(|| anyhow!("resource id {id:?} is not a string"))?;
+        match res.get("Type").and_then(Value::as_str) {
+            Some("AWS::DynamoDB::Table") => plan.tables.push(table_spec(id, res)?),
+            Some("AWS::SQS::Queue") => plan.queues.push(queue_spec(id, res)?),
+            Some(ty @ ("AWS::Serverless::SimpleTable" | "AWS::DynamoDB::GlobalTable")) => bail!(
+                "resource {id}: {ty} is not supported by local provisioning; declare an AWS::DynamoDB::Table"
+            ),
+            Some(_) => {}
+            None => bail!("resource {id} has no Type"),
+        }
+    }
+    queue_order(&plan)?;
+    Ok(plan)
+}
+
+/// Queues in creation order: every dead-letter queue before the queues that reference it.
+/// Fails on a reference to an undeclared queue or a redrive cycle.
+pub(super) fn queue_order(plan: &Plan) -> Result<Vec<&QueueSpec>> {
+    let by_id: HashMap<&str, &QueueSpec> = plan
+        .queues
+        .iter()
+        .map(|q| (q.logical_id.as_str(), q))
+        .collect();
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    let mut order = Vec::with_capacity(plan.queues.len());
+    for q in &plan.queues {
+        // Follow the chain q → dlq → dlq's dlq ... and emit it from the end.
+        let mut chain = vec![q];
+        let mut cur = q;
+        while let Some((dlq, _)) = &cur.dead_letter {
+            if done.contains(dlq.as_str()) {
+                break;
+            }
+            let next = *by_id.get(dlq.as_str()).ok_or_else(|| {
+                anyhow!(
+                    "queue {}: RedrivePolicy.deadLetterTargetArn names {dlq}, which is not an AWS::SQS::Queue in the template",
+                    cur.logical_id
+                )
+            })?;
+            if chain.iter().any(|c| c.logical_id == next.logical_id) {
+                bail!("queue {}: RedrivePolicy forms a cycle", q.logical_id);
+            }
+            chain.push(next);
+            cur = next;
+        }
+        for c in chain.into_iter().rev() {
+            if done.insert(c.logical_id.as_str()) {
+                order.push(c);
+            }
+        }
+    }
+    Ok(order)
+}

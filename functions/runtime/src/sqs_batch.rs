@@ -1,0 +1,285 @@
+//! The SQS partial-batch loop every queue consumer uses (lifecycle, dispatch, review), written
+//! once: each record is handled on its own, a panic fails only its record, a record to retry
+//! is reported as a batch item failure (and, where asked, made invisible for its backoff), and
+//! everything else is acknowledged. The event source mapping must have
+//! `ReportBatchItemFailures` on.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use callhook::limits::SQS_MAX_VISIBILITY_SECS;
+use futures::FutureExt;
+
+/// One record as a handler sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub message_id: &'a str,
+    pub body: &'a str,
+    /// SQS ApproximateReceiveCount (1 on the first delivery, and when absent).
+    pub receive_count: u32,
+    pub message: &'a SqsMessage,
+}
+
+impl<'a> Record<'a> {
+    pub fn of(message: &'a SqsMessage) -> Record<'a> {
+        Record {
+            message_id: message.message_id.as_deref().unwrap_or(""),
+            body: message.body.as_deref().unwrap_or(""),
+            receive_count: receive_count(message),
+            message,
+        }
+    }
+}
+
+/// SQS's ApproximateReceiveCount (1 when absent or unreadable).
+pub fn receive_count(message: &SqsMessage) -> u32 {
+    message
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+/// What became of one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Handled (or given to a person): SQS deletes it.
+    Done,
+    /// Leave it on the queue; with a delay, invisible that long (else the queue's visibility
+    /// timeout applies).
+    Retry { after_secs: Option<u32> },
+}
+
+/// A function's work on one record. It logs its own outcome; the loop logs only panics.
+pub trait RecordHandler: Sync {
+    /// What the function wants to know of each record afterwards (for its metrics).
+    type Report: Send;
+
+    fn handle<'a>(
+        &'a self,
+        record: Record<'a>,
+    ) -> impl Future<Output = (Settled, Self::Report)> + Send + 'a;
+}
+
+/// How the records of a batch are taken.
+#[derive(Debug, Clone, Copy)]
+pub enum Order {
+    /// One after the other, in the order SQS gave them.
+    InOrder,
+    /// Records with the same key one after the other, different keys at once (a record without
+    /// a key is a group of its own).
+    ConcurrentBy(fn(&SqsMessage) -> Option<String>),
+}
+
+/// Where retried records are made invisible for their backoff.
+pub struct Visibility<'a> {
+    pub sqs: &'a aws_sdk_sqs::Client,
+    pub queue_url: &'a str,
+}
+
+/// The batch's response and each record's report (`None` for a record that panicked), in the
+/// order of the batch.
+pub async fn process<H: RecordHandler>(
+    handler: &H,
+    event: &SqsEvent,
+    order: Order,
+    visibility: Option<&Visibility<'_>>,
+) -> (SqsBatchResponse, Vec<Option<H::Report>>) {
+    let records: Vec<&SqsMessage> = event.records.iter().collect();
+    let settled: Vec<(usize, Settled, Option<H::Report>)> = match order {
+        Order::InOrder => {
+            let mut out = Vec::with_capacity(records.len());
+            for (i, message) in records.iter().enumerate() {
+                let (settled, report) = one(handler, message).await;
+                out.push((i, settled, report));
+            }
+            out
+        }
+        Order::ConcurrentBy(key) => {
+            let groups = groups(&records, key);
+            let records = &records;
+            futures::future::join_all(groups.iter().map(|group| async move {
+                let mut out = Vec::with_capacity(group.len());
+                for &i in group {
+                    let (settled, report) = one(handler, records[i]).await;
+                    out.push((i, settled, report));
+                }
+                out
+            }))
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+        }
+    };
+    let mut ordered: Vec<(usize, Settled, Option<H::Report>)> = settled;
+    ordered.sort_by_key(|(i, _, _)| *i);
+    let mut response = SqsBatchResponse::default();
+    let mut reports = Vec::with_capacity(ordered.len());
+    for (i, settled, report) in ordered {
+        reports.push(report);
+        let Settled::Retry { after_secs } = settled else {
+            continue;
+        };
+        let message = records[i];
+        if let (Some(after), Some(visibility), Some(receipt)) =
+            (after_secs, visibility, message.receipt_handle.as_deref())
+        {
+            hide(visibility, receipt, after).await;
+        }
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = message.message_id.clone().unwrap_or_default();
+        response.batch_item_failures.push(failure);
+    }
+    (response, reports)
+}
+
+/// One record, a panic caught: it fails that record alone.
+async fn one<H: RecordHandler>(handler: &H, message: &SqsMessage) -> (Settled, Option<H::Report>) {
+    let started = Instant::now();
+    let record = Record::of(message);
+    match AssertUnwindSafe(handler.handle(record))
+        .catch_unwind()
+        .await
+    {
+        Ok((settled, report)) => (settled, Some(report)),
+        Err(_) => {
+            tracing::error!(
+                message_id = record.message_id,
+                outcome = "panicked",
+                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "panic while handling the message; SQS will retry"
+            );
+            (Settled::Retry { after_secs: None }, None)
+        }
+    }
+}
+
+/// Indexes of `records` grouped by key, each group in batch order.
+pub fn groups(records: &[&SqsMessage], key: fn(&SqsMessage) -> Option<String>) -> Vec<Vec<usize>> {
+    let mut groups: Vec<(Option<String>, Vec<usize>)> = Vec::new();
+    for (i, record) in records.iter().enumerate() {
+        let k = key(record);
+        match groups.iter_mut().find(|(g, _)| k.is_some() && *g == k) {
+            Some((_, group)) => group.push(i),
+            None => groups.push((k, vec![i])),
+        }
+    }
+    groups.into_iter().map(|(_, group)| group).collect()
+}
+
+/// Makes a record to retry invisible for its backoff. If that fails, the queue's own
+/// visibility timeout applies instead.
+async fn hide(visibility: &Visibility<'_>, receipt_handle: &str, secs: u32) {
+    let result = visibility
+        .sqs
+        .change_message_visibility()
+        .queue_url(visibility.queue_url)
+        .receipt_handle(receipt_handle)
+        .visibility_timeout(secs.min(SQS_MAX_VISIBILITY_SECS) as i32)
+        .send()
+        .await;
+    if let Err(err) = result {
+        tracing::warn!(
+            error = %aws_sdk_sqs::error::DisplayErrorContext(&err),
+            "ChangeMessageVisibility failed; the queue's visibility timeout applies"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Panics on "boom", retries "again", handles anything else.
+    struct Scripted;
+
+    impl RecordHandler for Scripted {
+        type Report = &'static str;
+
+        async fn handle<'a>(&'a self, record: Record<'a>) -> (Settled, &'static str) {
+            match record.body {
+                "boom" => panic!("scripted panic"),
+                "again" => (
+                    Settled::Retry {
+                        after_secs: Some(30),
+                    },
+                    "retry",
+                ),
+                _ => (Settled::Done, "done"),
+            }
+        }
+    }
+
+    fn message(id: &str, body: &str, count: Option<&str>) -> SqsMessage {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(id.to_owned());
+        m.body = Some(body.to_owned());
+        if let Some(count) = count {
+            m.attributes
+                .insert("ApproximateReceiveCount".into(), count.into());
+        }
+        m
+    }
+
+    fn batch() -> SqsEvent {
+        let mut event = SqsEvent::default();
+        event.records = vec![
+            message("ok-1", "fine", Some("1")),
+            message("panics", "boom", Some("1")),
+            message("retries", "again", Some("2")),
+            message("ok-2", "fine", None),
+        ];
+        event
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_panic_or_a_retry_fails_only_its_own_record_in_either_order() {
+        fn key(m: &SqsMessage) -> Option<String> {
+            m.body.clone()
+        }
+        for order in [Order::InOrder, Order::ConcurrentBy(key)] {
+            let (response, reports) = process(&Scripted, &batch(), order, None).await;
+            let failed: Vec<&str> = response
+                .batch_item_failures
+                .iter()
+                .map(|f| f.item_identifier.as_str())
+                .collect();
+            assert_eq!(failed, ["panics", "retries"], "{order:?}");
+            assert_eq!(
+                reports,
+                [Some("done"), None, Some("retry"), Some("done")],
+                "{order:?}"
+            );
+            let json = serde_json::to_value(&response).unwrap();
+            assert_eq!(json["batchItemFailures"][0]["itemIdentifier"], "panics");
+        }
+    }
+
+    #[test]
+    fn groups_keep_one_key_together_and_the_rest_apart() {
+        let records = [
+            message("1", "c1", None),
+            message("2", "c2", None),
+            message("3", "c1", None),
+        ];
+        let refs: Vec<&SqsMessage> = records.iter().collect();
+        fn key(m: &SqsMessage) -> Option<String> {
+            m.body.clone()
+        }
+        fn none(_: &SqsMessage) -> Option<String> {
+            None
+        }
+        assert_eq!(groups(&refs, key), [vec![0, 2], vec![1]]);
+        assert_eq!(groups(&refs, none), [vec![0], vec![1], vec![2]]);
+    }
+
+    #[test]
+    fn receive_counts() {
+        assert_eq!(receive_count(&message("a", "", Some("3"))), 3);
+        assert_eq!(receive_count(&message("a", "", None)), 1);
+        assert_eq!(receive_count(&message("a", "", Some("x"))), 1);
+    }
+}

@@ -1,0 +1,53 @@
+//! AWS SDK configuration for the functions: read from the environment exactly as Lambda provides
+//! it (region and the execution role's session credentials), so a cold start never waits on the
+//! instance metadata service or a profile file.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+
+use crate::config::{ConfigError, Env, vars};
+
+/// SDK settings for a function. `AWS_ENDPOINT_URL` points every client at an emulator.
+///
+/// Retries stay short: the provider retries a 503 itself (and its retry is deduped), so an
+/// ingest that waits long on a struggling table only holds the provider's connection open.
+pub fn sdk_config(env: &Env) -> Result<SdkConfig, ConfigError> {
+    let region = env
+        .get(vars::AWS_REGION)
+        .or_else(|| env.get(vars::AWS_DEFAULT_REGION))
+        .ok_or_else(|| ConfigError::missing(vars::AWS_REGION))?;
+    let mut builder = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            env.require(vars::AWS_ACCESS_KEY_ID)?,
+            env.require(vars::AWS_SECRET_ACCESS_KEY)?,
+            env.get(vars::AWS_SESSION_TOKEN).map(str::to_owned),
+            None,
+            "environment",
+        )))
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_attempt_timeout(Duration::from_secs(3))
+                .operation_timeout(Duration::from_secs(8))
+                .build(),
+        );
+    if let Some(endpoint) = env.get(vars::AWS_ENDPOINT_URL) {
+        // The SDK takes any text here and fails every request later: refuse it at cold start.
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(ConfigError::invalid(
+                vars::AWS_ENDPOINT_URL,
+                "must be an http:// or https:// URL",
+            ));
+        }
+        builder = builder.endpoint_url(endpoint);
+    }
+    Ok(builder.build())
+}

@@ -1,0 +1,361 @@
+use std::sync::atomic::Ordering;
+
+use super::*;
+use crate::config::Env;
+use crate::providers::{FIXTURE_SEED, dev_signer};
+use crate::testing::{MemoryEventStore, MemoryQueue};
+
+fn ingest(max_body_bytes: usize) -> Ingest<MemoryEventStore, MemoryQueue> {
+    let mut env = Env::from_pairs(dev_signer("telnyx", &FIXTURE_SEED).unwrap().verifier_env());
+    env.set("EVENTS_TABLE", "events");
+    env.set("EVENTS_QUEUE_URL", "queue");
+    env.set("MAX_BODY_BYTES", max_body_bytes.to_string());
+    Ingest {
+        providers: Providers::from_env(&env).unwrap(),
+        store: MemoryEventStore::default(),
+        queue: MemoryQueue::default(),
+        config: IngestConfig::from_env(&env).unwrap(),
+    }
+}
+
+fn body(event_type: &str, id: &str) -> String {
+    format!(
+        r#"{{"data":{{"event_type":"{event_type}","id":"{id}","occurred_at":"2024-01-01T00:00:00Z","payload":{{"call_session_id":"s1"}},"record_type":"event"}},"meta":{{"attempt":1}}}}"#
+    )
+}
+
+fn signed<'a>(body: &'a str, now: DateTime<Utc>) -> Request<'a> {
+    let signed =
+        dev_signer("telnyx", &FIXTURE_SEED)
+            .unwrap()
+            .sign(body.as_bytes(), now.timestamp(), "");
+    Request {
+        method: "POST",
+        provider: Some("telnyx"),
+        token: None,
+        headers: signed.headers.into_iter().collect(),
+        body: Some(body),
+        is_base64_encoded: false,
+        request_url: None,
+        received_at: now,
+    }
+}
+
+#[tokio::test]
+async fn new_event_is_stored_and_queued_once() {
+    let ingest = ingest(1024);
+    let body = body("call.initiated", "e1");
+    let answer = ingest.handle(&signed(&body, Utc::now())).await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.body,
+        json!({"status":"accepted","event_id":"telnyx#e1"})
+    );
+    assert_eq!(answer.outcome, IngestOutcome::Accepted);
+    assert_eq!(answer.call_id.as_deref(), Some("telnyx#s1"));
+    assert_eq!(ingest.store.len(), 1);
+    let queued = ingest.queue.taken();
+    assert_eq!(queued.len(), 1);
+    let event: CanonicalEvent = serde_json::from_str(&queued[0]).unwrap();
+    assert_eq!(event.event_id, "telnyx#e1");
+    assert_eq!(event.call_id.as_deref(), Some("telnyx#s1"));
+    let stored = ingest.store.events.lock().unwrap()["telnyx#e1"].clone();
+    assert_eq!(stored.raw_body, body.as_bytes());
+    assert!(stored.headers.get("telnyx-signature-ed25519").is_some());
+}
+
+#[tokio::test]
+async fn duplicate_resends_only_when_overdue_and_still_received() {
+    let ingest = ingest(1024);
+    let body = body("call.answered", "e2");
+    let first = Utc::now();
+    ingest.handle(&signed(&body, first)).await;
+    ingest.queue.taken();
+
+    let racing = ingest
+        .handle(&signed(&body, first + Duration::seconds(1)))
+        .await;
+    assert_eq!(
+        racing.body,
+        json!({"status":"duplicate","event_id":"telnyx#e2"})
+    );
+    assert_eq!(racing.outcome, IngestOutcome::Duplicate);
+    assert!(
+        ingest.queue.taken().is_empty(),
+        "the first delivery queued it"
+    );
+
+    let late = first + Duration::seconds(15);
+    let again = ingest.handle(&signed(&body, late)).await;
+    assert_eq!(again.result(), "duplicate");
+    assert_eq!(
+        ingest.queue.taken().len(),
+        1,
+        "overdue and still RECEIVED: re-sent"
+    );
+
+    ingest.store.set_status("telnyx#e2", EventStatus::Processed);
+    let third = ingest.handle(&signed(&body, late)).await;
+    assert_eq!(third.result(), "duplicate");
+    assert!(ingest.queue.taken().is_empty(), "processed: not re-sent");
+    assert_eq!(ingest.store.len(), 1);
+}
+
+#[tokio::test]
+async fn unknown_type_is_accepted_for_review() {
+    let ingest = ingest(1024);
+    let body = body("call.teleported", "e3");
+    let answer = ingest.handle(&signed(&body, Utc::now())).await;
+    assert_eq!(
+        answer.body,
+        json!({"status":"accepted","event_id":"telnyx#e3","review":true})
+    );
+    assert_eq!(
+        answer.outcome,
+        IngestOutcome::Review(ReviewReason::UnknownType)
+    );
+    assert_eq!(answer.outcome.as_str(), "review");
+    let event: CanonicalEvent = serde_json::from_str(&ingest.queue.taken()[0]).unwrap();
+    assert_eq!(event.review.unwrap().reason, "unknown_type");
+
+    // An authentic body that is not the documented shape.
+    let answer = ingest
+        .handle(&signed(r#"{"data":"not an event"}"#, Utc::now()))
+        .await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.outcome,
+        IngestOutcome::Review(ReviewReason::Malformed)
+    );
+
+    // A duplicate of a review event is a duplicate.
+    let again = ingest.handle(&signed(&body, Utc::now())).await;
+    assert_eq!(again.outcome, IngestOutcome::Duplicate);
+}
+
+#[tokio::test]
+async fn authentication_failures_are_401_and_store_nothing() {
+    let ingest = ingest(1024);
+    let body = body("call.initiated", "e4");
+    let now = Utc::now();
+
+    let mut tampered = signed(&body, now);
+    let changed = body.replace("e4", "e5");
+    tampered.body = Some(&changed);
+    let answer = ingest.handle(&tampered).await;
+    assert_eq!(answer.status(), 401);
+    assert_eq!(answer.outcome, IngestOutcome::Unauthorized);
+    assert_eq!(answer.call_id, None);
+    assert_eq!(answer.body["error"], "signature does not match");
+
+    let stale = signed(&body, now - Duration::seconds(301));
+    let stale = Request {
+        received_at: now,
+        ..stale
+    };
+    let answer = ingest.handle(&stale).await;
+    assert_eq!(answer.status(), 401);
+    assert!(answer.body["error"].as_str().unwrap().contains("timestamp"));
+
+    let mut unsigned = signed(&body, now);
+    unsigned.headers = Headers::new();
+    let answer = ingest.handle(&unsigned).await;
+    assert_eq!(answer.status(), 401);
+    assert_eq!(
+        answer.body["error"],
+        "missing header telnyx-signature-ed25519"
+    );
+    assert!(ingest.store.is_empty());
+    assert!(ingest.queue.taken().is_empty());
+}
+
+#[tokio::test]
+async fn routing_method_size_and_encoding_answers() {
+    let ingest = ingest(64);
+    let body = body("call.initiated", "e6");
+    let now = Utc::now();
+
+    let get = Request {
+        method: "GET",
+        ..signed(&body, now)
+    };
+    let answer = ingest.handle(&get).await;
+    assert_eq!(answer.status(), 405);
+    assert_eq!(answer.outcome, IngestOutcome::MethodNotAllowed);
+    assert_eq!(answer.headers, vec![("allow", "POST".to_owned())]);
+
+    for provider in [Some("nobody"), Some("bird"), None] {
+        let req = Request {
+            provider,
+            ..signed(&body, now)
+        };
+        let answer = ingest.handle(&req).await;
+        assert_eq!(answer.status(), 404, "{provider:?}");
+        assert_eq!(answer.outcome, IngestOutcome::NotFound);
+    }
+
+    let answer = ingest.handle(&signed(&body, now)).await;
+    assert_eq!(
+        (answer.status(), answer.outcome),
+        (413, IngestOutcome::TooLarge)
+    );
+
+    let bad64 = Request {
+        body: Some("!!not base64!!"),
+        is_base64_encoded: true,
+        ..signed(&body, now)
+    };
+    let answer = ingest.handle(&bad64).await;
+    assert_eq!(
+        (answer.status(), answer.outcome),
+        (400, IngestOutcome::BadRequest)
+    );
+
+    let big64 = "QUFB".repeat(40);
+    let big = Request {
+        body: Some(&big64),
+        is_base64_encoded: true,
+        ..signed(&body, now)
+    };
+    assert_eq!(ingest.handle(&big).await.status(), 413);
+    assert!(ingest.store.is_empty());
+}
+
+#[tokio::test]
+async fn base64_bodies_are_verified_on_their_decoded_bytes() {
+    let ingest = ingest(1024);
+    let body = body("call.initiated", "e7");
+    let encoded = B64.encode(&body);
+    let req = Request {
+        body: Some(&encoded),
+        is_base64_encoded: true,
+        ..signed(&body, Utc::now())
+    };
+    assert_eq!(ingest.handle(&req).await.result(), "accepted");
+}
+
+#[tokio::test]
+async fn store_or_queue_failure_is_503_and_the_retry_recovers() {
+    let ingest = ingest(1024);
+    let body = body("call.hangup", "e8");
+    let now = Utc::now();
+
+    ingest.store.fail.store(true, Ordering::SeqCst);
+    let answer = ingest.handle(&signed(&body, now)).await;
+    assert_eq!(answer.status(), 503);
+    assert_eq!(answer.outcome, IngestOutcome::Unavailable);
+    assert!(ingest.queue.taken().is_empty());
+    ingest.store.fail.store(false, Ordering::SeqCst);
+
+    ingest.queue.fail.store(true, Ordering::SeqCst);
+    assert_eq!(ingest.handle(&signed(&body, now)).await.status(), 503);
+    assert_eq!(ingest.store.len(), 1, "the write was durable");
+    ingest.queue.fail.store(false, Ordering::SeqCst);
+
+    let retry = ingest
+        .handle(&signed(&body, now + Duration::seconds(10)))
+        .await;
+    assert_eq!(retry.status(), 200);
+    assert_eq!(retry.result(), "duplicate");
+    let queued = ingest.queue.taken();
+    assert_eq!(queued.len(), 1);
+    let event: CanonicalEvent = serde_json::from_str(&queued[0]).unwrap();
+    assert_eq!(event.event_id, "telnyx#e8");
+    assert_eq!(event.received_at, now, "the stored copy is what is queued");
+}
+
+/// What tracing writes, captured.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+/// Logs name the event, the call, the outcome and the duration, and never a signature
+/// header's value or a configured secret, whether the request is accepted or rejected.
+#[tokio::test(flavor = "current_thread")]
+async fn logs_carry_the_event_and_never_a_signature_or_a_secret() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(captured.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let signer = dev_signer("standard", &FIXTURE_SEED).unwrap();
+    let mut env = Env::from_pairs(signer.verifier_env());
+    env.set("EVENTS_TABLE", "events");
+    env.set("EVENTS_QUEUE_URL", "queue");
+    let secret = signer.verifier_env()[0].1.clone();
+    assert!(secret.starts_with("whsec_"));
+    let ingest = Ingest {
+        providers: Providers::from_env(&env).unwrap(),
+        store: MemoryEventStore::default(),
+        queue: MemoryQueue::default(),
+        config: IngestConfig::from_env(&env).unwrap(),
+    };
+    let body =
+        r#"{"type":"call.answered","timestamp":"2024-01-01T00:00:00Z","data":{"call_id":"c-77"}}"#;
+    let now = Utc::now();
+    let signature = signer.sign(body.as_bytes(), now.timestamp(), "");
+    let request = |body| Request {
+        method: "POST",
+        provider: Some("standard"),
+        token: None,
+        headers: signature.headers.iter().cloned().collect(),
+        body: Some(body),
+        is_base64_encoded: false,
+        request_url: None,
+        received_at: now,
+    };
+    let accepted = ingest.handle(&request(body)).await;
+    assert_eq!(accepted.outcome, IngestOutcome::Accepted);
+    let tampered = body.replace("c-77", "c-78");
+    let rejected = ingest.handle(&request(&tampered)).await;
+    assert_eq!(rejected.outcome, IngestOutcome::Unauthorized);
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{logs}");
+    let event_id = accepted.body["event_id"].as_str().unwrap();
+    let fields = &lines[0]["fields"];
+    assert_eq!(fields["event_id"], event_id);
+    assert_eq!(fields["provider"], "standard");
+    assert_eq!(fields["call_id"], "standard#c-77");
+    assert_eq!(fields["outcome"], "accepted");
+    assert!(fields["duration_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(lines[1]["fields"]["outcome"], "unauthorized");
+    assert!(lines[1]["fields"]["duration_ms"].is_number());
+
+    let mut secrets = vec![secret.clone(), secret["whsec_".len()..].to_owned()];
+    for (name, value) in &signature.headers {
+        if name == crate::signing::standard_webhooks::SIGNATURE {
+            secrets.push(value.clone());
+            // `v1,<base64>`: the signature itself too.
+            secrets.extend(value.split([',', ' ']).map(str::to_owned));
+        }
+    }
+    for secret in secrets.iter().filter(|s| s.len() > 4) {
+        assert!(!logs.contains(secret.as_str()), "{secret:?} logged: {logs}");
+    }
+}

@@ -1,0 +1,504 @@
+//! The lifecycle function's work for one queued event: read the call, apply the pure reducer,
+//! commit the new record together with the event's status, then hand the call's owed
+//! dispatches to the dispatch queue. Why each dispatch happens exactly once (deterministic ids,
+//! the outbox, the ledger) is in docs/lifecycle.md.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::Utc;
+
+use super::events_queue::{Unreadable, parse};
+use crate::domain::call::{self, Effect};
+use crate::domain::dispatch::DispatchMessage;
+use crate::domain::event::CanonicalEvent;
+use crate::domain::review::{ReviewItem, ReviewReason};
+use crate::ports::{
+    CallStore, Commit, Committed, EventStatus, NoReview, Queue, QueueError, ReviewStore, StoreError,
+};
+
+/// Attempts at a commit that keeps losing optimistic-concurrency races before the message is
+/// left to SQS redelivery.
+const MAX_CONFLICTS: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("message is not a canonical event: {0}")]
+    Poison(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("call {0} kept changing underneath; will retry")]
+    Contended(String),
+}
+
+impl From<Unreadable> for ProcessError {
+    fn from(err: Unreadable) -> Self {
+        ProcessError::Poison(err.0)
+    }
+}
+
+/// What processing one event did, for logs, metrics and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Processed {
+    Applied { call_id: String, dispatched: usize },
+    AlreadyApplied { call_id: String, dispatched: usize },
+    Review { reason: ReviewReason },
+    Ignored,
+}
+
+impl Processed {
+    /// The `outcome` logged for the event.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Processed::Applied { .. } => "applied",
+            Processed::AlreadyApplied { .. } => "already_applied",
+            Processed::Review { .. } => "review",
+            Processed::Ignored => "ignored",
+        }
+    }
+}
+
+pub struct Lifecycle<C, Q, R = NoReview> {
+    pub calls: C,
+    pub dispatch_queue: Q,
+    /// Delay on a finalization's dispatch so facts arriving just behind the terminal one are in
+    /// the record it sends (DISPATCH_SETTLE_SECS).
+    pub settle_secs: u32,
+    /// Where an event marked `REVIEW` gets its item for a person (`event#{event_id}`);
+    /// [`NoReview`] (or `None`) when REVIEW_TABLE is unset: the event is only marked.
+    pub review: R,
+}
+
+impl<C: CallStore, Q: Queue, R: ReviewStore> Lifecycle<C, Q, R> {
+    /// Processes one events-queue message body.
+    pub async fn process(&self, body: &str) -> Result<Processed, ProcessError> {
+        self.apply(&parse(body)?).await
+    }
+
+    pub async fn apply(&self, event: &CanonicalEvent) -> Result<Processed, ProcessError> {
+        for _ in 0..MAX_CONFLICTS {
+            let Some(call_id) = event.call_id.as_deref() else {
+                // The reducer decides: a progress fact naming no call is simply done; anything
+                // else (unknown, malformed, no call id) goes to review.
+                let (_, effects) = call::apply(None, event);
+                let reason = match effects.first() {
+                    Some(Effect::Review { reason, .. }) => Some(reason),
+                    _ => None,
+                };
+                return self.not_applied(event, reason).await;
+            };
+            let stored = self.calls.get(call_id).await?;
+            let (record, outbox) = match stored {
+                Some(s) => (Some(s.record), s.outbox),
+                None => (None, Vec::new()),
+            };
+            let expected_version = record.as_ref().map(|r| r.version);
+            let (next, effects) = call::apply(record.clone(), event);
+            if let Some(Effect::Review { reason, .. }) = effects.first() {
+                return self.not_applied(event, Some(reason)).await;
+            }
+            let Some(mut next) = next.filter(|n| Some(n) != record.as_ref()) else {
+                if record.is_none() {
+                    return self.not_applied(event, None).await;
+                }
+                // Applied before (a redelivery): pay what the call still owes, change nothing.
+                let dispatched = self.flush(call_id, expected_version, &outbox).await?;
+                return Ok(Processed::AlreadyApplied {
+                    call_id: call_id.to_owned(),
+                    dispatched,
+                });
+            };
+            next.version = expected_version.map_or(1, |v| v + 1);
+            let finalizing = effects.iter().any(|e| matches!(e, Effect::Finalize { .. }));
+            if finalizing {
+                next.finalized_at = Some(Utc::now());
+            }
+            let mut owed = outbox;
+            owed.extend(effects.into_iter().filter(|e| e.dispatch_id().is_some()));
+            let commit = Commit {
+                record: &next,
+                expected_version,
+                outbox: &owed,
+                event_id: &event.event_id,
+                event_status: EventStatus::Processed,
+                finalizing,
+            };
+            match self.calls.commit(&commit).await? {
+                Committed::Conflict => continue,
+                Committed::Yes => {
+                    let dispatched = self.flush(call_id, Some(next.version), &owed).await?;
+                    return Ok(Processed::Applied {
+                        call_id: call_id.to_owned(),
+                        dispatched,
+                    });
+                }
+            }
+        }
+        Err(ProcessError::Contended(
+            event.call_id.clone().unwrap_or_default(),
+        ))
+    }
+
+    /// Events that change no call: review items are marked for a person; others (e.g. a
+    /// progress fact naming no call) are simply done.
+    async fn not_applied(
+        &self,
+        event: &CanonicalEvent,
+        reason: Option<&ReviewReason>,
+    ) -> Result<Processed, ProcessError> {
+        match reason {
+            Some(reason) => {
+                // The item first: an event marked REVIEW always has one (a failure here leaves
+                // the message to SQS, and the write is idempotent).
+                // Boxed: off the happy path, and it keeps the batch handler's future shallow
+                // enough for the compiler's layout depth limit (the SDK futures are deep).
+                let item = ReviewItem::event(event, reason, Utc::now());
+                let write: Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + '_>> =
+                    Box::pin(self.review.open_event(&item));
+                write.await?;
+                self.calls
+                    .mark_event(&event.event_id, EventStatus::Review, Some(&reason.as_str()))
+                    .await?;
+                Ok(Processed::Review {
+                    reason: reason.clone(),
+                })
+            }
+            None => {
+                self.calls
+                    .mark_event(&event.event_id, EventStatus::Processed, None)
+                    .await?;
+                Ok(Processed::Ignored)
+            }
+        }
+    }
+
+    /// Queues every owed dispatch, then clears the outbox at that version.
+    async fn flush(
+        &self,
+        call_id: &str,
+        version: Option<u64>,
+        outbox: &[Effect],
+    ) -> Result<usize, ProcessError> {
+        let Some(version) = version.filter(|_| !outbox.is_empty()) else {
+            return Ok(0);
+        };
+        for effect in outbox {
+            if let Some(message) = DispatchMessage::from_effect(effect) {
+                let delay = message.delay_secs(self.settle_secs);
+                let body = serde_json::to_string(&message)
+                    .map_err(|e| ProcessError::Poison(e.to_string()))?;
+                self.dispatch_queue.send(body, delay).await?;
+            }
+        }
+        self.calls.clear_outbox(call_id, version).await?;
+        Ok(outbox.len())
+    }
+}
+
+/// One log line per event: message, event, provider, call, outcome, duration.
+pub fn log(
+    message_id: &str,
+    event: &CanonicalEvent,
+    result: &Result<Processed, ProcessError>,
+    duration_ms: f64,
+) {
+    let event_id = event.event_id.as_str();
+    let provider = event.provider.as_str();
+    let call_id = event.call_id.as_deref().unwrap_or("");
+    let processed = match result {
+        Ok(processed) => processed,
+        Err(error) => {
+            tracing::warn!(
+                message_id,
+                event_id,
+                provider,
+                call_id,
+                outcome = "failed",
+                %error,
+                duration_ms,
+                "event not processed; SQS will retry"
+            );
+            return;
+        }
+    };
+    let outcome = processed.as_str();
+    match processed {
+        Processed::Applied { dispatched, .. } => tracing::info!(
+            message_id,
+            event_id,
+            provider,
+            call_id,
+            outcome,
+            dispatched,
+            duration_ms,
+            "applied"
+        ),
+        Processed::AlreadyApplied { dispatched, .. } => tracing::info!(
+            message_id,
+            event_id,
+            provider,
+            call_id,
+            outcome,
+            dispatched,
+            duration_ms,
+            "already applied"
+        ),
+        Processed::Review { reason } => tracing::info!(
+            message_id,
+            event_id,
+            provider,
+            call_id,
+            outcome,
+            %reason,
+            duration_ms,
+            "sent to review"
+        ),
+        Processed::Ignored => tracing::info!(
+            message_id,
+            event_id,
+            provider,
+            call_id,
+            outcome,
+            duration_ms,
+            "no call to apply to"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::domain::event::{Kind, Outcome};
+    use crate::testing::{MemoryCallStore, MemoryQueue};
+
+    fn lifecycle() -> Lifecycle<MemoryCallStore, MemoryQueue> {
+        Lifecycle {
+            calls: MemoryCallStore::default(),
+            dispatch_queue: MemoryQueue::default(),
+            settle_secs: 5,
+            review: NoReview,
+        }
+    }
+
+    fn event(id: &str, kind: Kind, secs: i64, is_final: bool) -> String {
+        let at = Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap();
+        let mut e = CanonicalEvent::new("telnyx", id, "call.x", at);
+        e.kind = kind;
+        e.call_id = Some("telnyx#c1".into());
+        e.occurred_at = at;
+        e.is_final = is_final;
+        if is_final {
+            e.outcome = Some(Outcome::Completed);
+        }
+        serde_json::to_string(&e).unwrap()
+    }
+
+    fn call() -> Vec<String> {
+        vec![
+            event("e1", Kind::Initiated, 0, false),
+            event("e2", Kind::Answered, 5, false),
+            event("e3", Kind::Ended, 60, true),
+            event("e4", Kind::Report, 70, false),
+        ]
+    }
+
+    #[tokio::test]
+    async fn a_call_in_any_order_with_duplicates_dispatches_one_completion() {
+        let in_order = lifecycle();
+        for body in call() {
+            in_order.process(&body).await.unwrap();
+        }
+        let expected = in_order.calls.get("telnyx#c1").await.unwrap().unwrap();
+
+        let shuffled = lifecycle();
+        let events = call();
+        for i in [3, 2, 2, 0, 3, 1, 0] {
+            shuffled.process(&events[i]).await.unwrap();
+        }
+        let got = shuffled.calls.get("telnyx#c1").await.unwrap().unwrap();
+        assert_eq!(got.record.event_count, 4);
+        assert_eq!(got.record.outcome, expected.record.outcome);
+        assert_eq!(got.record.rank, 5);
+        assert!(got.outbox.is_empty());
+        let messages = shuffled.dispatch_queue.taken();
+        let completed: Vec<_> = messages
+            .iter()
+            .filter(|m| m.contains("call.completed"))
+            .collect();
+        assert_eq!(completed.len(), 1, "{messages:?}");
+    }
+
+    #[tokio::test]
+    async fn a_send_lost_after_the_commit_is_paid_by_the_redelivery() {
+        let r = lifecycle();
+        let events = call();
+        r.process(&events[0]).await.unwrap();
+        r.dispatch_queue.fail.store(true, Ordering::SeqCst);
+        assert!(
+            r.process(&events[2]).await.is_err(),
+            "send failed: SQS retries"
+        );
+        let stored = r.calls.get("telnyx#c1").await.unwrap().unwrap();
+        assert!(stored.record.finalized_at.is_some());
+        assert_eq!(stored.outbox.len(), 1, "the owed dispatch survived");
+
+        r.dispatch_queue.fail.store(false, Ordering::SeqCst);
+        let again = r.process(&events[2]).await.unwrap();
+        assert_eq!(
+            again,
+            Processed::AlreadyApplied {
+                call_id: "telnyx#c1".into(),
+                dispatched: 1
+            }
+        );
+        assert_eq!(r.dispatch_queue.taken().len(), 1);
+        assert!(
+            r.calls
+                .get("telnyx#c1")
+                .await
+                .unwrap()
+                .unwrap()
+                .outbox
+                .is_empty()
+        );
+        let third = r.process(&events[2]).await.unwrap();
+        assert_eq!(
+            third,
+            Processed::AlreadyApplied {
+                call_id: "telnyx#c1".into(),
+                dispatched: 0
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn review_events_mark_the_event_and_change_no_call() {
+        let r = lifecycle();
+        let at = Utc::now();
+        let mut unknown = CanonicalEvent::new("telnyx", "u1", "call.teleported", at);
+        crate::providers::mark_unknown(&mut unknown);
+        unknown.call_id = Some("telnyx#c1".into());
+        let processed = r
+            .process(&serde_json::to_string(&unknown).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            processed,
+            Processed::Review {
+                reason: "unknown_type".into()
+            }
+        );
+        assert!(r.calls.get("telnyx#c1").await.unwrap().is_none());
+        assert_eq!(
+            r.calls.events.lock().unwrap()["telnyx#u1"],
+            (EventStatus::Review, Some("unknown_type".into()))
+        );
+    }
+
+    #[test]
+    fn outcome_labels() {
+        let labels = [
+            Processed::Applied {
+                call_id: "c".into(),
+                dispatched: 0,
+            },
+            Processed::AlreadyApplied {
+                call_id: "c".into(),
+                dispatched: 1,
+            },
+            Processed::Review {
+                reason: "unknown_type".into(),
+            },
+            Processed::Ignored,
+        ]
+        .map(|p| p.as_str());
+        assert_eq!(labels, ["applied", "already_applied", "review", "ignored"]);
+    }
+
+    #[tokio::test]
+    async fn poison_messages_are_errors_not_panics() {
+        let r = lifecycle();
+        for body in ["", "{", "[]", "{\"event_id\":1}"] {
+            assert!(matches!(
+                r.process(body).await,
+                Err(ProcessError::Poison(_))
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn finalization_waits_the_settle_time_on_the_queue() {
+        let r = lifecycle();
+        r.process(&event("e3", Kind::Ended, 60, true))
+            .await
+            .unwrap();
+        let message: serde_json::Value =
+            serde_json::from_str(&r.dispatch_queue.taken()[0]).unwrap();
+        assert_eq!(message["type"], "call.completed");
+        assert_eq!(*r.dispatch_queue.delays.lock().unwrap(), vec![5]);
+    }
+
+    #[tokio::test]
+    async fn review_events_get_a_review_item_once_and_no_call_events_are_reviewed() {
+        use crate::domain::review::ReviewStatus;
+        use crate::testing::MemoryReviewStore;
+        let r = Lifecycle {
+            calls: MemoryCallStore::default(),
+            dispatch_queue: MemoryQueue::default(),
+            settle_secs: 5,
+            review: MemoryReviewStore::default(),
+        };
+        let mut unknown = CanonicalEvent::new("telnyx", "u1", "call.teleported", Utc::now());
+        crate::providers::mark_unknown(&mut unknown);
+        let body = serde_json::to_string(&unknown).unwrap();
+        for _ in 0..2 {
+            let processed = r.process(&body).await.unwrap();
+            assert_eq!(
+                processed,
+                Processed::Review {
+                    reason: "unknown_type".into()
+                }
+            );
+        }
+        let item = r.review.get("event#telnyx#u1").expect("a review item");
+        assert_eq!(item.reason, "unknown_type");
+        assert_eq!(item.status, ReviewStatus::Open);
+        assert_eq!(
+            item.attempts, 2,
+            "a redelivery counts, nothing else changes"
+        );
+        assert_eq!(r.review.len(), 1);
+
+        // A known event naming no call is reviewed (no_call_id), with its item.
+        let mut answered = CanonicalEvent::new("telnyx", "n1", "call.answered", Utc::now());
+        answered.kind = Kind::Answered;
+        r.process(&serde_json::to_string(&answered).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            r.review.get("event#telnyx#n1").unwrap().reason,
+            "no_call_id"
+        );
+        assert_eq!(
+            r.calls.events.lock().unwrap()["telnyx#n1"],
+            (EventStatus::Review, Some("no_call_id".into()))
+        );
+
+        // A review table that is down: the message fails (SQS retries), nothing is marked.
+        r.review.fail.store(true, Ordering::SeqCst);
+        let mut other = unknown.clone();
+        other.event_id = "telnyx#u2".into();
+        assert!(
+            r.process(&serde_json::to_string(&other).unwrap())
+                .await
+                .is_err()
+        );
+        assert!(!r.calls.events.lock().unwrap().contains_key("telnyx#u2"));
+    }
+}

@@ -1,0 +1,79 @@
+//! The ingest function's configuration (besides the providers' keys, which each provider reads).
+
+use super::{ConfigError, Env, vars};
+use crate::limits::{DEFAULT_MAX_BODY_BYTES, MAX_STORABLE_BODY_BYTES};
+
+/// What the ingest function needs beyond the providers' keys.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub events_table: String,
+    pub events_queue_url: String,
+    pub max_body_bytes: usize,
+    pub raw_retention_days: u64,
+    /// A duplicate of an event still RECEIVED this long after it was stored is re-queued: its
+    /// first ingest has certainly ended (the function times out sooner) without it being
+    /// processed.
+    pub resend_after_secs: u64,
+}
+
+pub const DEFAULT_RAW_RETENTION_DAYS: u64 = 30;
+pub const DEFAULT_RESEND_AFTER_SECS: u64 = 15;
+
+impl IngestConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let max_body_bytes = env.number(vars::MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES)?;
+        if max_body_bytes == 0 {
+            return Err(ConfigError::invalid(
+                vars::MAX_BODY_BYTES,
+                "must be above 0",
+            ));
+        }
+        if max_body_bytes > MAX_STORABLE_BODY_BYTES {
+            return Err(ConfigError::invalid(
+                vars::MAX_BODY_BYTES,
+                format!(
+                    "must be at most {MAX_STORABLE_BODY_BYTES}: the raw body is kept in one DynamoDB item (400 KB)"
+                ),
+            ));
+        }
+        let raw_retention_days =
+            env.number(vars::RAW_RETENTION_DAYS, DEFAULT_RAW_RETENTION_DAYS)?;
+        if raw_retention_days == 0 {
+            return Err(ConfigError::invalid(
+                vars::RAW_RETENTION_DAYS,
+                "must be above 0",
+            ));
+        }
+        Ok(IngestConfig {
+            events_table: env.require(vars::EVENTS_TABLE)?.to_owned(),
+            events_queue_url: env.require(vars::EVENTS_QUEUE_URL)?.to_owned(),
+            max_body_bytes: usize::try_from(max_body_bytes)
+                .map_err(|_| ConfigError::invalid(vars::MAX_BODY_BYTES, "too large"))?,
+            raw_retention_days,
+            resend_after_secs: env.number(vars::RESEND_AFTER_SECS, DEFAULT_RESEND_AFTER_SECS)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ingest_config_names_the_bad_variable() {
+        let env = Env::from_pairs([("EVENTS_TABLE", "t"), ("EVENTS_QUEUE_URL", "q")]);
+        let cfg = IngestConfig::from_env(&env).unwrap();
+        assert_eq!(cfg.max_body_bytes, 256 * 1024);
+
+        let mut bad = env.clone();
+        bad.set("MAX_BODY_BYTES", "lots");
+        let err = IngestConfig::from_env(&bad).unwrap_err().to_string();
+        assert!(err.starts_with("MAX_BODY_BYTES is invalid"), "{err}");
+
+        let missing = Env::from_pairs([("EVENTS_TABLE", "t")]);
+        assert_eq!(
+            IngestConfig::from_env(&missing).unwrap_err().to_string(),
+            "EVENTS_QUEUE_URL is not set"
+        );
+    }
+}

@@ -1,0 +1,140 @@
+//! Environment → typed configuration, validated at cold start: each function's config is built
+//! here from the variables in [`vars`]. Errors name the variable and the problem, never the
+//! value (values are often secrets).
+
+mod dispatch;
+mod ingest;
+mod lifecycle;
+mod review;
+mod sweeper;
+pub mod vars;
+
+pub use dispatch::DispatchConfig;
+pub use ingest::{DEFAULT_RAW_RETENTION_DAYS, DEFAULT_RESEND_AFTER_SECS, IngestConfig};
+pub use lifecycle::{DEFAULT_SETTLE_SECS, LifecycleConfig};
+pub use review::{ReviewConfig, Source, Sources};
+pub use sweeper::{DEFAULT_SWEEP_MIN_AGE_SECS, SweepConfig};
+
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var} is not set")]
+    Missing { var: String },
+    #[error("{var} is invalid: {problem}")]
+    Invalid { var: String, problem: String },
+}
+
+impl ConfigError {
+    pub fn missing(var: &str) -> Self {
+        ConfigError::Missing {
+            var: var.to_owned(),
+        }
+    }
+
+    pub fn invalid(var: &str, problem: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            var: var.to_owned(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// A snapshot of the environment. Functions read it once at cold start; tests and the dev
+/// command build one from pairs.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: BTreeMap<String, String>,
+}
+
+impl Env {
+    pub fn from_process() -> Self {
+        Env {
+            vars: std::env::vars().collect(),
+        }
+    }
+
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Env {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    pub fn set(&mut self, var: &str, value: impl Into<String>) {
+        self.vars.insert(var.to_owned(), value.into());
+    }
+
+    /// The value, with an empty string treated as unset (SAM passes empty parameters as "").
+    pub fn get(&self, var: &str) -> Option<&str> {
+        self.vars
+            .get(var)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Every variable, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    pub fn require(&self, var: &str) -> Result<&str, ConfigError> {
+        self.get(var).ok_or_else(|| ConfigError::missing(var))
+    }
+
+    /// A comma-separated list; empty entries are dropped.
+    pub fn list(&self, var: &str) -> Vec<&str> {
+        self.get(var)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A non-negative integer with a default.
+    pub fn number(&self, var: &str, default: u64) -> Result<u64, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| ConfigError::invalid(var, "expected a whole number")),
+        }
+    }
+
+    /// A whole number within `min..=max`.
+    pub fn bounded(&self, var: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+        let v = self.number(var, default)?;
+        if v < min || v > max {
+            return Err(ConfigError::invalid(
+                var,
+                format!("must be between {min} and {max}"),
+            ));
+        }
+        Ok(v)
+    }
+
+    /// A provider's `{PROVIDER}_TOLERANCE_SECS` (`var`), defaulting per provider.
+    pub fn tolerance_secs(&self, var: &str, default: u64) -> Result<u64, ConfigError> {
+        self.number(var, default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let env = Env::from_pairs([("A", ""), ("B", " x , ,y ")]);
+        assert_eq!(env.get("A"), None);
+        assert_eq!(env.list("B"), vec!["x", "y"]);
+        assert_eq!(env.require("A"), Err(ConfigError::missing("A")));
+    }
+}

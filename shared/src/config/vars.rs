@@ -1,0 +1,65 @@
+//! Every environment variable callhook reads, named once. docs/configuration.md says what each
+//! one does; template.yaml sets them for each function.
+
+// ---- AWS (as Lambda provides them)
+pub const AWS_REGION: &str = "AWS_REGION";
+pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
+pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+/// Sends every AWS call to an emulator.
+pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+
+// ---- Tables and queues
+pub const EVENTS_TABLE: &str = "EVENTS_TABLE";
+pub const CALLS_TABLE: &str = "CALLS_TABLE";
+pub const LEDGER_TABLE: &str = "LEDGER_TABLE";
+pub const REVIEW_TABLE: &str = "REVIEW_TABLE";
+pub const EVENTS_QUEUE_URL: &str = "EVENTS_QUEUE_URL";
+pub const DISPATCH_QUEUE_URL: &str = "DISPATCH_QUEUE_URL";
+pub const REVIEW_QUEUE_ARN: &str = "REVIEW_QUEUE_ARN";
+pub const EVENTS_DLQ_ARN: &str = "EVENTS_DLQ_ARN";
+pub const DISPATCH_DLQ_ARN: &str = "DISPATCH_DLQ_ARN";
+pub const CALLBACK_DLQ_ARN: &str = "CALLBACK_DLQ_ARN";
+
+// ---- Ingest
+pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
+pub const RAW_RETENTION_DAYS: &str = "RAW_RETENTION_DAYS";
+pub const RESEND_AFTER_SECS: &str = "RESEND_AFTER_SECS";
+
+// ---- Lifecycle
+pub const DISPATCH_SETTLE_SECS: &str = "DISPATCH_SETTLE_SECS";
+
+// ---- Dispatch
+pub const CRM_WEBHOOK_URL: &str = "CRM_WEBHOOK_URL";
+pub const TICKETING_WEBHOOK_URL: &str = "TICKETING_WEBHOOK_URL";
+pub const CALLBACK_QUEUE_URL: &str = "CALLBACK_QUEUE_URL";
+pub const CRM_SIGNING_SECRET: &str = "CRM_SIGNING_SECRET";
+pub const DISPATCH_ROUTES: &str = "DISPATCH_ROUTES";
+pub const DISPATCH_MAX_ATTEMPTS: &str = "DISPATCH_MAX_ATTEMPTS";
+pub const DISPATCH_RETRY_BASE_SECS: &str = "DISPATCH_RETRY_BASE_SECS";
+pub const DISPATCH_RETRY_MAX_SECS: &str = "DISPATCH_RETRY_MAX_SECS";
+pub const DISPATCH_TIMEOUT_SECS: &str = "DISPATCH_TIMEOUT_SECS";
+
+// ---- Sweeper
+pub const SWEEP_MIN_AGE_SECS: &str = "SWEEP_MIN_AGE_SECS";
+
+// ---- Providers (each provider's file reads its own)
+pub const TELNYX_PUBLIC_KEYS: &str = "TELNYX_PUBLIC_KEYS";
+pub const TELNYX_TOLERANCE_SECS: &str = "TELNYX_TOLERANCE_SECS";
+pub const BIRD_SIGNING_KEYS: &str = "BIRD_SIGNING_KEYS";
+pub const BIRD_WEBHOOK_URL: &str = "BIRD_WEBHOOK_URL";
+pub const BIRD_TOLERANCE_SECS: &str = "BIRD_TOLERANCE_SECS";
+pub const RECHO_AUTH: &str = "RECHO_AUTH";
+pub const RECHO_BEARER_TOKENS: &str = "RECHO_BEARER_TOKENS";
+pub const RECHO_PUBLIC_KEYS_PEM: &str = "RECHO_PUBLIC_KEYS_PEM";
+pub const RECHO_TOLERANCE_SECS: &str = "RECHO_TOLERANCE_SECS";
+pub const MIRAIMINDS_PATH_TOKENS: &str = "MIRAIMINDS_PATH_TOKENS";
+pub const STATESET_WEBHOOK_SECRETS: &str = "STATESET_WEBHOOK_SECRETS";
+pub const STATESET_TOLERANCE_SECS: &str = "STATESET_TOLERANCE_SECS";
+pub const STANDARD_WEBHOOK_SECRETS: &str = "STANDARD_WEBHOOK_SECRETS";
+pub const STANDARD_EVENT_TYPES: &str = "STANDARD_EVENT_TYPES";
+pub const STANDARD_TOLERANCE_SECS: &str = "STANDARD_TOLERANCE_SECS";
+
+// ---- Logs
+pub const RUST_LOG: &str = "RUST_LOG";

@@ -1,0 +1,118 @@
+//! One inbound delivery as ingest received it (or as a stored event replays it): its headers,
+//! raw body, path token and URL, and why its authentication may fail.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+/// Which authentication check failed. The message names the check, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing header {0}")]
+    MissingHeader(&'static str),
+    #[error("header {0} is not valid")]
+    Malformed(&'static str),
+    #[error("timestamp outside the allowed window of {0} seconds")]
+    Stale(u64),
+    #[error("signature does not match")]
+    BadSignature,
+    #[error("missing path token")]
+    MissingToken,
+    #[error("path token does not match")]
+    BadToken,
+    #[error("missing or invalid bearer token")]
+    BadBearer,
+}
+
+/// Request headers with lower-cased names. API Gateway v2 already joins repeated headers with
+/// commas, so one value per name is all a provider can rely on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(BTreeMap<String, String>);
+
+impl Headers {
+    pub fn new() -> Self {
+        Headers::default()
+    }
+
+    pub fn insert(&mut self, name: &str, value: impl Into<String>) {
+        let value = value.into();
+        self.0
+            .entry(name.to_ascii_lowercase())
+            .and_modify(|existing| {
+                existing.push(',');
+                existing.push_str(&value);
+            })
+            .or_insert(value);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        debug_assert_eq!(
+            name,
+            name.to_ascii_lowercase(),
+            "look headers up in lower case"
+        );
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// The header, or the authentication error that says it is missing.
+    pub fn require(&self, name: &'static str) -> Result<&str, AuthError> {
+        self.get(name).ok_or(AuthError::MissingHeader(name))
+    }
+
+    /// Only the named headers, e.g. those needed to re-verify a stored delivery.
+    pub fn subset(&self, names: &[&str]) -> Headers {
+        Headers(
+            self.0
+                .iter()
+                .filter(|(k, _)| names.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+impl<K: AsRef<str>, V: Into<String>> FromIterator<(K, V)> for Headers {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut headers = Headers::new();
+        for (k, v) in iter {
+            headers.insert(k.as_ref(), v);
+        }
+        headers
+    }
+}
+
+/// One delivery as received: everything a provider may authenticate or normalize.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    pub headers: &'a Headers,
+    /// The exact bytes received (after API Gateway's base64, if any, was undone).
+    pub body: &'a [u8],
+    /// The `{token}` path segment of `/webhooks/{provider}/{token}`.
+    pub path_token: Option<&'a str>,
+    /// `https://{domain}{path}[?{query}]` as the gateway saw it; a fallback for providers that
+    /// sign the URL (configuration should name the public URL).
+    pub request_url: Option<&'a str>,
+    pub received_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_case_insensitive_and_repeats_join() {
+        let h: Headers = [("Telnyx-Timestamp", "1"), ("X-A", "a"), ("x-a", "b")]
+            .into_iter()
+            .collect();
+        assert_eq!(h.get("telnyx-timestamp"), Some("1"));
+        assert_eq!(h.get("x-a"), Some("a,b"));
+        assert_eq!(
+            h.require("missing"),
+            Err(AuthError::MissingHeader("missing"))
+        );
+    }
+}

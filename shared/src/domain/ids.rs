@@ -1,0 +1,51 @@
+//! Deterministic ids: event and call ids scoped by provider, hashed when a provider's key is too
+//! long for a DynamoDB key.
+
+use sha2::{Digest, Sha256};
+
+use crate::limits::MAX_KEY_BYTES;
+
+/// Lowercase hex of SHA-256: the dedupe key of last resort.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        use std::fmt::Write;
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// A stable key from the fields that identify one fact: SHA-256 over the parts, each
+/// length-prefixed so that `("ab","c")` and `("a","bc")` never collide.
+pub fn derived_key(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let digest = hasher.finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `{provider}#{key}`. A key longer than [`MAX_KEY_BYTES`] is replaced by `sha256:{hex of it}`:
+/// the same key still gives the same id, and the id fits a DynamoDB key (at most 2048 bytes)
+/// and the keys built from it.
+pub fn scoped_id(provider: &str, key: &str) -> String {
+    if key.len() > MAX_KEY_BYTES {
+        format!("{provider}#sha256:{}", sha256_hex(key.as_bytes()))
+    } else {
+        format!("{provider}#{key}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_keys_do_not_collide_on_boundaries() {
+        assert_ne!(derived_key(&["ab", "c"]), derived_key(&["a", "bc"]));
+        assert_eq!(derived_key(&["a", "b"]), derived_key(&["a", "b"]));
+    }
+}

@@ -1,0 +1,307 @@
+//! What needs a person: review items, their reasons and statuses, and their ids. The review
+//! table's attributes are described in docs/operations.md ("Review items").
+
+use std::borrow::Cow;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+use super::event::CanonicalEvent;
+use super::text::truncate_utf8;
+use crate::limits::{RESPONSE_BODY_LIMIT, REVIEW_DETAIL_LIMIT};
+
+/// Why something needs a person. Stored and printed as its snake_case name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ReviewReason {
+    /// The provider's mapping does not know the event type.
+    UnknownType,
+    /// An authentic body (or a queue message) that is not the documented shape.
+    Malformed,
+    /// An event that names no call.
+    NoCallId,
+    /// An event applied to a record of another call.
+    CallMismatch,
+    /// A canonical event sent to the review queue without a note of its own.
+    Requested,
+    /// A dispatch that a receiver refused or that ran out of attempts.
+    DispatchFailed,
+    /// A provider reported that one of its own deliveries failed (StateSet).
+    ProviderDeliveryFailed,
+    /// `dlq:{queue}`: a message a queue's consumer gave up on.
+    DeadLetter(String),
+    /// Any other reason (kept as written, e.g. by an older version).
+    Other(String),
+}
+
+impl ReviewReason {
+    pub fn as_str(&self) -> Cow<'_, str> {
+        Cow::Borrowed(match self {
+            ReviewReason::UnknownType => "unknown_type",
+            ReviewReason::Malformed => "malformed",
+            ReviewReason::NoCallId => "no_call_id",
+            ReviewReason::CallMismatch => "call_mismatch",
+            ReviewReason::Requested => "requested",
+            ReviewReason::DispatchFailed => "dispatch_failed",
+            ReviewReason::ProviderDeliveryFailed => "provider_delivery_failed",
+            ReviewReason::DeadLetter(queue) => return Cow::Owned(format!("dlq:{queue}")),
+            ReviewReason::Other(reason) => reason,
+        })
+    }
+
+    pub fn parse(s: &str) -> ReviewReason {
+        match s {
+            "unknown_type" => ReviewReason::UnknownType,
+            "malformed" => ReviewReason::Malformed,
+            "no_call_id" => ReviewReason::NoCallId,
+            "call_mismatch" => ReviewReason::CallMismatch,
+            "requested" => ReviewReason::Requested,
+            "dispatch_failed" => ReviewReason::DispatchFailed,
+            "provider_delivery_failed" => ReviewReason::ProviderDeliveryFailed,
+            other => match other.strip_prefix("dlq:") {
+                Some(queue) => ReviewReason::DeadLetter(queue.to_owned()),
+                None => ReviewReason::Other(other.to_owned()),
+            },
+        }
+    }
+
+    /// The queue a `dlq:{queue}` reason names.
+    pub fn dead_letter_queue(&self) -> Option<&str> {
+        match self {
+            ReviewReason::DeadLetter(queue) => Some(queue),
+            _ => None,
+        }
+    }
+}
+
+impl From<&str> for ReviewReason {
+    fn from(s: &str) -> Self {
+        ReviewReason::parse(s)
+    }
+}
+
+impl From<&ReviewReason> for ReviewReason {
+    fn from(reason: &ReviewReason) -> Self {
+        reason.clone()
+    }
+}
+
+impl fmt::Display for ReviewReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_str())
+    }
+}
+
+impl PartialEq<str> for ReviewReason {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for ReviewReason {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for ReviewReason {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ReviewReason {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Cow::<'de, str>::deserialize(deserializer).map(|s| ReviewReason::parse(&s))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewStatus {
+    Open,
+    Replayed,
+    Discarded,
+}
+
+impl ReviewStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewStatus::Open => "open",
+            ReviewStatus::Replayed => "replayed",
+            ReviewStatus::Discarded => "discarded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(ReviewStatus::Open),
+            "replayed" => Some(ReviewStatus::Replayed),
+            "discarded" => Some(ReviewStatus::Discarded),
+            _ => None,
+        }
+    }
+}
+
+/// `event#{event_id}`: the review item of a stored event.
+pub fn event_pk(event_id: &str) -> String {
+    format!("event#{event_id}")
+}
+
+/// `dispatch#{dispatch_id}`: the review item of a failed dispatch.
+pub fn dispatch_pk(dispatch_id: &str) -> String {
+    format!("dispatch#{dispatch_id}")
+}
+
+/// `dlq#{queue}#{message_id}`: the review item of a dead letter.
+pub fn dead_letter_pk(queue: &str, message_id: &str) -> String {
+    format!("dlq#{queue}#{message_id}")
+}
+
+/// One thing that needs a person.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewItem {
+    pub pk: String,
+    pub reason: ReviewReason,
+    pub subject_id: String,
+    pub payload: Value,
+    pub attempts: u32,
+    pub detail: String,
+    pub status_code: Option<u16>,
+    pub response_body: Option<String>,
+    pub status: ReviewStatus,
+    pub created_at: DateTime<Utc>,
+    /// Event items only: the event's provider, type and receipt time.
+    pub provider: Option<String>,
+    pub event_type: Option<String>,
+    pub received_at: Option<DateTime<Utc>>,
+}
+
+impl ReviewItem {
+    /// An open item; `detail` and `response_body` are truncated to their limits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open(
+        pk: String,
+        reason: ReviewReason,
+        subject_id: &str,
+        payload: Value,
+        attempts: u32,
+        detail: &str,
+        status_code: Option<u16>,
+        response_body: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> ReviewItem {
+        ReviewItem {
+            pk,
+            reason,
+            subject_id: subject_id.to_owned(),
+            payload,
+            attempts,
+            detail: truncate_utf8(detail, REVIEW_DETAIL_LIMIT).to_owned(),
+            status_code,
+            response_body: response_body.map(|b| truncate_utf8(b, RESPONSE_BODY_LIMIT).to_owned()),
+            status: ReviewStatus::Open,
+            created_at: now,
+            provider: None,
+            event_type: None,
+            received_at: None,
+        }
+    }
+
+    /// `event#{event_id}`: an event the lifecycle did not apply, for `reason`. `payload` is the
+    /// canonical envelope; `attempts` is 1 (the store counts further ones).
+    pub fn event(
+        event: &CanonicalEvent,
+        reason: impl Into<ReviewReason>,
+        now: DateTime<Utc>,
+    ) -> ReviewItem {
+        let reason = reason.into();
+        let detail = event
+            .review
+            .as_ref()
+            .filter(|note| note.reason == reason)
+            .map(|note| note.detail.clone())
+            .unwrap_or_else(|| {
+                format!("{reason}: the lifecycle did not apply {}", event.event_type)
+            });
+        let payload = serde_json::to_value(event.envelope()).unwrap_or(Value::Null);
+        let mut item = ReviewItem::open(
+            event_pk(&event.event_id),
+            reason,
+            &event.event_id,
+            payload,
+            1,
+            &detail,
+            None,
+            None,
+            now,
+        );
+        item.provider = Some(event.provider.clone());
+        item.event_type = Some(event.event_type.clone());
+        item.received_at = Some(event.received_at);
+        item
+    }
+
+    /// The event id, when this is an event's item.
+    pub fn event_id(&self) -> Option<&str> {
+        self.pk.strip_prefix("event#")
+    }
+
+    /// `dispatch#{dispatch_id}`, reason `dispatch_failed`.
+    pub fn dispatch_failed(
+        dispatch_id: &str,
+        message: Value,
+        attempts: u32,
+        detail: &str,
+        status_code: Option<u16>,
+        response_body: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> ReviewItem {
+        ReviewItem::open(
+            dispatch_pk(dispatch_id),
+            ReviewReason::DispatchFailed,
+            dispatch_id,
+            message,
+            attempts,
+            detail,
+            status_code,
+            response_body,
+            now,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reasons_read_back_as_written() {
+        for text in [
+            "unknown_type",
+            "malformed",
+            "no_call_id",
+            "call_mismatch",
+            "requested",
+            "dispatch_failed",
+            "provider_delivery_failed",
+            "dlq:events",
+            "something_new",
+        ] {
+            let reason = ReviewReason::parse(text);
+            assert_eq!(reason, text);
+            let json = serde_json::to_value(&reason).unwrap();
+            assert_eq!(json, json!(text));
+            assert_eq!(
+                serde_json::from_value::<ReviewReason>(json).unwrap(),
+                reason
+            );
+        }
+        assert_eq!(
+            ReviewReason::parse("dlq:dispatch").dead_letter_queue(),
+            Some("dispatch")
+        );
+        assert_eq!(ReviewReason::Malformed.dead_letter_queue(), None);
+    }
+}

@@ -1,0 +1,36 @@
+//! Every size and time limit callhook works within, named once: the AWS services' own limits and
+//! the caps callhook puts on what it keeps.
+
+// ---- AWS limits
+
+/// SQS: the longest `DelaySeconds` of a message.
+pub const SQS_MAX_DELAY_SECS: u32 = 900;
+/// SQS: the longest visibility timeout.
+pub const SQS_MAX_VISIBILITY_SECS: u32 = 43_200;
+/// SQS refuses messages over 256 KiB; leave room for attributes.
+pub const MAX_MESSAGE_BYTES: usize = 250 * 1024;
+/// DynamoDB refuses items over 400 KB (KiB); leave room for attribute names and small values.
+pub const MAX_ITEM_BYTES: usize = 400 * 1024 - 2048;
+/// serde_json (the lifecycle reading a queue message) refuses JSON nested deeper than this.
+pub const MAX_JSON_DEPTH: usize = 127;
+
+// ---- What callhook accepts and keeps
+
+/// The longest dedupe key kept as it is in an event id (real provider ids are under 64 bytes);
+/// a longer one is hashed.
+pub const MAX_KEY_BYTES: usize = 256;
+/// MAX_BODY_BYTES's default.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 256 * 1024;
+/// The largest body that still fits one events-table item beside its envelope and headers.
+pub const MAX_STORABLE_BODY_BYTES: u64 = 384 * 1024;
+/// How much of a failure's description the dispatch ledger keeps.
+pub const LEDGER_DETAIL_LIMIT: usize = 1024;
+/// How much of a receiver's response body a review item keeps.
+pub const RESPONSE_BODY_LIMIT: usize = 4096;
+/// How much of `detail` a review item keeps.
+pub const REVIEW_DETAIL_LIMIT: usize = 4096;
+/// The longest message body a review item keeps (a DynamoDB item holds 400 KB; SQS messages are
+/// at most 256 KiB, so this only guards against a larger future limit).
+pub const REVIEW_PAYLOAD_LIMIT: usize = 300 * 1024;
+/// The longest retention callhook accepts, in days (100 years).
+pub const MAX_RETENTION_DAYS: u64 = 36_500;

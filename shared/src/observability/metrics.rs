@@ -1,0 +1,111 @@
+//! callhook's metrics: their names (a contract: alarms and the dashboard use them, and
+//! docs/metrics.md lists them) and what each function records, as pure label logic.
+
+use chrono::{DateTime, Utc};
+
+use super::emf::{Metrics, Unit};
+use crate::app::dispatch::Attempted;
+use crate::app::ingest::IngestOutcome;
+use crate::domain::event::CanonicalEvent;
+use crate::domain::review::ReviewReason;
+
+/// ingest: every request that names a provider; dims `provider`, `result`.
+pub const RECEIVED: &str = "received";
+/// ingest: 401 answers; dims `provider`.
+pub const SIGNATURE_FAILURES: &str = "signature_failures";
+/// ingest: authentic deliveries of an event already stored; dims `provider`.
+pub const DUPLICATES: &str = "duplicates";
+/// ingest: new events whose type the provider's mapping does not know; dims `provider`.
+pub const UNKNOWN_TYPES: &str = "unknown_types";
+/// ingest: new authentic bodies that are not the documented shape; dims `provider`.
+pub const MALFORMED: &str = "malformed";
+/// lifecycle: occurred → applied, in ms; dims `provider`.
+pub const PROCESSING_LAG: &str = "processing_lag";
+/// dispatch: delivery attempts (POST or SendMessage); dims `route`.
+pub const DISPATCH_ATTEMPTS: &str = "dispatch_attempts";
+/// dispatch: attempts that failed, retryable or not; dims `route`.
+pub const DISPATCH_FAILURES: &str = "dispatch_failures";
+/// sweeper: open review items (a gauge); no dimensions.
+pub const REVIEW_OPEN: &str = "review_open";
+
+/// The `provider` label of a name that is not a supported provider (the path segment is the
+/// caller's choice; labels stay a small fixed set).
+pub const OTHER_PROVIDER: &str = "other";
+
+/// The `provider` label of a provider name: the name itself if callhook supports such a
+/// provider, else [`OTHER_PROVIDER`].
+pub fn provider_label(name: &str) -> &'static str {
+    crate::providers::supported()
+        .find(|supported| *supported == name)
+        .unwrap_or(OTHER_PROVIDER)
+}
+
+/// ingest, one request: `received{provider,result}` when the request names a provider, and
+/// `signature_failures` / `duplicates` / `unknown_types` / `malformed` (dims `provider`) as the
+/// outcome says. Review reasons are counted for new events only (a duplicate is a duplicate).
+pub fn record_ingest(metrics: &mut Metrics, provider: Option<&str>, outcome: &IngestOutcome) {
+    let Some(provider) = provider else {
+        return;
+    };
+    let provider = provider_label(provider);
+    metrics.count(
+        RECEIVED,
+        &[("provider", provider), ("result", outcome.as_str())],
+        1,
+    );
+    let also = match outcome {
+        IngestOutcome::Unauthorized => Some(SIGNATURE_FAILURES),
+        IngestOutcome::Duplicate => Some(DUPLICATES),
+        IngestOutcome::Review(ReviewReason::UnknownType) => Some(UNKNOWN_TYPES),
+        IngestOutcome::Review(ReviewReason::Malformed) => Some(MALFORMED),
+        _ => None,
+    };
+    if let Some(name) = also {
+        metrics.count(name, &[("provider", provider)], 1);
+    }
+}
+
+/// Milliseconds from `occurred_at` to `now`; 0 when the provider's clock is ahead of ours.
+pub fn lag_ms(occurred_at: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
+    (now - occurred_at).num_milliseconds().max(0) as f64
+}
+
+/// lifecycle, one event applied to its call: `processing_lag{provider}`. The canonical event's
+/// `occurred_at` is the receipt time where the provider gives no time of its own.
+pub fn record_processed(
+    metrics: &mut Metrics,
+    provider: &str,
+    occurred_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) {
+    metrics.observe(
+        PROCESSING_LAG,
+        Unit::Milliseconds,
+        &[("provider", provider_label(provider))],
+        lag_ms(occurred_at, now),
+    );
+}
+
+/// [`record_processed`] for `event`, applied now.
+pub fn record_applied(metrics: &mut Metrics, event: &CanonicalEvent) {
+    record_processed(metrics, &event.provider, event.occurred_at, Utc::now());
+}
+
+/// dispatch, one delivery attempt on `route` (a [`crate::domain::dispatch::Routes::destination`]
+/// label): `dispatch_attempts{route}`, and `dispatch_failures{route}` if it failed.
+pub fn record_dispatch_attempt(metrics: &mut Metrics, route: &'static str, failed: bool) {
+    metrics.count(DISPATCH_ATTEMPTS, &[("route", route)], 1);
+    if failed {
+        metrics.count(DISPATCH_FAILURES, &[("route", route)], 1);
+    }
+}
+
+/// dispatch, one batch: [`record_dispatch_attempt`] for each attempt made.
+pub fn record_dispatch_attempts<'a>(
+    metrics: &mut Metrics,
+    attempts: impl IntoIterator<Item = &'a Option<Attempted>>,
+) {
+    for attempt in attempts.into_iter().flatten() {
+        record_dispatch_attempt(metrics, attempt.route, attempt.failed);
+    }
+}

@@ -1,0 +1,29 @@
+//! Ports: every trait the application needs from storage, queues and HTTP, in one place. The AWS
+//! implementations are in `adapters`, the in-memory ones in `testing`.
+
+mod calls;
+mod events;
+mod http;
+mod ledger;
+mod queue;
+mod review;
+
+pub use calls::{CallReader, CallStore, Commit, Committed, StoredCall};
+pub use events::{
+    EventReader, EventSelection, EventStatus, EventStore, Inserted, MarkForReview, NewEvent,
+    PendingKey, PendingPage, StoredEvent,
+};
+pub use http::HttpPoster;
+pub use ledger::{Begun, Failure, Ledger, LedgerEntry, LedgerStatus};
+pub use queue::{Queue, QueueError, QueueSender};
+pub use review::{NoReview, ReviewAdmin, ReviewStore};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// Unreachable, throttled, or failing: the caller should answer "retry later".
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The stored item is not one callhook wrote.
+    #[error("stored item {0} is corrupt: {1}")]
+    Corrupt(String, String),
+}

@@ -1,0 +1,150 @@
+//! Building blocks of the providers' signature checks: constant-time comparison, timestamps, HMAC,
+//! Ed25519 and key parsing; Standard Webhooks signing and verification. Nothing here ever echoes
+//! an expected value.
+
+pub mod standard_webhooks;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use chrono::{DateTime, Utc};
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::config::ConfigError;
+pub use crate::delivery::AuthError;
+
+pub type HmacSha256 = Hmac<Sha256>;
+
+/// Equal length and equal bytes, in time independent of where they differ. The length check
+/// comes first so that an empty or truncated value can never match a prefix.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// True when `presented` equals any of `accepted`, checking every entry so the time taken does
+/// not reveal which one matched.
+pub fn matches_any<T: AsRef<[u8]>>(presented: &[u8], accepted: &[T]) -> bool {
+    accepted.iter().fold(false, |found, a| {
+        constant_time_eq(presented, a.as_ref()) | found
+    })
+}
+
+/// Parses a Unix-seconds timestamp header and checks it lies within `tolerance_secs` of `now`,
+/// in the past or the future.
+pub fn check_timestamp(
+    header: &'static str,
+    value: &str,
+    now: DateTime<Utc>,
+    tolerance_secs: u64,
+) -> Result<i64, AuthError> {
+    let ts: i64 = value
+        .trim()
+        .parse()
+        .map_err(|_| AuthError::Malformed(header))?;
+    let skew = now.timestamp().abs_diff(ts);
+    if skew > tolerance_secs {
+        return Err(AuthError::Stale(tolerance_secs));
+    }
+    Ok(ts)
+}
+
+pub fn decode_b64(header: &'static str, value: &str) -> Result<Vec<u8>, AuthError> {
+    B64.decode(value.trim())
+        .map_err(|_| AuthError::Malformed(header))
+}
+
+pub fn encode_b64(bytes: &[u8]) -> String {
+    B64.encode(bytes)
+}
+
+/// HMAC-SHA256 of the concatenated parts.
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    // HMAC takes keys of any length, so new_from_slice cannot fail.
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// Verifies an Ed25519 signature over the concatenated parts against any of `keys`.
+pub fn ed25519_verify_any(keys: &[VerifyingKey], parts: &[&[u8]], signature: &[u8]) -> bool {
+    let Ok(signature) = Signature::from_slice(signature) else {
+        return false;
+    };
+    let message = parts.concat();
+    keys.iter()
+        .any(|key| key.verify(&message, &signature).is_ok())
+}
+
+/// Parses a base64 32-byte raw Ed25519 public key from configuration.
+pub fn parse_ed25519_key(var: &'static str, value: &str) -> Result<VerifyingKey, ConfigError> {
+    let bytes = B64
+        .decode(value.trim())
+        .map_err(|_| ConfigError::invalid(var, "a key is not valid base64"))?;
+    let bytes: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| ConfigError::invalid(var, "an Ed25519 public key must be 32 bytes"))?;
+    VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| ConfigError::invalid(var, "a key is not a valid Ed25519 public key"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn constant_time_eq_rejects_prefixes_and_empty() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"", b"abc"));
+        assert!(!constant_time_eq(b"ab", b"abc"));
+        assert!(!constant_time_eq(b"abd", b"abc"));
+    }
+
+    #[test]
+    fn matches_any_finds_a_later_entry() {
+        let accepted = ["one", "two"];
+        assert!(matches_any(b"two", &accepted));
+        assert!(!matches_any(b"three", &accepted));
+        assert!(!matches_any(b"", &accepted));
+    }
+
+    #[test]
+    fn timestamp_window_is_symmetric() {
+        let now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        assert_eq!(
+            check_timestamp("t", "1700000300", now, 300),
+            Ok(1_700_000_300)
+        );
+        assert_eq!(
+            check_timestamp("t", "1699999700", now, 300),
+            Ok(1_699_999_700)
+        );
+        assert_eq!(
+            check_timestamp("t", "1700000301", now, 300),
+            Err(AuthError::Stale(300))
+        );
+        assert_eq!(
+            check_timestamp("t", "1699999699", now, 300),
+            Err(AuthError::Stale(300))
+        );
+        assert_eq!(
+            check_timestamp("t", "17e8", now, 300),
+            Err(AuthError::Malformed("t"))
+        );
+        assert_eq!(
+            check_timestamp("t", "99999999999999999999999", now, 300),
+            Err(AuthError::Malformed("t"))
+        );
+    }
+
+    #[test]
+    fn ed25519_key_length_is_checked() {
+        assert!(parse_ed25519_key("K", "AAAA").is_err());
+        assert!(parse_ed25519_key("K", "not base64!").is_err());
+        assert!(parse_ed25519_key("K", "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=").is_ok());
+    }
+}

@@ -1,0 +1,79 @@
+//! The calls table in memory, with the DynamoDB store's conditions.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::domain::call::CallRecord;
+use crate::ports::{CallStore, Commit, Committed, EventStatus, StoreError, StoredCall};
+
+/// Calls in memory with the DynamoDB store's conditions, for unit and property tests.
+#[derive(Default)]
+pub struct MemoryCallStore {
+    pub calls: Mutex<HashMap<String, StoredCall>>,
+    pub events: Mutex<HashMap<String, (EventStatus, Option<String>)>>,
+}
+
+impl CallStore for MemoryCallStore {
+    async fn get(&self, call_id: &str) -> Result<Option<StoredCall>, StoreError> {
+        Ok(self.calls.lock().unwrap().get(call_id).cloned())
+    }
+
+    async fn commit(&self, commit: &Commit<'_>) -> Result<Committed, StoreError> {
+        let mut calls = self.calls.lock().unwrap();
+        let current = calls.get(&commit.record.call_id);
+        let version_ok = match (current, commit.expected_version) {
+            (None, None) => true,
+            (Some(c), Some(v)) => c.record.version == v,
+            _ => false,
+        };
+        let finalize_ok =
+            !commit.finalizing || current.is_none_or(|c| c.record.finalized_at.is_none());
+        if !(version_ok && finalize_ok) {
+            return Ok(Committed::Conflict);
+        }
+        calls.insert(
+            commit.record.call_id.clone(),
+            StoredCall {
+                record: commit.record.clone(),
+                outbox: commit.outbox.to_vec(),
+            },
+        );
+        self.events
+            .lock()
+            .unwrap()
+            .insert(commit.event_id.to_owned(), (commit.event_status, None));
+        Ok(Committed::Yes)
+    }
+
+    async fn clear_outbox(&self, call_id: &str, version: u64) -> Result<(), StoreError> {
+        if let Some(c) = self.calls.lock().unwrap().get_mut(call_id)
+            && c.record.version == version
+        {
+            c.outbox.clear();
+        }
+        Ok(())
+    }
+
+    async fn mark_event(
+        &self,
+        event_id: &str,
+        status: EventStatus,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.events
+            .lock()
+            .unwrap()
+            .insert(event_id.to_owned(), (status, reason.map(str::to_owned)));
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<CallRecord>, StoreError> {
+        Ok(self
+            .calls
+            .lock()
+            .unwrap()
+            .values()
+            .map(|c| c.record.clone())
+            .collect())
+    }
+}

@@ -1,0 +1,16 @@
+//! callhook's integration tests: one binary (the SDK is linked once), one module per area. Each
+//! test starts the emulators it needs (moto server, DynamoDB Local) on free loopback ports.
+
+mod bad_input;
+mod config_errors;
+mod conformance;
+mod dispatch;
+mod end_to_end;
+mod fixtures;
+mod ingest;
+mod lifecycle;
+mod metrics;
+mod reliability;
+mod review;
+mod review_function;
+mod sweeper;
