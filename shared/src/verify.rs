@@ -30,6 +30,8 @@ pub enum AuthError {
     BadToken,
     #[error("missing or invalid bearer token")]
     BadBearer,
+    #[error("token in header {0} does not match")]
+    BadHeaderToken(&'static str),
 }
 
 /// Equal length and equal bytes, in time independent of where they differ. The length check
@@ -63,6 +65,45 @@ pub fn check_timestamp(
         return Err(AuthError::Stale(tolerance_secs));
     }
     Ok(ts)
+}
+
+/// Checks a Unix-milliseconds timestamp lies within `tolerance_secs` of `now`, in the past or
+/// the future; the bounds are inclusive to the millisecond (Retell's SDKs: +300000 ms passes,
+/// +300001 ms fails).
+pub fn check_timestamp_millis(
+    millis: i64,
+    now: DateTime<Utc>,
+    tolerance_secs: u64,
+) -> Result<(), AuthError> {
+    let skew = now.timestamp_millis().abs_diff(millis);
+    if skew > tolerance_secs.saturating_mul(1000) {
+        return Err(AuthError::Stale(tolerance_secs));
+    }
+    Ok(())
+}
+
+/// Lowercase hex.
+pub fn to_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// Hex of either case to bytes.
+pub fn decode_hex(header: &'static str, value: &str) -> Result<Vec<u8>, AuthError> {
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let bytes = value.as_bytes();
+    if bytes.len() % 2 != 0 {
+        return Err(AuthError::Malformed(header));
+    }
+    bytes
+        .chunks(2)
+        .map(|pair| Some((digit(pair[0])? << 4) | digit(pair[1])?))
+        .collect::<Option<Vec<u8>>>()
+        .ok_or(AuthError::Malformed(header))
 }
 
 pub fn decode_b64(header: &'static str, value: &str) -> Result<Vec<u8>, AuthError> {
@@ -154,6 +195,36 @@ mod tests {
             check_timestamp("t", "99999999999999999999999", now, 300),
             Err(AuthError::Malformed("t"))
         );
+    }
+
+    #[test]
+    fn millisecond_window_is_symmetric_and_inclusive() {
+        let now = Utc.timestamp_millis_opt(1_700_000_000_000).unwrap();
+        for ok in [1_700_000_300_000, 1_699_999_700_000, 1_700_000_000_000] {
+            assert_eq!(check_timestamp_millis(ok, now, 300), Ok(()), "{ok}");
+        }
+        for stale in [1_700_000_300_001, 1_699_999_699_999, i64::MIN, i64::MAX] {
+            assert_eq!(
+                check_timestamp_millis(stale, now, 300),
+                Err(AuthError::Stale(300)),
+                "{stale}"
+            );
+        }
+        assert_eq!(check_timestamp_millis(0, now, u64::MAX), Ok(()));
+    }
+
+    #[test]
+    fn hex_round_trips_and_rejects_non_hex() {
+        assert_eq!(to_hex(&[0x00, 0xab, 0xff]), "00abff");
+        assert_eq!(decode_hex("h", "00abFF"), Ok(vec![0x00, 0xab, 0xff]));
+        assert_eq!(decode_hex("h", ""), Ok(vec![]));
+        for bad in ["abc", "zz", "+1", "0x00", "é0"] {
+            assert_eq!(
+                decode_hex("h", bad),
+                Err(AuthError::Malformed("h")),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

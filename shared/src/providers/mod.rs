@@ -208,13 +208,7 @@ impl Providers {
 
 /// Lowercase hex of SHA-256: the dedupe key of last resort.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut out = String::with_capacity(64);
-    for b in digest {
-        use std::fmt::Write;
-        let _ = write!(out, "{b:02x}");
-    }
-    out
+    crate::verify::to_hex(&Sha256::digest(bytes))
 }
 
 /// A stable key from the fields that identify one fact: SHA-256 over the parts, each
@@ -225,8 +219,7 @@ pub fn derived_key(parts: &[&str]) -> String {
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part.as_bytes());
     }
-    let digest = hasher.finalize();
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::verify::to_hex(&hasher.finalize())
 }
 
 /// An authentic body that is not the documented shape: kept, keyed by its bytes, for review.
@@ -269,9 +262,49 @@ pub fn time_at(value: &Value, pointer: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// A whole number at a JSON pointer: an integer, a float with no fraction lost to rounding
+/// towards zero, or a decimal string. Anything else, or out of `i64` range, is absent.
+pub fn integer_at(value: &Value, pointer: &str) -> Option<i64> {
+    match value.pointer(pointer)? {
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite() && f.abs() < 9.0e18)
+                .map(|f| f.trunc() as i64)
+        }),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A Unix time in milliseconds at a JSON pointer (Retell, Vapi).
+pub fn millis_at(value: &Value, pointer: &str) -> Option<DateTime<Utc>> {
+    integer_at(value, pointer).and_then(DateTime::from_timestamp_millis)
+}
+
+/// A Unix time in seconds at a JSON pointer (ElevenLabs).
+pub fn secs_at(value: &Value, pointer: &str) -> Option<DateTime<Utc>> {
+    integer_at(value, pointer).and_then(|s| DateTime::from_timestamp(s, 0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epoch_times_accept_integers_floats_and_strings() {
+        let v = serde_json::json!({"i": 1_700_000_000_123i64, "f": 1_700_000_000_123.0,
+            "s": " 1700000000123 ", "bad": "soon", "huge": 1e300, "neg": -5, "obj": {}});
+        let expected = DateTime::from_timestamp_millis(1_700_000_000_123);
+        assert_eq!(millis_at(&v, "/i"), expected);
+        assert_eq!(millis_at(&v, "/f"), expected);
+        assert_eq!(millis_at(&v, "/s"), expected);
+        for absent in ["/bad", "/huge", "/obj", "/missing"] {
+            assert_eq!(millis_at(&v, absent), None, "{absent}");
+        }
+        assert_eq!(secs_at(&v, "/neg"), DateTime::from_timestamp(-5, 0));
+        let max = serde_json::json!({ "t": i64::MAX });
+        assert_eq!(secs_at(&max, "/t"), None, "out of chrono's range");
+    }
 
     #[test]
     fn headers_are_case_insensitive_and_repeats_join() {
