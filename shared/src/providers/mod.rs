@@ -16,6 +16,7 @@ pub mod miraiminds;
 #[cfg(test)]
 mod proptests;
 pub mod recho;
+pub mod retell;
 pub mod standard;
 pub mod stateset;
 pub mod telnyx;
@@ -153,6 +154,7 @@ pub const CONSTRUCTORS: &[Entry] = &[
     miraiminds::ENTRY,
     stateset::ENTRY,
     standard::ENTRY,
+    retell::ENTRY,
 ];
 
 /// Names of every provider callhook supports, configured or not.

@@ -490,7 +490,7 @@ proptest! {
 #[test]
 fn fixture_bodies_normalize() {
     let bodies = fixture_bodies();
-    for entry in ["bird", "recho", "miraiminds", "stateset"] {
+    for entry in ["bird", "recho", "miraiminds", "stateset", "retell"] {
         assert!(
             bodies.iter().any(|(i, ..)| CONSTRUCTORS[*i].name == entry),
             "no bodies for {entry}"
