@@ -1214,6 +1214,7 @@ fn secrets() -> Vec<String> {
                     | "STATESET_WEBHOOK_SECRETS"
                     | "STANDARD_WEBHOOK_SECRETS"
                     | "RETELL_API_KEYS"
+                    | "ELEVENLABS_WEBHOOK_SECRETS"
             ) {
                 secrets.push(value.trim_start_matches("whsec_").to_owned());
             }

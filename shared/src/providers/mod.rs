@@ -12,6 +12,7 @@ use crate::model::{CanonicalEvent, Kind, ReviewNote};
 use crate::verify::AuthError;
 
 pub mod bird;
+pub mod elevenlabs;
 pub mod miraiminds;
 #[cfg(test)]
 mod proptests;
@@ -155,6 +156,7 @@ pub const CONSTRUCTORS: &[Entry] = &[
     stateset::ENTRY,
     standard::ENTRY,
     retell::ENTRY,
+    elevenlabs::ENTRY,
 ];
 
 /// Names of every provider callhook supports, configured or not.

@@ -490,7 +490,14 @@ proptest! {
 #[test]
 fn fixture_bodies_normalize() {
     let bodies = fixture_bodies();
-    for entry in ["bird", "recho", "miraiminds", "stateset", "retell"] {
+    for entry in [
+        "bird",
+        "recho",
+        "miraiminds",
+        "stateset",
+        "retell",
+        "elevenlabs",
+    ] {
         assert!(
             bodies.iter().any(|(i, ..)| CONSTRUCTORS[*i].name == entry),
             "no bodies for {entry}"
