@@ -1215,6 +1215,7 @@ fn secrets() -> Vec<String> {
                     | "STANDARD_WEBHOOK_SECRETS"
                     | "RETELL_API_KEYS"
                     | "ELEVENLABS_WEBHOOK_SECRETS"
+                    | "VAPI_HMAC_SECRETS"
             ) {
                 secrets.push(value.trim_start_matches("whsec_").to_owned());
             }

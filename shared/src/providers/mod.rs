@@ -21,6 +21,7 @@ pub mod retell;
 pub mod standard;
 pub mod stateset;
 pub mod telnyx;
+pub mod vapi;
 
 /// Request headers with lower-cased names. API Gateway v2 already joins repeated headers with
 /// commas, so one value per name is all a provider can rely on.
@@ -157,6 +158,7 @@ pub const CONSTRUCTORS: &[Entry] = &[
     standard::ENTRY,
     retell::ENTRY,
     elevenlabs::ENTRY,
+    vapi::ENTRY,
 ];
 
 /// Names of every provider callhook supports, configured or not.

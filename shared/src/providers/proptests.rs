@@ -1,7 +1,8 @@
 //! Property tests over every provider in [`CONSTRUCTORS`], each configured by its own dev signer
 //! made from [`FIXTURE_SEED`]: what the signer signs verifies, and any change to the body, the
 //! timestamp, the signature, the path token or a header token does not; normalizing never
-//! panics and always keys the event under the provider's name.
+//! panics and always keys the event under the provider's name. Vapi is tested in both of its
+//! modes: HMAC (its dev signer) and a token in a header.
 
 use std::sync::OnceLock;
 
@@ -46,13 +47,19 @@ impl Case {
 fn cases() -> &'static [Case] {
     static CASES: OnceLock<Vec<Case>> = OnceLock::new();
     CASES.get_or_init(|| {
-        let cases: Vec<Case> = CONSTRUCTORS
+        let mut cases: Vec<Case> = CONSTRUCTORS
             .iter()
             .map(|entry| {
                 let signer = (entry.dev_signer)(&FIXTURE_SEED);
                 Case::new(entry.name, entry.from_env, signer, false)
             })
             .collect();
+        cases.push(Case::new(
+            super::vapi::NAME,
+            super::vapi::Vapi::from_env,
+            super::vapi::token_signer(&FIXTURE_SEED),
+            true,
+        ));
         cases
     })
 }
@@ -497,6 +504,7 @@ fn fixture_bodies_normalize() {
         "stateset",
         "retell",
         "elevenlabs",
+        "vapi",
     ] {
         assert!(
             bodies.iter().any(|(i, ..)| CONSTRUCTORS[*i].name == entry),
