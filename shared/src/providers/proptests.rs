@@ -584,6 +584,66 @@ fn fixture_bodies_normalize() {
     assert!(sequences.len() >= 7, "{sequences:?}");
 }
 
+/// The voice-AI providers' whole calls in `events/{provider}/bodies/`, applied last fact
+/// first, reconcile to the call each one describes and finalize once.
+#[test]
+fn voice_ai_fixture_calls_reconcile() {
+    use crate::lifecycle::{CallStatus, Effect, replay};
+    use crate::model::Outcome;
+    let calls = [
+        ("retell", "outbound", Outcome::Completed, true),
+        ("retell", "no-answer", Outcome::NoAnswer, false),
+        ("retell", "transfer", Outcome::Escalated, true),
+        ("elevenlabs", "outbound", Outcome::Completed, true),
+        ("elevenlabs", "no-answer", Outcome::NoAnswer, false),
+        ("vapi", "outbound", Outcome::Completed, true),
+        ("vapi", "no-answer", Outcome::NoAnswer, false),
+    ];
+    for (provider, sequence, outcome, answered) in calls {
+        let prefix = format!("{sequence}-");
+        let events: Vec<_> = fixture_bodies()
+            .iter()
+            .filter(|(i, name, _)| {
+                CONSTRUCTORS[*i].name == provider
+                    && name
+                        .strip_prefix(&prefix)
+                        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+            })
+            .map(|(i, _, value)| {
+                let body = serde_json::to_vec(value).unwrap();
+                cases()[*i].provider.normalize(&Delivery {
+                    headers: &Headers::new(),
+                    body: &body,
+                    path_token: None,
+                    request_url: None,
+                    received_at: now(),
+                })
+            })
+            .rev()
+            .collect();
+        let name = format!("{provider}/{sequence}");
+        assert!(events.len() > 1 || sequence == "no-answer", "{name}");
+        let (record, effects) = replay(&events);
+        let record = record.expect(&name);
+        assert_eq!(record.outcome, Some(outcome), "{name}");
+        assert_eq!(record.status, Some(CallStatus::Ended), "{name}");
+        assert_eq!(record.event_count, events.len() as u64, "{name}");
+        let finalized = effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Finalize { .. }))
+            .count();
+        assert_eq!(finalized, 1, "{name}");
+        assert_eq!(record.answered_at.is_some(), answered, "{name}");
+        assert!(record.from.is_some() && record.to.is_some(), "{name}");
+        if answered {
+            assert!(record.duration_secs.unwrap() > 10, "{name}");
+            assert!(record.transcript.is_some(), "{name}");
+        } else {
+            assert_eq!(record.duration_secs, Some(0), "{name}");
+        }
+    }
+}
+
 /// Redelivering the same bytes (a retry) always maps to the same event id.
 #[test]
 fn redelivery_keeps_the_event_id() {
