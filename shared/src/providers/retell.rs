@@ -205,42 +205,54 @@ impl Provider for Retell {
         };
         let mut event = CanonicalEvent::new(NAME, &key, event_type, d.received_at);
         event.call_id = call_key.map(|k| format!("{NAME}#{k}"));
-        let mut call = body
-            .get_mut("call")
-            .map(Value::take)
-            .filter(Value::is_object)
-            .unwrap_or_else(|| json!({}));
-        if let Value::Object(map) = &mut call {
-            for name in ["transfer_destination", "transfer_option"] {
-                if let Some(value) = body.get(name).filter(|v| !v.is_null()) {
-                    map.entry(name).or_insert_with(|| value.clone());
+        // A known event's data is its call object (with the transfer details found beside
+        // it); an unknown one keeps the whole body for the person who reviews it.
+        let data = match mapping {
+            Some(_) => {
+                let mut call = body
+                    .get_mut("call")
+                    .map(Value::take)
+                    .filter(Value::is_object)
+                    .unwrap_or_else(|| json!({}));
+                if let Value::Object(map) = &mut call {
+                    for name in ["transfer_destination", "transfer_option"] {
+                        if let Some(value) = body.get(name).filter(|v| !v.is_null()) {
+                            map.entry(name).or_insert_with(|| value.clone());
+                        }
+                    }
                 }
+                call
             }
-        }
-        event.direction = str_at(&call, "/direction").and_then(Direction::parse);
-        event.from = str_at(&call, "/from_number").map(str::to_owned);
-        event.to = str_at(&call, "/to_number").map(str::to_owned);
+            None => body.take(),
+        };
+        let call = match mapping {
+            Some(_) => &data,
+            None => data.get("call").unwrap_or(&Value::Null),
+        };
+        event.direction = str_at(call, "/direction").and_then(Direction::parse);
+        event.from = str_at(call, "/from_number").map(str::to_owned);
+        event.to = str_at(call, "/to_number").map(str::to_owned);
 
         let own_time = match event.event_type.as_str() {
-            "call_started" => millis_at(&call, "/start_timestamp"),
-            "call_ended" => millis_at(&call, "/end_timestamp"),
-            "transfer_ended" => millis_at(&call, "/transfer_end_timestamp"),
+            "call_started" => millis_at(call, "/start_timestamp"),
+            "call_ended" => millis_at(call, "/end_timestamp"),
+            "transfer_ended" => millis_at(call, "/transfer_end_timestamp"),
             _ => None,
         };
         event.occurred_at = own_time
             .or_else(|| signed_at(d.headers))
-            .or_else(|| millis_at(&call, "/end_timestamp"))
+            .or_else(|| millis_at(call, "/end_timestamp"))
             .unwrap_or(d.received_at);
 
         match mapping {
             Some((_, kind, is_final, _)) => {
                 event.kind = *kind;
                 event.is_final = *is_final;
-                fill_facts(&mut event, &call);
+                fill_facts(&mut event, call);
             }
             None => mark_unknown(&mut event),
         }
-        event.data = call;
+        event.data = data;
         event
     }
 }
@@ -720,9 +732,12 @@ mod tests {
         assert_eq!(e.review.as_ref().unwrap().reason, "unknown_type");
         assert_eq!(e.kind, Kind::Unknown);
         assert_eq!(e.call_id.as_deref(), Some("retell#c1"));
+        assert_eq!(e.data["event"], "call_teleported", "the whole body is kept");
+        assert_eq!(e.direction, Some(Direction::Inbound));
         let chat = normalize_signed(r#"{"event":"chat_ended","chat":{"chat_id":"ch1"}}"#, None);
         assert_eq!(chat.review.as_ref().unwrap().reason, "unknown_type");
         assert_eq!(chat.call_id, None);
+        assert_eq!(chat.data["chat"]["chat_id"], "ch1");
         for body in [
             "",
             "not json",
