@@ -22,6 +22,8 @@ pub enum AuthError {
     BadToken,
     #[error("missing or invalid bearer token")]
     BadBearer,
+    #[error("token in header {0} does not match")]
+    BadHeaderToken(&'static str),
 }
 
 /// Request headers with lower-cased names. API Gateway v2 already joins repeated headers with

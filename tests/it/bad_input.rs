@@ -1213,6 +1213,9 @@ fn secrets() -> Vec<String> {
                     | "MIRAIMINDS_PATH_TOKENS"
                     | "STATESET_WEBHOOK_SECRETS"
                     | "STANDARD_WEBHOOK_SECRETS"
+                    | "RETELL_API_KEYS"
+                    | "ELEVENLABS_WEBHOOK_SECRETS"
+                    | "VAPI_HMAC_SECRETS"
             ) {
                 secrets.push(value.trim_start_matches("whsec_").to_owned());
             }

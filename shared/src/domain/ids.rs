@@ -7,13 +7,7 @@ use crate::limits::MAX_KEY_BYTES;
 
 /// Lowercase hex of SHA-256: the dedupe key of last resort.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut out = String::with_capacity(64);
-    for b in digest {
-        use std::fmt::Write;
-        let _ = write!(out, "{b:02x}");
-    }
-    out
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// A stable key from the fields that identify one fact: SHA-256 over the parts, each
@@ -24,8 +18,7 @@ pub fn derived_key(parts: &[&str]) -> String {
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part.as_bytes());
     }
-    let digest = hasher.finalize();
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(hasher.finalize())
 }
 
 /// `{provider}#{key}`. A key longer than [`MAX_KEY_BYTES`] is replaced by `sha256:{hex of it}`:

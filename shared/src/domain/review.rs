@@ -29,6 +29,8 @@ pub enum ReviewReason {
     DispatchFailed,
     /// A provider reported that one of its own deliveries failed (StateSet).
     ProviderDeliveryFailed,
+    /// A message that waits for an answer callhook cannot give (Vapi's tool calls).
+    ResponseRequired,
     /// `dlq:{queue}`: a message a queue's consumer gave up on.
     DeadLetter(String),
     /// Any other reason (kept as written, e.g. by an older version).
@@ -45,6 +47,7 @@ impl ReviewReason {
             ReviewReason::Requested => "requested",
             ReviewReason::DispatchFailed => "dispatch_failed",
             ReviewReason::ProviderDeliveryFailed => "provider_delivery_failed",
+            ReviewReason::ResponseRequired => "response_required",
             ReviewReason::DeadLetter(queue) => return Cow::Owned(format!("dlq:{queue}")),
             ReviewReason::Other(reason) => reason,
         })
@@ -59,6 +62,7 @@ impl ReviewReason {
             "requested" => ReviewReason::Requested,
             "dispatch_failed" => ReviewReason::DispatchFailed,
             "provider_delivery_failed" => ReviewReason::ProviderDeliveryFailed,
+            "response_required" => ReviewReason::ResponseRequired,
             other => match other.strip_prefix("dlq:") {
                 Some(queue) => ReviewReason::DeadLetter(queue.to_owned()),
                 None => ReviewReason::Other(other.to_owned()),
@@ -286,6 +290,7 @@ mod tests {
             "requested",
             "dispatch_failed",
             "provider_delivery_failed",
+            "response_required",
             "dlq:events",
             "something_new",
         ] {

@@ -11,13 +11,16 @@ use crate::domain::event::{CanonicalEvent, Kind, ReviewNote};
 use crate::domain::review::ReviewReason;
 
 pub mod bird;
+pub mod elevenlabs;
 pub mod miraiminds;
 #[cfg(test)]
 mod proptests;
 pub mod recho;
+pub mod retell;
 pub mod standard;
 pub mod stateset;
 pub mod telnyx;
+pub mod vapi;
 
 /// A provider: authenticate, then map to the canonical event.
 pub trait Provider: Send + Sync {
@@ -81,6 +84,9 @@ pub const CONSTRUCTORS: &[ProviderEntry] = &[
     miraiminds::ENTRY,
     stateset::ENTRY,
     standard::ENTRY,
+    retell::ENTRY,
+    elevenlabs::ENTRY,
+    vapi::ENTRY,
 ];
 
 /// Names of every provider callhook supports, configured or not.
@@ -176,6 +182,30 @@ pub fn time_at(value: &Value, pointer: &str) -> Option<DateTime<Utc>> {
     str_at(value, pointer)
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
         .map(|t| t.with_timezone(&Utc))
+}
+
+/// A whole number at a JSON pointer: an integer, a float with no fraction lost to rounding
+/// towards zero, or a decimal string. Anything else, or out of `i64` range, is absent.
+pub fn integer_at(value: &Value, pointer: &str) -> Option<i64> {
+    match value.pointer(pointer)? {
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite() && f.abs() < 9.0e18)
+                .map(|f| f.trunc() as i64)
+        }),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A Unix time in milliseconds at a JSON pointer (Retell, Vapi).
+pub fn millis_at(value: &Value, pointer: &str) -> Option<DateTime<Utc>> {
+    integer_at(value, pointer).and_then(DateTime::from_timestamp_millis)
+}
+
+/// A Unix time in seconds at a JSON pointer (ElevenLabs).
+pub fn secs_at(value: &Value, pointer: &str) -> Option<DateTime<Utc>> {
+    integer_at(value, pointer).and_then(|s| DateTime::from_timestamp(s, 0))
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Property tests over every provider in [`CONSTRUCTORS`], each configured by its own dev signer
 //! made from [`FIXTURE_SEED`]: what the signer signs verifies, and any change to the body, the
-//! timestamp, the signature or the path token does not; normalizing never panics and always
-//! keys the event under the provider's name.
+//! timestamp, the signature, the path token or a header token does not; normalizing never
+//! panics and always keys the event under the provider's name. Vapi is tested in both of its
+//! modes: HMAC (its dev signer) and a token in a header.
 
 use std::sync::OnceLock;
 
@@ -9,7 +10,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
-use super::{CONSTRUCTORS, Delivery, DevSigner, FIXTURE_SEED, Headers, Provider, Signed};
+use super::{CONSTRUCTORS, Delivery, DevSigner, FIXTURE_SEED, FromEnv, Headers, Provider, Signed};
 use crate::config::Env;
 use crate::signing as verify;
 
@@ -17,27 +18,49 @@ struct Case {
     name: &'static str,
     provider: Box<dyn Provider>,
     signer: Box<dyn DevSigner>,
+    /// Authenticated by a secret token in a header (it binds neither body nor time).
+    header_token: bool,
 }
 
-/// Built once: the Recho dev key takes a moment to make.
+impl Case {
+    fn new(
+        name: &'static str,
+        from_env: FromEnv,
+        signer: Box<dyn DevSigner>,
+        header_token: bool,
+    ) -> Case {
+        let env = Env::from_pairs(signer.verifier_env());
+        let provider = from_env(&env)
+            .expect("dev signer env is valid")
+            .expect("dev signer env configures the provider");
+        Case {
+            name,
+            provider,
+            signer,
+            header_token,
+        }
+    }
+}
+
+/// Built once: the Recho dev key takes a moment to make. The first cases are
+/// [`CONSTRUCTORS`]' in their order; other modes of a provider follow.
 fn cases() -> &'static [Case] {
     static CASES: OnceLock<Vec<Case>> = OnceLock::new();
     CASES.get_or_init(|| {
-        CONSTRUCTORS
+        let mut cases: Vec<Case> = CONSTRUCTORS
             .iter()
             .map(|entry| {
                 let signer = (entry.dev_signer)(&FIXTURE_SEED);
-                let env = Env::from_pairs(signer.verifier_env());
-                let provider = (entry.from_env)(&env)
-                    .expect("dev signer env is valid")
-                    .expect("dev signer env configures the provider");
-                Case {
-                    name: entry.name,
-                    provider,
-                    signer,
-                }
+                Case::new(entry.name, entry.from_env, signer, false)
             })
-            .collect()
+            .collect();
+        cases.push(Case::new(
+            super::vapi::NAME,
+            super::vapi::Vapi::from_env,
+            super::vapi::token_signer(&FIXTURE_SEED),
+            true,
+        ));
+        cases
     })
 }
 
@@ -75,6 +98,70 @@ fn header_named(signed: &Signed, part: &str) -> Option<String> {
         .iter()
         .map(|(k, _)| k.to_ascii_lowercase())
         .find(|k| k.contains(part))
+}
+
+/// The delivery's headers with its signed time moved by `delta`: a header named `…timestamp…`
+/// (seconds or milliseconds, moved in its own unit), else the `t=` / `v=` item of a
+/// `key=value,…` signature header (ElevenLabs seconds, Retell milliseconds). `None` when
+/// nothing signed is a time.
+fn shifted_timestamp(signed: &Signed, delta: i64) -> Option<Headers> {
+    let headers = headers_of(signed);
+    if let Some(name) = header_named(signed, "timestamp") {
+        let value: i64 = headers.get(&name)?.parse().ok()?;
+        return Some(replaced(&headers, &name, (value + delta).to_string()));
+    }
+    let name = header_named(signed, "signature")?;
+    let value = headers.get(&name)?;
+    let shifted = value
+        .split(',')
+        .map(|item| match item.split_once('=') {
+            Some((key @ ("t" | "v"), n)) => match n.parse::<i64>() {
+                Ok(n) => format!("{key}={}", n + delta),
+                Err(_) => item.to_owned(),
+            },
+            _ => item.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    (shifted != value).then(|| replaced(&headers, &name, shifted))
+}
+
+/// A signature header's value with one byte of the signature changed: the hex `d=` / `v0=`
+/// item of a `key=value,…` header (Retell, ElevenLabs), bare hex (Vapi), a Standard Webhooks
+/// `v1,<base64>` entry, or bare base64 (the others).
+fn changed_signature(value: &str, at: prop::sample::Index, mask: u8) -> String {
+    let flip = |mut bytes: Vec<u8>| {
+        let i = at.index(bytes.len());
+        bytes[i] ^= mask;
+        bytes
+    };
+    let hex = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let items: Vec<&str> = value.split(',').collect();
+    if items
+        .iter()
+        .any(|i| i.starts_with("d=") || i.starts_with("v0="))
+    {
+        return items
+            .iter()
+            .map(|item| match item.split_once('=') {
+                Some((key @ ("d" | "v0"), digest)) => {
+                    let changed = flip(verify::decode_hex("signature", digest).unwrap());
+                    format!("{key}={}", verify::to_hex(&changed))
+                }
+                _ => (*item).to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    if hex(value) {
+        return verify::to_hex(&flip(verify::decode_hex("signature", value).unwrap()));
+    }
+    let (prefix, encoded) = match value.split_once(',') {
+        Some((version, encoded)) => (format!("{version},"), encoded),
+        None => (String::new(), value),
+    };
+    let changed = flip(verify::decode_b64("signature", encoded).unwrap());
+    format!("{prefix}{}", verify::encode_b64(&changed))
 }
 
 fn replaced(headers: &Headers, name: &str, value: String) -> Headers {
@@ -143,6 +230,26 @@ fn json_value() -> impl Strategy<Value = Value> {
         "INBOUND_CALL_ERROR",
         "voice.call.completed",
         "voice.webhook.delivery_failed",
+        "message",
+        "conversation_id",
+        "event_timestamp",
+        "call_started",
+        "call_ended",
+        "call_analyzed",
+        "transcript_updated",
+        "disconnection_reason",
+        "start_timestamp",
+        "end_timestamp",
+        "duration_ms",
+        "post_call_transcription",
+        "call_initiation_failure",
+        "post_call_audio",
+        "failure_reason",
+        "status-update",
+        "end-of-call-report",
+        "endedReason",
+        "in-progress",
+        "customer-ended-call",
         "2024-01-01T00:00:00Z",
         "inbound",
         "",
@@ -260,8 +367,8 @@ proptest! {
     ) {
         for case in cases() {
             let signed = case.signer.sign(&body, NOW, URL);
-            if signed.path_token.is_some() {
-                continue; // the path token authenticates the sender, not the bytes
+            if signed.path_token.is_some() || case.header_token {
+                continue; // a token authenticates the sender, not the bytes
             }
             let headers = headers_of(&signed);
             prop_assert!(check(case, &headers, &body, None), "{} rejects its own signature", case.name);
@@ -276,13 +383,12 @@ proptest! {
         body in proptest::collection::vec(any::<u8>(), 0..64),
         delta in prop_oneof![-200_000i64..0, 1i64..200_000],
     ) {
-        for case in cases() {
+        for case in cases().iter().filter(|c| !c.header_token) {
             let signed = case.signer.sign(&body, NOW, URL);
-            let Some(name) = header_named(&signed, "timestamp") else {
+            let Some(headers) = shifted_timestamp(&signed, delta) else {
                 prop_assert!(signed.path_token.is_some(), "{} signs without a timestamp", case.name);
                 continue;
             };
-            let headers = replaced(&headers_of(&signed), &name, (NOW + delta).to_string());
             prop_assert!(!check(case, &headers, &body, None), "{} accepted timestamp {delta:+}", case.name);
         }
     }
@@ -293,23 +399,14 @@ proptest! {
         at in any::<prop::sample::Index>(),
         mask in 1u8..=255,
     ) {
-        for case in cases() {
+        for case in cases().iter().filter(|c| !c.header_token) {
             let signed = case.signer.sign(&body, NOW, URL);
             let Some(name) = header_named(&signed, "signature") else {
                 prop_assert!(signed.path_token.is_some(), "{} signs without a signature", case.name);
                 continue;
             };
             let headers = headers_of(&signed);
-            let value = headers.get(&name).unwrap().to_owned();
-            // Standard Webhooks entries are `v1,<base64>`; the others are bare base64.
-            let (prefix, encoded) = match value.split_once(',') {
-                Some((version, encoded)) => (format!("{version},"), encoded.to_owned()),
-                None => (String::new(), value.clone()),
-            };
-            let mut decoded = verify::decode_b64("signature", &encoded).unwrap();
-            let i = at.index(decoded.len());
-            decoded[i] ^= mask;
-            let changed = format!("{prefix}{}", verify::encode_b64(&decoded));
+            let changed = changed_signature(headers.get(&name).unwrap(), at, mask);
             let headers = replaced(&headers, &name, changed);
             prop_assert!(!check(case, &headers, &body, None), "{} accepted a changed signature", case.name);
         }
@@ -331,6 +428,27 @@ proptest! {
             changed.replace_range(i..=i, &replacement.to_string());
             prop_assert!(!check(case, &headers, b"{}", Some(&changed)), "{} accepted token {changed}", case.name);
             prop_assert!(!check(case, &headers, b"{}", Some(&token[..i])), "{} accepted a prefix", case.name);
+        }
+    }
+
+    #[test]
+    fn any_changed_header_token_byte_is_rejected(
+        at in any::<prop::sample::Index>(),
+        replacement in proptest::char::range(' ', '~'),
+    ) {
+        for case in cases().iter().filter(|c| c.header_token) {
+            let signed = case.signer.sign(b"{}", NOW, URL);
+            let (name, token) = &signed.headers[0];
+            let headers = headers_of(&signed);
+            prop_assert!(check(case, &headers, b"{}", None), "{} rejects its token", case.name);
+            let i = at.index(token.len());
+            prop_assume!(token.as_bytes()[i] != replacement as u8);
+            let mut changed = token.clone();
+            changed.replace_range(i..=i, &replacement.to_string());
+            let with = |value: String| replaced(&headers, name, value);
+            prop_assert!(!check(case, &with(changed.clone()), b"{}", None), "{} accepted token {changed}", case.name);
+            prop_assert!(!check(case, &with(token[..i].to_owned()), b"{}", None), "{} accepted a prefix", case.name);
+            prop_assert!(!check(case, &Headers::new(), b"{}", None), "{} accepted no token", case.name);
         }
     }
 
@@ -379,7 +497,15 @@ proptest! {
 #[test]
 fn fixture_bodies_normalize() {
     let bodies = fixture_bodies();
-    for entry in ["bird", "recho", "miraiminds", "stateset"] {
+    for entry in [
+        "bird",
+        "recho",
+        "miraiminds",
+        "stateset",
+        "retell",
+        "elevenlabs",
+        "vapi",
+    ] {
         assert!(
             bodies.iter().any(|(i, ..)| CONSTRUCTORS[*i].name == entry),
             "no bodies for {entry}"
@@ -459,6 +585,66 @@ fn fixture_bodies_normalize() {
         }
     }
     assert!(sequences.len() >= 7, "{sequences:?}");
+}
+
+/// The voice-AI providers' whole calls in `events/{provider}/bodies/`, applied last fact
+/// first, reconcile to the call each one describes and finalize once.
+#[test]
+fn voice_ai_fixture_calls_reconcile() {
+    use crate::domain::call::{CallStatus, Effect, apply_all};
+    use crate::domain::event::Outcome;
+    let calls = [
+        ("retell", "outbound", Outcome::Completed, true),
+        ("retell", "no-answer", Outcome::NoAnswer, false),
+        ("retell", "transfer", Outcome::Escalated, true),
+        ("elevenlabs", "outbound", Outcome::Completed, true),
+        ("elevenlabs", "no-answer", Outcome::NoAnswer, false),
+        ("vapi", "outbound", Outcome::Completed, true),
+        ("vapi", "no-answer", Outcome::NoAnswer, false),
+    ];
+    for (provider, sequence, outcome, answered) in calls {
+        let prefix = format!("{sequence}-");
+        let events: Vec<_> = fixture_bodies()
+            .iter()
+            .filter(|(i, name, _)| {
+                CONSTRUCTORS[*i].name == provider
+                    && name
+                        .strip_prefix(&prefix)
+                        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+            })
+            .map(|(i, _, value)| {
+                let body = serde_json::to_vec(value).unwrap();
+                cases()[*i].provider.normalize(&Delivery {
+                    headers: &Headers::new(),
+                    body: &body,
+                    path_token: None,
+                    request_url: None,
+                    received_at: now(),
+                })
+            })
+            .rev()
+            .collect();
+        let name = format!("{provider}/{sequence}");
+        assert!(events.len() > 1 || sequence == "no-answer", "{name}");
+        let (record, effects) = apply_all(&events);
+        let record = record.expect(&name);
+        assert_eq!(record.outcome, Some(outcome), "{name}");
+        assert_eq!(record.status, Some(CallStatus::Ended), "{name}");
+        assert_eq!(record.event_count, events.len() as u64, "{name}");
+        let finalized = effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Finalize { .. }))
+            .count();
+        assert_eq!(finalized, 1, "{name}");
+        assert_eq!(record.answered_at.is_some(), answered, "{name}");
+        assert!(record.from.is_some() && record.to.is_some(), "{name}");
+        if answered {
+            assert!(record.duration_secs.unwrap() > 10, "{name}");
+            assert!(record.transcript.is_some(), "{name}");
+        } else {
+            assert_eq!(record.duration_secs, Some(0), "{name}");
+        }
+    }
 }
 
 /// Redelivering the same bytes (a retry) always maps to the same event id.

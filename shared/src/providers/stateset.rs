@@ -26,6 +26,7 @@ use super::{
 use super::{DevSigner, Signed};
 use crate::config::{ConfigError, Env, vars};
 use crate::domain::event::{CanonicalEvent, Direction, Kind, Outcome, ReviewNote};
+use crate::domain::review::ReviewReason;
 use crate::signing::AuthError;
 use crate::signing::standard_webhooks as sw;
 
@@ -209,7 +210,7 @@ fn fill_facts(event: &mut CanonicalEvent, data: &Value) {
         "voice.webhook.delivery_failed" => {
             facts.errors = Some(data.clone());
             event.review = Some(ReviewNote {
-                reason: "provider_delivery_failed".into(),
+                reason: ReviewReason::ProviderDeliveryFailed,
                 detail: format!(
                     "StateSet gave up delivering an event (event_id {:?}, endpoint_id {:?}, \
                      attempt_count {})",

@@ -50,6 +50,31 @@ pub fn check_timestamp(
     Ok(ts)
 }
 
+/// Checks a Unix-milliseconds timestamp lies within `tolerance_secs` of `now`, in the past or
+/// the future; the bounds are inclusive to the millisecond (Retell's SDKs: +300000 ms passes,
+/// +300001 ms fails).
+pub fn check_timestamp_millis(
+    millis: i64,
+    now: DateTime<Utc>,
+    tolerance_secs: u64,
+) -> Result<(), AuthError> {
+    let skew = now.timestamp_millis().abs_diff(millis);
+    if skew > tolerance_secs.saturating_mul(1000) {
+        return Err(AuthError::Stale(tolerance_secs));
+    }
+    Ok(())
+}
+
+/// Lowercase hex.
+pub fn to_hex(bytes: &[u8]) -> String {
+    hex::encode(bytes)
+}
+
+/// Hex of either case to bytes.
+pub fn decode_hex(header: &'static str, value: &str) -> Result<Vec<u8>, AuthError> {
+    hex::decode(value).map_err(|_| AuthError::Malformed(header))
+}
+
 pub fn decode_b64(header: &'static str, value: &str) -> Result<Vec<u8>, AuthError> {
     B64.decode(value.trim())
         .map_err(|_| AuthError::Malformed(header))
@@ -139,6 +164,36 @@ mod tests {
             check_timestamp("t", "99999999999999999999999", now, 300),
             Err(AuthError::Malformed("t"))
         );
+    }
+
+    #[test]
+    fn millisecond_window_is_symmetric_and_inclusive() {
+        let now = Utc.timestamp_millis_opt(1_700_000_000_000).unwrap();
+        for ok in [1_700_000_300_000, 1_699_999_700_000, 1_700_000_000_000] {
+            assert_eq!(check_timestamp_millis(ok, now, 300), Ok(()), "{ok}");
+        }
+        for stale in [1_700_000_300_001, 1_699_999_699_999, i64::MIN, i64::MAX] {
+            assert_eq!(
+                check_timestamp_millis(stale, now, 300),
+                Err(AuthError::Stale(300)),
+                "{stale}"
+            );
+        }
+        assert_eq!(check_timestamp_millis(0, now, u64::MAX), Ok(()));
+    }
+
+    #[test]
+    fn hex_round_trips_and_rejects_non_hex() {
+        assert_eq!(to_hex(&[0x00, 0xab, 0xff]), "00abff");
+        assert_eq!(decode_hex("h", "00abFF"), Ok(vec![0x00, 0xab, 0xff]));
+        assert_eq!(decode_hex("h", ""), Ok(vec![]));
+        for bad in ["abc", "zz", "+1", "0x00", "é0"] {
+            assert_eq!(
+                decode_hex("h", bad),
+                Err(AuthError::Malformed("h")),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
