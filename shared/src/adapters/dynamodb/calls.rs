@@ -6,16 +6,18 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::Utc;
 
-use super::{conditional_update, pk_of, s, unavailable};
+use super::{Capacity, conditional_update, pk_of, s, unavailable};
 use crate::domain::call::CallRecord;
 use crate::ports::{CallStore, Commit, Committed, EventStatus, StoreError, StoredCall};
 
 #[derive(Clone)]
 pub struct DynamoCallStore {
     client: Client,
+    capacity: Capacity,
     calls_table: String,
     events_table: String,
 }
@@ -28,9 +30,16 @@ impl DynamoCallStore {
     ) -> Self {
         DynamoCallStore {
             client,
+            capacity: Capacity::default(),
             calls_table: calls_table.into(),
             events_table: events_table.into(),
         }
+    }
+
+    /// Counts this adapter's consumed capacity into `capacity` (shared with other adapters).
+    pub fn with_capacity(mut self, capacity: Capacity) -> Self {
+        self.capacity = capacity;
+        self
     }
 
     fn event_update(&self, event_id: &str, status: EventStatus, reason: Option<&str>) -> Update {
@@ -71,13 +80,17 @@ pub(crate) fn call_of(item: &HashMap<String, AttributeValue>) -> Result<StoredCa
 impl CallStore for DynamoCallStore {
     async fn get(&self, call_id: &str) -> Result<Option<StoredCall>, StoreError> {
         let out = self
-            .client
-            .get_item()
-            .table_name(&self.calls_table)
-            .key("pk", s(call_id))
-            .consistent_read(true)
-            .send()
-            .await
+            .capacity
+            .read(
+                self.client
+                    .get_item()
+                    .table_name(&self.calls_table)
+                    .key("pk", s(call_id))
+                    .consistent_read(true)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await,
+            )
             .map_err(|e| unavailable("GetItem", &e))?;
         out.item().map(call_of).transpose()
     }
@@ -120,17 +133,19 @@ impl CallStore for DynamoCallStore {
             .condition_expression(condition)
             .build()
             .expect("table, item and condition are set");
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(
-                TransactWriteItem::builder()
-                    .update(self.event_update(commit.event_id, commit.event_status, None))
-                    .build(),
-            )
-            .send()
-            .await;
+        let result = self.capacity.wrote(
+            self.client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(put).build())
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .update(self.event_update(commit.event_id, commit.event_status, None))
+                        .build(),
+                )
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await,
+        );
         match result {
             Ok(_) => Ok(Committed::Yes),
             Err(SdkError::ServiceError(e))
@@ -147,16 +162,18 @@ impl CallStore for DynamoCallStore {
     }
 
     async fn clear_outbox(&self, call_id: &str, version: u64) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.calls_table)
-            .key("pk", s(call_id))
-            .update_expression("REMOVE outbox")
-            .condition_expression("version = :v")
-            .expression_attribute_values(":v", AttributeValue::N(version.to_string()))
-            .send()
-            .await;
+        let result = self.capacity.wrote(
+            self.client
+                .update_item()
+                .table_name(&self.calls_table)
+                .key("pk", s(call_id))
+                .update_expression("REMOVE outbox")
+                .condition_expression("version = :v")
+                .expression_attribute_values(":v", AttributeValue::N(version.to_string()))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await,
+        );
         // A newer version: the outbox was cleared (or replaced) by a later commit.
         conditional_update(result).map(drop)
     }
@@ -168,15 +185,19 @@ impl CallStore for DynamoCallStore {
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
         let update = self.event_update(event_id, status, reason);
-        self.client
-            .update_item()
-            .table_name(update.table_name())
-            .set_key(Some(update.key().clone()))
-            .update_expression(update.update_expression())
-            .set_expression_attribute_names(update.expression_attribute_names().cloned())
-            .set_expression_attribute_values(update.expression_attribute_values().cloned())
-            .send()
-            .await
+        self.capacity
+            .wrote(
+                self.client
+                    .update_item()
+                    .table_name(update.table_name())
+                    .set_key(Some(update.key().clone()))
+                    .update_expression(update.update_expression())
+                    .set_expression_attribute_names(update.expression_attribute_names().cloned())
+                    .set_expression_attribute_values(update.expression_attribute_values().cloned())
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await,
+            )
             .map(|_| ())
             .map_err(|e| unavailable("UpdateItem", &e))
     }
@@ -186,12 +207,16 @@ impl CallStore for DynamoCallStore {
         let mut start = None;
         loop {
             let page = self
-                .client
-                .scan()
-                .table_name(&self.calls_table)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
+                .capacity
+                .read(
+                    self.client
+                        .scan()
+                        .table_name(&self.calls_table)
+                        .set_exclusive_start_key(start)
+                        .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                        .send()
+                        .await,
+                )
                 .map_err(|e| unavailable("Scan", &e))?;
             for item in page.items() {
                 calls.push(call_of(item)?.record);

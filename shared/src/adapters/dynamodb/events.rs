@@ -7,10 +7,11 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Utc};
 
-use super::{conditional_update, n, pk_of, s, unavailable};
+use super::{Capacity, conditional_update, n, pk_of, s, unavailable};
 use crate::ports::{
     EventStatus, EventStore, Inserted, MarkForReview, NewEvent, StoreError, StoredEvent,
 };
@@ -19,6 +20,7 @@ use crate::providers::Headers;
 #[derive(Clone)]
 pub struct DynamoEventStore {
     client: Client,
+    capacity: Capacity,
     table: String,
 }
 
@@ -26,8 +28,15 @@ impl DynamoEventStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         DynamoEventStore {
             client,
+            capacity: Capacity::default(),
             table: table.into(),
         }
+    }
+
+    /// Counts this adapter's consumed capacity into `capacity` (shared with other adapters).
+    pub fn with_capacity(mut self, capacity: Capacity) -> Self {
+        self.capacity = capacity;
+        self
     }
 }
 
@@ -105,19 +114,26 @@ pub(crate) fn stored_of(item: &HashMap<String, AttributeValue>) -> Result<Stored
 
 impl EventStore for DynamoEventStore {
     async fn insert_new(&self, event: &NewEvent<'_>) -> Result<Inserted, StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item_of(event)))
-            .condition_expression("attribute_not_exists(pk)")
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
+        let item = item_of(event);
+        let result = self.capacity.wrote(
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item.clone()))
+                .condition_expression("attribute_not_exists(pk)")
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await,
+        );
         match result {
             Ok(_) => Ok(Inserted::New),
             Err(SdkError::ServiceError(service)) => match service.err() {
                 PutItemError::ConditionalCheckFailedException(failed) => {
+                    // A failed condition is billed like the write it refused.
+                    self.capacity.failed_write(&item);
                     let item = failed.item().ok_or_else(|| {
                         StoreError::Corrupt(
                             event.event_id.to_owned(),
@@ -133,18 +149,20 @@ impl EventStore for DynamoEventStore {
     }
 
     async fn mark_queue_failed(&self, event_id: &str) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(event_id))
-            .update_expression("SET queue_failed = :t")
-            .condition_expression("attribute_exists(pk) AND #s = :received")
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":t", AttributeValue::Bool(true))
-            .expression_attribute_values(":received", s(EventStatus::Received.as_str()))
-            .send()
-            .await;
+        let result = self.capacity.wrote(
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(event_id))
+                .update_expression("SET queue_failed = :t")
+                .condition_expression("attribute_exists(pk) AND #s = :received")
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
+                .expression_attribute_values(":received", s(EventStatus::Received.as_str()))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await,
+        );
         // Already processed or gone: nothing left to repair.
         conditional_update(result).map(drop)
     }
@@ -152,19 +170,21 @@ impl EventStore for DynamoEventStore {
 
 impl MarkForReview for DynamoEventStore {
     async fn mark_review(&self, event_id: &str, reason: &str) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(event_id))
-            .update_expression("SET #s = :review, review_reason = :reason REMOVE pending_since")
-            .condition_expression("attribute_exists(pk) AND #s <> :processed")
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":review", s(EventStatus::Review.as_str()))
-            .expression_attribute_values(":processed", s(EventStatus::Processed.as_str()))
-            .expression_attribute_values(":reason", s(reason))
-            .send()
-            .await;
+        let result = self.capacity.wrote(
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(event_id))
+                .update_expression("SET #s = :review, review_reason = :reason REMOVE pending_since")
+                .condition_expression("attribute_exists(pk) AND #s <> :processed")
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":review", s(EventStatus::Review.as_str()))
+                .expression_attribute_values(":processed", s(EventStatus::Processed.as_str()))
+                .expression_attribute_values(":reason", s(reason))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await,
+        );
         // Processed already, or never stored here: the item alone tells the story.
         conditional_update(result)
     }

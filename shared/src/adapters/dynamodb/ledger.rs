@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::{conditional_update, n, pk_of, s, unavailable};
+use super::{Capacity, conditional_update, n, pk_of, s, unavailable};
 use crate::domain::text::truncate_utf8;
 use crate::limits::LEDGER_DETAIL_LIMIT;
 use crate::ports::{Begun, Failure, Ledger, LedgerEntry, LedgerStatus, StoreError};
@@ -17,6 +18,7 @@ use crate::ports::{Begun, Failure, Ledger, LedgerEntry, LedgerStatus, StoreError
 #[derive(Clone)]
 pub struct DynamoLedger {
     client: Client,
+    capacity: Capacity,
     table: String,
 }
 
@@ -24,8 +26,15 @@ impl DynamoLedger {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         DynamoLedger {
             client,
+            capacity: Capacity::default(),
             table: table.into(),
         }
+    }
+
+    /// Counts this adapter's consumed capacity into `capacity` (shared with other adapters).
+    pub fn with_capacity(mut self, capacity: Capacity) -> Self {
+        self.capacity = capacity;
+        self
     }
 }
 
@@ -72,13 +81,17 @@ pub(crate) fn entry_of(item: &HashMap<String, AttributeValue>) -> Result<LedgerE
 impl DynamoLedger {
     async fn read(&self, dispatch_id: &str) -> Result<Option<LedgerEntry>, StoreError> {
         let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(dispatch_id))
-            .consistent_read(true)
-            .send()
-            .await
+            .capacity
+            .read(
+                self.client
+                    .get_item()
+                    .table_name(&self.table)
+                    .key("pk", s(dispatch_id))
+                    .consistent_read(true)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await,
+            )
             .map_err(|e| unavailable("GetItem", &e))?;
         out.item().map(entry_of).transpose()
     }
@@ -106,30 +119,34 @@ impl Ledger for DynamoLedger {
         lease_secs: u32,
     ) -> Result<Begun, StoreError> {
         let lease_until = now + chrono::Duration::seconds(i64::from(lease_secs));
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(dispatch_id))
-            .update_expression(
-                "SET #s = :pending, lease_until = :lease, updated_at = :now, \
+        let result = self.capacity.wrote(
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(dispatch_id))
+                .update_expression(
+                    "SET #s = :pending, lease_until = :lease, updated_at = :now, \
                  created_at = if_not_exists(created_at, :now) ADD attempts :one",
-            )
-            .condition_expression(
-                "attribute_not_exists(pk) OR (#s <> :sent AND \
+                )
+                .condition_expression(
+                    "attribute_not_exists(pk) OR (#s <> :sent AND \
                  (attribute_not_exists(lease_until) OR lease_until < :now_ms))",
-            )
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":pending", s(LedgerStatus::Pending.as_str()))
-            .expression_attribute_values(":sent", s(LedgerStatus::Sent.as_str()))
-            .expression_attribute_values(":lease", n(millis(lease_until)))
-            .expression_attribute_values(":now", s(now.to_rfc3339()))
-            .expression_attribute_values(":now_ms", n(millis(now)))
-            .expression_attribute_values(":one", n(1))
-            .return_values(ReturnValue::UpdatedNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
+                )
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":pending", s(LedgerStatus::Pending.as_str()))
+                .expression_attribute_values(":sent", s(LedgerStatus::Sent.as_str()))
+                .expression_attribute_values(":lease", n(millis(lease_until)))
+                .expression_attribute_values(":now", s(now.to_rfc3339()))
+                .expression_attribute_values(":now_ms", n(millis(now)))
+                .expression_attribute_values(":one", n(1))
+                .return_values(ReturnValue::UpdatedNew)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await,
+        );
         match result {
             Ok(out) => {
                 let attempts = out
@@ -178,10 +195,14 @@ impl Ledger for DynamoLedger {
                  REMOVE lease_until, detail, status_code"
             }
         };
-        request
-            .update_expression(expression)
-            .send()
-            .await
+        self.capacity
+            .wrote(
+                request
+                    .update_expression(expression)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await,
+            )
             .map(|_| ())
             .map_err(|e| unavailable("UpdateItem", &e))
     }
@@ -223,7 +244,16 @@ impl Ledger for DynamoLedger {
             }
         };
         // Sent meanwhile (a concurrent copy): the success stands.
-        conditional_update(request.update_expression(expression).send().await).map(drop)
+        conditional_update(
+            self.capacity.wrote(
+                request
+                    .update_expression(expression)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await,
+            ),
+        )
+        .map(drop)
     }
 
     async fn get(&self, dispatch_id: &str) -> Result<Option<LedgerEntry>, StoreError> {

@@ -2,12 +2,14 @@
 //! item's key, and how an SDK failure is reported.
 
 mod calls;
+mod capacity;
 mod events;
 mod ledger;
 mod reader;
 mod review;
 
 pub use calls::DynamoCallStore;
+pub use capacity::{Capacity, Units, item_size, write_units};
 pub use events::DynamoEventStore;
 pub use ledger::DynamoLedger;
 pub use reader::{DynamoEventReader, PENDING_INDEX};

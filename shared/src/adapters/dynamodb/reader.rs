@@ -9,10 +9,11 @@ use std::collections::{BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 use chrono::{DateTime, Utc};
 
 use super::events::stored_of;
-use super::unavailable;
+use super::{Capacity, unavailable};
 use crate::ports::{EventReader, EventSelection, PendingKey, PendingPage, StoreError, StoredEvent};
 
 /// The name of the events table's sparse index.
@@ -24,6 +25,7 @@ pub const PENDING_INDEX: &str = "pending";
 #[derive(Clone)]
 pub struct DynamoEventReader {
     client: Client,
+    capacity: Capacity,
     table: String,
 }
 
@@ -31,8 +33,15 @@ impl DynamoEventReader {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         DynamoEventReader {
             client,
+            capacity: Capacity::default(),
             table: table.into(),
         }
+    }
+
+    /// Counts this adapter's consumed capacity into `capacity` (shared with other adapters).
+    pub fn with_capacity(mut self, capacity: Capacity) -> Self {
+        self.capacity = capacity;
+        self
     }
 }
 
@@ -62,18 +71,22 @@ impl EventReader for DynamoEventReader {
         // A scan may filter on the index's own key (a query could not); the filter is applied
         // after the read, so a page can come back empty with more to read.
         let page = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .index_name(PENDING_INDEX)
-            .filter_expression("pending_since <= :cutoff")
-            .expression_attribute_values(
-                ":cutoff",
-                AttributeValue::N(received_before.timestamp_millis().to_string()),
+            .capacity
+            .read(
+                self.client
+                    .scan()
+                    .table_name(&self.table)
+                    .index_name(PENDING_INDEX)
+                    .filter_expression("pending_since <= :cutoff")
+                    .expression_attribute_values(
+                        ":cutoff",
+                        AttributeValue::N(received_before.timestamp_millis().to_string()),
+                    )
+                    .set_exclusive_start_key(after.map(start_key))
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await,
             )
-            .set_exclusive_start_key(after.map(start_key))
-            .send()
-            .await
             .map_err(|err| unavailable("Scan", &err))?;
         let keys = page
             .items()
@@ -99,13 +112,17 @@ impl EventReader for DynamoEventReader {
 
     async fn get_event(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
         let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(event_id.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
+            .capacity
+            .read(
+                self.client
+                    .get_item()
+                    .table_name(&self.table)
+                    .key("pk", AttributeValue::S(event_id.to_owned()))
+                    .consistent_read(true)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await,
+            )
             .map_err(|err| unavailable("GetItem", &err))?;
         out.item().map(stored_of).transpose()
     }
@@ -134,16 +151,22 @@ impl EventReader for DynamoEventReader {
         let mut start = None;
         loop {
             let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .projection_expression("pk, received_at, #s")
-                .expression_attribute_names("#s", "status")
-                .set_filter_expression(filter.map(str::to_owned))
-                .set_expression_attribute_values((!values.is_empty()).then(|| values.clone()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
+                .capacity
+                .read(
+                    self.client
+                        .scan()
+                        .table_name(&self.table)
+                        .projection_expression("pk, received_at, #s")
+                        .expression_attribute_names("#s", "status")
+                        .set_filter_expression(filter.map(str::to_owned))
+                        .set_expression_attribute_values(
+                            (!values.is_empty()).then(|| values.clone()),
+                        )
+                        .set_exclusive_start_key(start)
+                        .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                        .send()
+                        .await,
+                )
                 .map_err(|e| unavailable("Scan", &e))?;
             for item in page.items() {
                 let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok()) else {

@@ -7,10 +7,11 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{conditional_update, n, pk_of, s, unavailable};
+use super::{Capacity, conditional_update, n, pk_of, s, unavailable};
 use crate::domain::review::{ReviewItem, ReviewReason, ReviewStatus};
 use crate::limits::MAX_RETENTION_DAYS;
 use crate::ports::{ReviewAdmin, ReviewStore, StoreError};
@@ -18,6 +19,7 @@ use crate::ports::{ReviewAdmin, ReviewStore, StoreError};
 #[derive(Clone)]
 pub struct DynamoReviewStore {
     client: Client,
+    capacity: Capacity,
     table: String,
     retention: chrono::Duration,
 }
@@ -99,9 +101,16 @@ impl DynamoReviewStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         DynamoReviewStore {
             client,
+            capacity: Capacity::default(),
             table: table.into(),
             retention: chrono::Duration::days(DEFAULT_RETENTION_DAYS as i64),
         }
+    }
+
+    /// Counts this adapter's consumed capacity into `capacity` (shared with other adapters).
+    pub fn with_capacity(mut self, capacity: Capacity) -> Self {
+        self.capacity = capacity;
+        self
     }
 
     /// Closed items (replayed, discarded) expire `days` after they were closed (the table's
@@ -116,13 +125,17 @@ impl ReviewAdmin for DynamoReviewStore {
     /// One item, read consistently.
     async fn get(&self, pk: &str) -> Result<Option<ReviewItem>, StoreError> {
         let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(pk))
-            .consistent_read(true)
-            .send()
-            .await
+            .capacity
+            .read(
+                self.client
+                    .get_item()
+                    .table_name(&self.table)
+                    .key("pk", s(pk))
+                    .consistent_read(true)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await,
+            )
             .map_err(|e| unavailable("GetItem", &e))?;
         out.item().map(review_of).transpose()
     }
@@ -152,15 +165,21 @@ impl ReviewAdmin for DynamoReviewStore {
         let mut start = None;
         loop {
             let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .set_filter_expression(filter.clone())
-                .set_expression_attribute_names((!names.is_empty()).then(|| names.clone()))
-                .set_expression_attribute_values((!values.is_empty()).then(|| values.clone()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
+                .capacity
+                .read(
+                    self.client
+                        .scan()
+                        .table_name(&self.table)
+                        .set_filter_expression(filter.clone())
+                        .set_expression_attribute_names((!names.is_empty()).then(|| names.clone()))
+                        .set_expression_attribute_values(
+                            (!values.is_empty()).then(|| values.clone()),
+                        )
+                        .set_exclusive_start_key(start)
+                        .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                        .send()
+                        .await,
+                )
                 .map_err(|e| unavailable("Scan", &e))?;
             for item in page.items() {
                 items.push(review_of(item)?);
@@ -181,16 +200,20 @@ impl ReviewAdmin for DynamoReviewStore {
         let mut start = None;
         loop {
             let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .select(aws_sdk_dynamodb::types::Select::Count)
-                .filter_expression("#s = :open")
-                .expression_attribute_names("#s", "status")
-                .expression_attribute_values(":open", s(ReviewStatus::Open.as_str()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
+                .capacity
+                .read(
+                    self.client
+                        .scan()
+                        .table_name(&self.table)
+                        .select(aws_sdk_dynamodb::types::Select::Count)
+                        .filter_expression("#s = :open")
+                        .expression_attribute_names("#s", "status")
+                        .expression_attribute_values(":open", s(ReviewStatus::Open.as_str()))
+                        .set_exclusive_start_key(start)
+                        .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                        .send()
+                        .await,
+                )
                 .map_err(|e| unavailable("Scan", &e))?;
             count += page.count().max(0) as u64;
             start = page.last_evaluated_key().cloned();
@@ -211,7 +234,7 @@ impl ReviewAdmin for DynamoReviewStore {
             .expression_attribute_names("#s", "status")
             .expression_attribute_values(":s", s(status.as_str()))
             .expression_attribute_values(":now", s(Utc::now().to_rfc3339()));
-        let result = match status {
+        let request = match status {
             ReviewStatus::Open => {
                 update.update_expression("SET #s = :s, updated_at = :now REMOVE expires_at")
             }
@@ -221,21 +244,27 @@ impl ReviewAdmin for DynamoReviewStore {
                     ":expires",
                     n((Utc::now() + self.retention).timestamp()),
                 ),
-        }
-        .send()
-        .await;
-        conditional_update(result)
+        };
+        let result = request
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        conditional_update(self.capacity.wrote(result))
     }
 }
 
 impl ReviewStore for DynamoReviewStore {
     async fn put(&self, item: &ReviewItem) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item_of(item)))
-            .send()
-            .await
+        self.capacity
+            .wrote(
+                self.client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(item_of(item)))
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await,
+            )
             .map(|_| ())
             .map_err(|e| unavailable("PutItem", &e))
     }
@@ -281,10 +310,11 @@ impl ReviewStore for DynamoReviewStore {
             .expression_attribute_values(":type", s(item.event_type.clone().unwrap_or_default()))
             .expression_attribute_values(":received", s(received.to_rfc3339()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
         // Discarded by a person: it stays discarded.
-        conditional_update(result).map(drop)
+        conditional_update(self.capacity.wrote(result)).map(drop)
     }
 }
 

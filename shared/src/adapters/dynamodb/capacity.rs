@@ -1,0 +1,151 @@
+//! DynamoDB capacity consumed through the adapters: every request asks for
+//! `ReturnConsumedCapacity::Total`, and the units come back into a [`Capacity`] the adapters
+//! share. The capacity test and the cost figures in docs/benchmarks.md count through it; a
+//! write whose condition failed returns no figure, so it is counted by the item's size, as
+//! DynamoDB bills it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+use aws_sdk_dynamodb::operation::query::QueryOutput;
+use aws_sdk_dynamodb::operation::scan::ScanOutput;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+use aws_sdk_dynamodb::types::{AttributeValue, ConsumedCapacity};
+
+/// Read and write units consumed, summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Units {
+    pub read: f64,
+    pub write: f64,
+}
+
+/// The units consumed through every adapter holding a clone of it.
+#[derive(Debug, Clone, Default)]
+pub struct Capacity(Arc<Mutex<Units>>);
+
+impl Capacity {
+    pub fn units(&self) -> Units {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn add(&self, read: f64, write: f64) {
+        let mut units = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        units.read += read;
+        units.write += write;
+    }
+
+    /// A read's result, its units counted.
+    pub(crate) fn read<O: Consumed, E>(&self, result: Result<O, E>) -> Result<O, E> {
+        if let Ok(output) = &result {
+            self.add(output.units(), 0.0);
+        }
+        result
+    }
+
+    /// A write's result, its units counted.
+    pub(crate) fn wrote<O: Consumed, E>(&self, result: Result<O, E>) -> Result<O, E> {
+        if let Ok(output) = &result {
+            self.add(0.0, output.units());
+        }
+        result
+    }
+
+    /// A write whose condition failed: DynamoDB bills it by the size of the item written.
+    pub(crate) fn failed_write(&self, item: &HashMap<String, AttributeValue>) {
+        self.add(0.0, write_units(item_size(item)));
+    }
+}
+
+/// A response that reports the capacity it consumed.
+pub(crate) trait Consumed {
+    fn units(&self) -> f64;
+}
+
+fn total(capacity: Option<&ConsumedCapacity>) -> f64 {
+    capacity.and_then(|c| c.capacity_units()).unwrap_or(0.0)
+}
+
+macro_rules! consumed_one {
+    ($($output:ty),*) => {$(
+        impl Consumed for $output {
+            fn units(&self) -> f64 {
+                total(self.consumed_capacity())
+            }
+        }
+    )*};
+}
+
+consumed_one!(
+    PutItemOutput,
+    UpdateItemOutput,
+    GetItemOutput,
+    ScanOutput,
+    QueryOutput
+);
+
+impl Consumed for TransactWriteItemsOutput {
+    fn units(&self) -> f64 {
+        self.consumed_capacity()
+            .iter()
+            .map(|c| c.capacity_units().unwrap_or(0.0))
+            .sum()
+    }
+}
+
+/// Write units for an item of `bytes`: one per KB started.
+pub fn write_units(bytes: usize) -> f64 {
+    bytes.div_ceil(1024).max(1) as f64
+}
+
+/// An item's size as DynamoDB counts it: each attribute's name and value (strings and binaries
+/// by length, numbers by digits, maps and lists with 3 bytes plus 1 per element).
+pub fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
+    item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
+fn value_size(value: &AttributeValue) -> usize {
+    match value {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::N(n) => n.trim_start_matches('-').len().div_ceil(2) + 1,
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        AttributeValue::M(map) => {
+            3 + map
+                .iter()
+                .map(|(k, v)| 1 + k.len() + value_size(v))
+                .sum::<usize>()
+        }
+        AttributeValue::L(list) => 3 + list.iter().map(|v| 1 + value_size(v)).sum::<usize>(),
+        AttributeValue::Ss(set) => set.iter().map(String::len).sum(),
+        AttributeValue::Ns(set) => set.iter().map(|n| n.len().div_ceil(2) + 1).sum(),
+        AttributeValue::Bs(set) => set.iter().map(|b| b.as_ref().len()).sum(),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_count_names_and_values() {
+        let item = HashMap::from([
+            ("pk".to_owned(), AttributeValue::S("abc".into())),
+            ("n".to_owned(), AttributeValue::N("12345".into())),
+            (
+                "m".to_owned(),
+                AttributeValue::M(HashMap::from([(
+                    "k".to_owned(),
+                    AttributeValue::S("v".into()),
+                )])),
+            ),
+        ]);
+        assert_eq!(item_size(&item), (2 + 3) + (1 + 4) + (1 + 3 + 1 + 1 + 1));
+        assert_eq!(write_units(0), 1.0);
+        assert_eq!(write_units(1024), 1.0);
+        assert_eq!(write_units(1025), 2.0);
+    }
+}
