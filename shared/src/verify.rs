@@ -12,6 +12,7 @@ use subtle::ConstantTimeEq;
 use crate::config::ConfigError;
 
 pub type HmacSha256 = Hmac<Sha256>;
+pub type HmacSha1 = Hmac<sha1::Sha1>;
 
 /// Which authentication check failed. The message names the check, never a value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +31,15 @@ pub enum AuthError {
     BadToken,
     #[error("missing or invalid bearer token")]
     BadBearer,
+    /// The body is not in the encoding the signature covers (e.g. not form encoding).
+    #[error("body is not valid {0}")]
+    BadBody(&'static str),
+    /// A digest of the body in a signed part (`bodySHA256`, `payload_hash`) differs from it.
+    #[error("body does not match {0}")]
+    BodyMismatch(&'static str),
+    /// A signed token or URL is not what the scheme allows; the text is fixed, never a value.
+    #[error("{0}")]
+    Invalid(&'static str),
 }
 
 /// Equal length and equal bytes, in time independent of where they differ. The length check
@@ -78,6 +88,16 @@ pub fn encode_b64(bytes: &[u8]) -> String {
 pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     // HMAC takes keys of any length, so new_from_slice cannot fail.
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// HMAC-SHA1 of the concatenated parts (Twilio's scheme).
+pub fn hmac_sha1(key: &[u8], parts: &[&[u8]]) -> [u8; 20] {
+    // HMAC takes keys of any length, so new_from_slice cannot fail.
+    let mut mac = HmacSha1::new_from_slice(key).expect("HMAC accepts any key length");
     for part in parts {
         mac.update(part);
     }

@@ -12,6 +12,7 @@ use crate::model::{CanonicalEvent, Kind, ReviewNote};
 use crate::verify::AuthError;
 
 pub mod bird;
+pub mod form;
 pub mod miraiminds;
 #[cfg(test)]
 mod proptests;
@@ -120,6 +121,9 @@ pub struct Signed {
     pub headers: Vec<(String, String)>,
     /// For providers authenticated by a secret path segment.
     pub path_token: Option<String>,
+    /// The URL to deliver to when signing changed it (Twilio adds `bodySHA256` to the URL of
+    /// a JSON delivery); `None`: the URL given to [`DevSigner::sign`].
+    pub url: Option<String>,
 }
 
 /// Plays the provider's side: `callhook send`, fixtures and tests sign with it. Never used on
@@ -308,7 +312,7 @@ mod tests {
                 headers: &headers,
                 body,
                 path_token: signed.path_token.as_deref(),
-                request_url: Some(url),
+                request_url: Some(signed.url.as_deref().unwrap_or(url)),
                 received_at: now,
             };
             assert_eq!(provider.verify(&delivery), Ok(()), "{}", entry.name);
