@@ -20,6 +20,7 @@ pub mod recho;
 pub mod standard;
 pub mod stateset;
 pub mod telnyx;
+pub mod twilio;
 
 /// Request headers with lower-cased names. API Gateway v2 already joins repeated headers with
 /// commas, so one value per name is all a provider can rely on.
@@ -157,6 +158,7 @@ pub const CONSTRUCTORS: &[Entry] = &[
     miraiminds::ENTRY,
     stateset::ENTRY,
     standard::ENTRY,
+    twilio::ENTRY,
 ];
 
 /// Names of every provider callhook supports, configured or not.

@@ -1,7 +1,12 @@
 //! Property tests over every provider in [`CONSTRUCTORS`], each configured by its own dev signer
-//! made from [`FIXTURE_SEED`]: what the signer signs verifies, and any change to the body, the
-//! timestamp, the signature or the path token does not; normalizing never panics and always
-//! keys the event under the provider's name.
+//! made from [`FIXTURE_SEED`]: what the signer signs verifies, and any change to a signed part —
+//! the body, the URL, the timestamp, the signature or the path token — does not; normalizing
+//! never panics and always keys the event under the provider's name.
+//!
+//! Form bodies (Twilio) are signed as their decoded parameters, not their bytes: a change that
+//! leaves the decoded, sorted parameters equal (`%2b` for `%2B`; Twilio drops identical pairs,
+//! so `a=1&a=1&a=2` and `a=1&a=2&a=2` are one request) is the same request and may pass; every
+//! other change must fail ([`same_signed_form`]).
 
 use std::sync::OnceLock;
 
@@ -9,9 +14,13 @@ use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
+use super::form::Form;
 use super::{CONSTRUCTORS, Delivery, DevSigner, FIXTURE_SEED, Headers, Provider, Signed};
 use crate::config::Env;
-use crate::verify;
+use crate::verify::{self, AuthError};
+
+/// Providers whose signature covers no time at all (dedupe is their replay protection).
+const UNTIMED: &[&str] = &["twilio"];
 
 struct Case {
     name: &'static str,
@@ -57,15 +66,54 @@ fn headers_of(signed: &Signed) -> Headers {
 }
 
 fn check(case: &Case, headers: &Headers, body: &[u8], token: Option<&str>) -> bool {
-    case.provider
-        .verify(&Delivery {
-            headers,
-            body,
-            path_token: token,
-            request_url: Some(URL),
-            received_at: now(),
-        })
-        .is_ok()
+    verdict(case, URL, headers, body, token).is_ok()
+}
+
+fn verdict(
+    case: &Case,
+    url: &str,
+    headers: &Headers,
+    body: &[u8],
+    token: Option<&str>,
+) -> Result<(), AuthError> {
+    case.provider.verify(&Delivery {
+        headers,
+        body,
+        path_token: token,
+        request_url: Some(url),
+        received_at: now(),
+    })
+}
+
+/// The URL a signed delivery goes to.
+fn url_of(signed: &Signed) -> &str {
+    signed.url.as_deref().unwrap_or(URL)
+}
+
+/// Whether `a` and `b`, signed by `case` as form parameters (no URL change), are the same
+/// signed parameters: the only way a changed body may still verify.
+fn same_signed_form(case: &Case, signed: &Signed, a: &[u8], b: &[u8]) -> bool {
+    if signed.url.is_some() {
+        return false;
+    }
+    let (Ok(a), Ok(b)) = (Form::parse(a), Form::parse(b)) else {
+        return false;
+    };
+    match case.name {
+        "twilio" => a.sorted_unique() == b.sorted_unique(),
+        _ => false,
+    }
+}
+
+/// `url` with the byte at `at` replaced by `replacement` (printable ASCII).
+fn changed_url(url: &str, at: prop::sample::Index, replacement: char) -> Option<String> {
+    let i = at.index(url.len());
+    if url.as_bytes()[i] == replacement as u8 {
+        return None;
+    }
+    let mut changed = url.to_owned();
+    changed.replace_range(i..=i, &replacement.to_string());
+    Some(changed)
 }
 
 /// The signed header whose name contains `part`, if the provider signs with headers.
@@ -88,6 +136,30 @@ fn replaced(headers: &Headers, name: &str, value: String) -> Headers {
             }
         })
         .collect()
+}
+
+/// Names and values of form parameters: often the telephony providers' own, sometimes
+/// anything (the serializer encodes it).
+fn form_text() -> impl Strategy<Value = String> {
+    const WORDS: &[&str] = &[
+        "CallSid",
+        "CallStatus",
+        "CallUUID",
+        "Event",
+        "Hangup",
+        "SequenceNumber",
+        "Timestamp",
+        "completed",
+        "in-progress",
+        "+14155550100",
+        "Tue, 14 Nov 2023 22:13:20 +0000",
+        "a",
+        "",
+    ];
+    prop_oneof![
+        3 => proptest::sample::select(WORDS).prop_map(str::to_owned),
+        1 => any::<String>(),
+    ]
 }
 
 /// JSON values of any shape, with keys and strings drawn often from the providers' own
@@ -165,10 +237,32 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
-/// The raw provider bodies under `events/{provider}/bodies/`, parsed: (provider index, file
-/// name, body).
-fn fixture_bodies() -> &'static [(usize, String, Value)] {
-    static BODIES: OnceLock<Vec<(usize, String, Value)>> = OnceLock::new();
+/// A raw provider body under `events/{provider}/bodies/`: JSON (`.json`) or the exact bytes of
+/// a form body (`.txt`).
+#[derive(Debug, Clone)]
+enum Fixture {
+    Json(Value),
+    Form(Vec<(String, String)>),
+}
+
+impl Fixture {
+    fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Fixture::Json(value) => serde_json::to_vec(value).unwrap(),
+            Fixture::Form(pairs) => form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs)
+                .finish()
+                .into_bytes(),
+        }
+    }
+}
+
+/// One raw provider body: (provider index, file name, the exact bytes, parsed).
+type FixtureBody = (usize, String, Vec<u8>, Fixture);
+
+/// The raw provider bodies under `events/{provider}/bodies/`.
+fn fixture_bodies() -> &'static [FixtureBody] {
+    static BODIES: OnceLock<Vec<FixtureBody>> = OnceLock::new();
     BODIES.get_or_init(|| {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
         let mut bodies = Vec::new();
@@ -180,10 +274,18 @@ fn fixture_bodies() -> &'static [(usize, String, Value)] {
             files.sort();
             for path in files {
                 let bytes = std::fs::read(&path).unwrap();
-                let value = serde_json::from_slice(&bytes)
-                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 let name = path.file_name().unwrap().to_string_lossy().into_owned();
-                bodies.push((i, name, value));
+                let parsed = if name.ends_with(".txt") {
+                    let form = Form::parse(&bytes)
+                        .unwrap_or_else(|_| panic!("{}: not form encoding", path.display()));
+                    Fixture::Form(form.pairs().to_vec())
+                } else {
+                    Fixture::Json(
+                        serde_json::from_slice(&bytes)
+                            .unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+                    )
+                };
+                bodies.push((i, name, bytes, parsed));
             }
         }
         bodies
@@ -209,23 +311,41 @@ fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
     out.push(at);
 }
 
-/// A real provider body with one part (any depth) replaced by an arbitrary value: reaches
-/// the normalizers' deeper branches far more often than arbitrary JSON does.
-fn mutated_fixture() -> impl Strategy<Value = (usize, Value)> {
+/// A real provider body with one part (any depth, or one form parameter's name or value)
+/// replaced by an arbitrary value: reaches the normalizers' deeper branches far more often
+/// than arbitrary input does.
+fn mutated_fixture() -> impl Strategy<Value = (usize, Vec<u8>)> {
     let count = fixture_bodies().len().max(1);
-    (0..count, any::<prop::sample::Index>(), json_value()).prop_map(|(i, at, replacement)| {
-        let Some((provider, _, body)) = fixture_bodies().get(i) else {
-            return (0, replacement);
-        };
-        let mut body = body.clone();
-        let mut all = Vec::new();
-        pointers(&body, String::new(), &mut all);
-        let target = &all[at.index(all.len())];
-        if let Some(slot) = body.pointer_mut(target) {
-            *slot = replacement;
-        }
-        (*provider, body)
-    })
+    (
+        0..count,
+        any::<prop::sample::Index>(),
+        json_value(),
+        form_text(),
+        any::<bool>(),
+    )
+        .prop_map(|(i, at, replacement, text, name)| {
+            let Some((provider, _, _, body)) = fixture_bodies().get(i) else {
+                return (0, serde_json::to_vec(&replacement).unwrap());
+            };
+            let mut body = body.clone();
+            match &mut body {
+                Fixture::Json(value) => {
+                    let mut all = Vec::new();
+                    pointers(value, String::new(), &mut all);
+                    let target = &all[at.index(all.len())];
+                    if let Some(slot) = value.pointer_mut(target) {
+                        *slot = replacement;
+                    }
+                }
+                Fixture::Form(pairs) if !pairs.is_empty() => {
+                    let i = at.index(pairs.len());
+                    let pair = &mut pairs[i];
+                    if name { pair.0 = text } else { pair.1 = text }
+                }
+                Fixture::Form(_) => {}
+            }
+            (*provider, body.to_bytes())
+        })
 }
 
 fn normalizes_sanely(case: &Case, body: &[u8]) -> Result<(), TestCaseError> {
@@ -264,10 +384,66 @@ proptest! {
                 continue; // the path token authenticates the sender, not the bytes
             }
             let headers = headers_of(&signed);
-            prop_assert!(check(case, &headers, &body, None), "{} rejects its own signature", case.name);
+            let url = url_of(&signed);
+            prop_assert_eq!(verdict(case, url, &headers, &body, None), Ok(()), "{} rejects its own signature", case.name);
             let mut tampered = body.clone();
             tampered[at.index(body.len())] ^= mask;
-            prop_assert!(!check(case, &headers, &tampered, None), "{} accepted a changed body", case.name);
+            if verdict(case, url, &headers, &tampered, None).is_ok() {
+                prop_assert!(same_signed_form(case, &signed, &body, &tampered), "{} accepted a changed body", case.name);
+            }
+        }
+    }
+
+    #[test]
+    fn any_changed_form_byte_is_rejected_unless_the_parameters_are_the_same(
+        params in proptest::collection::vec((form_text(), form_text()), 1..8),
+        at in any::<prop::sample::Index>(),
+        mask in 1u8..=255,
+    ) {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&params)
+            .finish()
+            .into_bytes();
+        for case in cases() {
+            let signed = case.signer.sign(&body, NOW, URL);
+            if signed.path_token.is_some() {
+                continue;
+            }
+            let headers = headers_of(&signed);
+            let url = url_of(&signed);
+            prop_assert_eq!(verdict(case, url, &headers, &body, None), Ok(()), "{} rejects its own signature", case.name);
+            let mut tampered = body.clone();
+            tampered[at.index(body.len())] ^= mask;
+            if verdict(case, url, &headers, &tampered, None).is_ok() {
+                prop_assert!(
+                    same_signed_form(case, &signed, &body, &tampered),
+                    "{} accepted {:?} for {:?}", case.name,
+                    String::from_utf8_lossy(&tampered), String::from_utf8_lossy(&body)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn any_changed_url_byte_is_rejected_where_the_url_is_signed(
+        body in proptest::collection::vec(any::<u8>(), 0..64),
+        at in any::<prop::sample::Index>(),
+        replacement in proptest::char::range(' ', '~'),
+    ) {
+        for case in cases() {
+            let signed = case.signer.sign(&body, NOW, URL);
+            let elsewhere = case.signer.sign(&body, NOW, "https://other.example.com/hooks");
+            if signed.headers == elsewhere.headers {
+                continue; // the URL is not signed
+            }
+            let headers = headers_of(&signed);
+            let url = url_of(&signed);
+            prop_assert_eq!(verdict(case, url, &headers, &body, None), Ok(()), "{} rejects its own signature", case.name);
+            let Some(changed) = changed_url(url, at, replacement) else { continue };
+            prop_assert!(
+                verdict(case, &changed, &headers, &body, None).is_err(),
+                "{} accepted {} for {}", case.name, changed, url
+            );
         }
     }
 
@@ -279,11 +455,33 @@ proptest! {
         for case in cases() {
             let signed = case.signer.sign(&body, NOW, URL);
             let Some(name) = header_named(&signed, "timestamp") else {
-                prop_assert!(signed.path_token.is_some(), "{} signs without a timestamp", case.name);
+                prop_assert!(
+                    signed.path_token.is_some() || UNTIMED.contains(&case.name),
+                    "{} signs without a timestamp", case.name
+                );
                 continue;
             };
             let headers = replaced(&headers_of(&signed), &name, (NOW + delta).to_string());
             prop_assert!(!check(case, &headers, &body, None), "{} accepted timestamp {delta:+}", case.name);
+        }
+    }
+
+    #[test]
+    fn signing_time_matters_exactly_where_a_time_is_signed(
+        body in proptest::collection::vec(any::<u8>(), 0..64),
+        delta in prop_oneof![-400_000i64..-86_400, 86_401i64..400_000],
+    ) {
+        for case in cases() {
+            let signed = case.signer.sign(&body, NOW + delta, URL);
+            if signed.path_token.is_some() {
+                continue;
+            }
+            let verdict = verdict(case, url_of(&signed), &headers_of(&signed), &body, None);
+            if UNTIMED.contains(&case.name) {
+                prop_assert!(verdict.is_ok() || matches!(verdict, Err(AuthError::BadBody(_))), "{}: {verdict:?}", case.name);
+            } else {
+                prop_assert!(verdict.is_err(), "{} accepted a signature made {delta:+} s away", case.name);
+            }
         }
     }
 
@@ -300,6 +498,7 @@ proptest! {
                 continue;
             };
             let headers = headers_of(&signed);
+            let url = url_of(&signed);
             let value = headers.get(&name).unwrap().to_owned();
             // Standard Webhooks entries are `v1,<base64>`; the others are bare base64.
             let (prefix, encoded) = match value.split_once(',') {
@@ -311,7 +510,7 @@ proptest! {
             decoded[i] ^= mask;
             let changed = format!("{prefix}{}", verify::encode_b64(&decoded));
             let headers = replaced(&headers, &name, changed);
-            prop_assert!(!check(case, &headers, &body, None), "{} accepted a changed signature", case.name);
+            prop_assert!(verdict(case, url, &headers, &body, None).is_err(), "{} accepted a changed signature", case.name);
         }
     }
 
@@ -368,8 +567,7 @@ proptest! {
         }
     }
     #[test]
-    fn normalize_never_panics_on_mutated_provider_bodies((provider, value) in mutated_fixture()) {
-        let body = serde_json::to_vec(&value).unwrap();
+    fn normalize_never_panics_on_mutated_provider_bodies((provider, body) in mutated_fixture()) {
         normalizes_sanely(&cases()[provider], &body)?;
     }
 }
@@ -387,13 +585,12 @@ fn fixture_bodies_normalize() {
     }
     let mut sequences: std::collections::BTreeMap<String, Vec<crate::model::CanonicalEvent>> =
         Default::default();
-    for (i, name, value) in bodies {
+    for (i, name, body, _) in bodies {
         let case = &cases()[*i];
-        let body = serde_json::to_vec(value).unwrap();
         let headers = Headers::new();
         let event = case.provider.normalize(&Delivery {
             headers: &headers,
-            body: &body,
+            body,
             path_token: None,
             request_url: None,
             received_at: now(),
