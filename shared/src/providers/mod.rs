@@ -21,6 +21,7 @@ pub mod standard;
 pub mod stateset;
 pub mod telnyx;
 pub mod twilio;
+pub mod vonage;
 
 /// Request headers with lower-cased names. API Gateway v2 already joins repeated headers with
 /// commas, so one value per name is all a provider can rely on.
@@ -159,6 +160,7 @@ pub const CONSTRUCTORS: &[Entry] = &[
     stateset::ENTRY,
     standard::ENTRY,
     twilio::ENTRY,
+    vonage::ENTRY,
 ];
 
 /// Names of every provider callhook supports, configured or not.

@@ -10,6 +10,8 @@
 
 use std::sync::OnceLock;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -21,6 +23,9 @@ use crate::verify::{self, AuthError};
 
 /// Providers whose signature covers no time at all (dedupe is their replay protection).
 const UNTIMED: &[&str] = &["twilio"];
+/// Providers whose signed time is a claim inside a bearer token (Vonage's JWT `iat`), not a
+/// header of its own: [`signing_time_matters_exactly_where_a_time_is_signed`] covers it.
+const TIMED_IN_TOKEN: &[&str] = &["vonage"];
 
 struct Case {
     name: &'static str,
@@ -123,6 +128,14 @@ fn header_named(signed: &Signed, part: &str) -> Option<String> {
         .iter()
         .map(|(k, _)| k.to_ascii_lowercase())
         .find(|k| k.contains(part))
+}
+
+/// The token of an `authorization: Bearer …` header.
+fn bearer_token(headers: &Headers) -> Option<String> {
+    headers
+        .get("authorization")?
+        .strip_prefix("Bearer ")
+        .map(str::to_owned)
 }
 
 fn replaced(headers: &Headers, name: &str, value: String) -> Headers {
@@ -456,7 +469,9 @@ proptest! {
             let signed = case.signer.sign(&body, NOW, URL);
             let Some(name) = header_named(&signed, "timestamp") else {
                 prop_assert!(
-                    signed.path_token.is_some() || UNTIMED.contains(&case.name),
+                    signed.path_token.is_some()
+                        || UNTIMED.contains(&case.name)
+                        || TIMED_IN_TOKEN.contains(&case.name),
                     "{} signs without a timestamp", case.name
                 );
                 continue;
@@ -493,24 +508,54 @@ proptest! {
     ) {
         for case in cases() {
             let signed = case.signer.sign(&body, NOW, URL);
-            let Some(name) = header_named(&signed, "signature") else {
+            let headers = headers_of(&signed);
+            let url = url_of(&signed);
+            let (name, changed) = if let Some(name) = header_named(&signed, "signature") {
+                let value = headers.get(&name).unwrap().to_owned();
+                // Standard Webhooks entries are `v1,<base64>`; the others are bare base64.
+                let (prefix, encoded) = match value.split_once(',') {
+                    Some((version, encoded)) => (format!("{version},"), encoded.to_owned()),
+                    None => (String::new(), value.clone()),
+                };
+                let mut decoded = verify::decode_b64("signature", &encoded).unwrap();
+                let i = at.index(decoded.len());
+                decoded[i] ^= mask;
+                (name, format!("{prefix}{}", verify::encode_b64(&decoded)))
+            } else if let Some(token) = bearer_token(&headers) {
+                // A JWT: its third segment is the base64url MAC.
+                let (input, mac) = token.rsplit_once('.').unwrap();
+                let mut decoded = URL_SAFE_NO_PAD.decode(mac).unwrap();
+                let i = at.index(decoded.len());
+                decoded[i] ^= mask;
+                ("authorization".to_owned(), format!("Bearer {input}.{}", URL_SAFE_NO_PAD.encode(decoded)))
+            } else {
                 prop_assert!(signed.path_token.is_some(), "{} signs without a signature", case.name);
                 continue;
             };
-            let headers = headers_of(&signed);
-            let url = url_of(&signed);
-            let value = headers.get(&name).unwrap().to_owned();
-            // Standard Webhooks entries are `v1,<base64>`; the others are bare base64.
-            let (prefix, encoded) = match value.split_once(',') {
-                Some((version, encoded)) => (format!("{version},"), encoded.to_owned()),
-                None => (String::new(), value.clone()),
-            };
-            let mut decoded = verify::decode_b64("signature", &encoded).unwrap();
-            let i = at.index(decoded.len());
-            decoded[i] ^= mask;
-            let changed = format!("{prefix}{}", verify::encode_b64(&decoded));
             let headers = replaced(&headers, &name, changed);
             prop_assert!(verdict(case, url, &headers, &body, None).is_err(), "{} accepted a changed signature", case.name);
+        }
+    }
+
+    #[test]
+    fn any_changed_bearer_token_byte_is_rejected(
+        body in proptest::collection::vec(any::<u8>(), 0..64),
+        at in any::<prop::sample::Index>(),
+        replacement in proptest::sample::select(
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.".to_vec()
+        ),
+    ) {
+        for case in cases() {
+            let signed = case.signer.sign(&body, NOW, URL);
+            let headers = headers_of(&signed);
+            let Some(token) = bearer_token(&headers) else { continue };
+            prop_assert_eq!(verdict(case, URL, &headers, &body, None), Ok(()));
+            let i = at.index(token.len());
+            prop_assume!(token.as_bytes()[i] != replacement);
+            let mut changed = token.to_owned();
+            changed.replace_range(i..=i, &(replacement as char).to_string());
+            let headers = replaced(&headers, "authorization", format!("Bearer {changed}"));
+            prop_assert!(verdict(case, URL, &headers, &body, None).is_err(), "{} accepted {changed}", case.name);
         }
     }
 
