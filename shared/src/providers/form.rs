@@ -11,6 +11,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::config::ConfigError;
+
 /// The media type of a form body.
 pub const MEDIA_TYPE: &str = "application/x-www-form-urlencoded";
 
@@ -135,12 +137,18 @@ impl Form {
     }
 }
 
-/// Whether a `content-type` header value names this media type (parameters such as
-/// `charset` ignored, case-insensitive).
-pub fn media_type_is(content_type: Option<&str>, media_type: &str) -> bool {
-    content_type
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case(media_type))
+/// Validates a configured public webhook URL (`TWILIO_WEBHOOK_URL`, `PLIVO_WEBHOOK_URL`) and
+/// drops its fragment: connection overrides such as `#ct=2000&rc=3` are never sent or signed.
+pub fn configured_url(var: &str, value: &str) -> Result<String, ConfigError> {
+    UrlParts::parse(value)
+        .filter(|u| matches!(u.scheme, "https" | "http") && !u.authority.is_empty())
+        .map(|u| u.to_url())
+        .ok_or_else(|| {
+            ConfigError::invalid(
+                var,
+                "expected the full URL the provider calls, starting with https://",
+            )
+        })
 }
 
 /// A URL as the signing schemes take it apart: `{scheme}://{authority}{path}?{query}`. The
@@ -335,16 +343,5 @@ mod tests {
         );
         assert!(UrlParts::parse("hooks.example.com/x").is_none());
         assert!(UrlParts::parse("://x").is_none());
-    }
-
-    #[test]
-    fn media_types() {
-        assert!(media_type_is(
-            Some("application/x-www-form-urlencoded; charset=utf-8"),
-            MEDIA_TYPE
-        ));
-        assert!(media_type_is(Some(" Application/JSON"), "application/json"));
-        assert!(!media_type_is(Some("text/plain"), MEDIA_TYPE));
-        assert!(!media_type_is(None, MEDIA_TYPE));
     }
 }

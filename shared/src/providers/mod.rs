@@ -14,6 +14,7 @@ use crate::verify::AuthError;
 pub mod bird;
 pub mod form;
 pub mod miraiminds;
+pub mod plivo;
 #[cfg(test)]
 mod proptests;
 pub mod recho;
@@ -161,6 +162,7 @@ pub const CONSTRUCTORS: &[Entry] = &[
     standard::ENTRY,
     twilio::ENTRY,
     vonage::ENTRY,
+    plivo::ENTRY,
 ];
 
 /// Names of every provider callhook supports, configured or not.

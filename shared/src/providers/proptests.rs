@@ -22,7 +22,10 @@ use crate::config::Env;
 use crate::verify::{self, AuthError};
 
 /// Providers whose signature covers no time at all (dedupe is their replay protection).
-const UNTIMED: &[&str] = &["twilio"];
+const UNTIMED: &[&str] = &["twilio", "plivo"];
+/// Providers that sign form parameters only: bytes that are not form encoding cannot be
+/// signed (they are refused as such, `AuthError::BadBody`).
+const FORM_ONLY: &[&str] = &["plivo"];
 /// Providers whose signed time is a claim inside a bearer token (Vonage's JWT `iat`), not a
 /// header of its own: [`signing_time_matters_exactly_where_a_time_is_signed`] covers it.
 const TIMED_IN_TOKEN: &[&str] = &["vonage"];
@@ -106,11 +109,17 @@ fn same_signed_form(case: &Case, signed: &Signed, a: &[u8], b: &[u8]) -> bool {
     };
     match case.name {
         "twilio" => a.sorted_unique() == b.sorted_unique(),
+        "plivo" => a.sorted() == b.sorted(),
         _ => false,
     }
 }
 
-/// `url` with the byte at `at` replaced by `replacement` (printable ASCII).
+/// Whether `case` can sign `body` at all.
+fn signable(case: &Case, body: &[u8]) -> bool {
+    !FORM_ONLY.contains(&case.name) || Form::parse(body).is_ok()
+}
+
+/// `url` (or any ASCII text) with the byte at `at` replaced by `replacement` (printable ASCII).
 fn changed_url(url: &str, at: prop::sample::Index, replacement: char) -> Option<String> {
     let i = at.index(url.len());
     if url.as_bytes()[i] == replacement as u8 {
@@ -396,6 +405,15 @@ proptest! {
             if signed.path_token.is_some() {
                 continue; // the path token authenticates the sender, not the bytes
             }
+            if !signable(case, &body) {
+                let headers = headers_of(&signed);
+                prop_assert_eq!(
+                    verdict(case, URL, &headers, &body, None),
+                    Err(AuthError::BadBody("form encoding")),
+                    "{}", case.name
+                );
+                continue;
+            }
             let headers = headers_of(&signed);
             let url = url_of(&signed);
             prop_assert_eq!(verdict(case, url, &headers, &body, None), Ok(()), "{} rejects its own signature", case.name);
@@ -446,8 +464,8 @@ proptest! {
         for case in cases() {
             let signed = case.signer.sign(&body, NOW, URL);
             let elsewhere = case.signer.sign(&body, NOW, "https://other.example.com/hooks");
-            if signed.headers == elsewhere.headers {
-                continue; // the URL is not signed
+            if signed.headers == elsewhere.headers || !signable(case, &body) {
+                continue; // the URL is not signed, or nothing is
             }
             let headers = headers_of(&signed);
             let url = url_of(&signed);
@@ -478,6 +496,29 @@ proptest! {
             };
             let headers = replaced(&headers_of(&signed), &name, (NOW + delta).to_string());
             prop_assert!(!check(case, &headers, &body, None), "{} accepted timestamp {delta:+}", case.name);
+        }
+    }
+
+    #[test]
+    fn any_changed_nonce_byte_is_rejected(
+        params in proptest::collection::vec((form_text(), form_text()), 0..4),
+        at in any::<prop::sample::Index>(),
+        replacement in proptest::char::range(' ', '~'),
+    ) {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&params)
+            .finish()
+            .into_bytes();
+        for case in cases() {
+            let signed = case.signer.sign(&body, NOW, URL);
+            let Some(name) = header_named(&signed, "nonce") else { continue };
+            let headers = headers_of(&signed);
+            let url = url_of(&signed);
+            prop_assert_eq!(verdict(case, url, &headers, &body, None), Ok(()));
+            let nonce = headers.get(&name).unwrap().to_owned();
+            let Some(changed) = changed_url(&nonce, at, replacement) else { continue };
+            let headers = replaced(&headers, &name, changed.clone());
+            prop_assert!(verdict(case, url, &headers, &body, None).is_err(), "{} accepted nonce {changed}", case.name);
         }
     }
 

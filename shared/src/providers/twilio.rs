@@ -150,7 +150,7 @@ impl Twilio {
         }
         let url = env
             .get(URL_VAR)
-            .map(|u| webhook_url(URL_VAR, u))
+            .map(|u| form::configured_url(URL_VAR, u))
             .transpose()?;
         Ok(Some(Box::new(Twilio {
             tokens: tokens.iter().map(|t| t.as_bytes().to_vec()).collect(),
@@ -191,20 +191,6 @@ fn body_hash_pair(query: Option<&str>) -> Option<&str> {
             .strip_prefix(BODY_HASH_PARAM)
             .is_some_and(|rest| rest.starts_with('='))
     })
-}
-
-/// Validates a configured webhook URL and drops its fragment (connection overrides such as
-/// `#rc=3&rp=all` are not signed).
-pub(crate) fn webhook_url(var: &str, value: &str) -> Result<String, ConfigError> {
-    UrlParts::parse(value)
-        .filter(|u| matches!(u.scheme, "https" | "http") && !u.authority.is_empty())
-        .map(|u| u.to_url())
-        .ok_or_else(|| {
-            ConfigError::invalid(
-                var,
-                "expected the full URL the provider calls, starting with https://",
-            )
-        })
 }
 
 fn is_json(content_type: Option<&str>) -> bool {
