@@ -15,6 +15,8 @@
 //! Body: JSON. Which event it is follows from its fields ([`Event`]): a `status` (the call
 //! status events, answering machine detection), a recording (`record`), collected input
 //! (`input`), a transfer between conversations (`transfer`), or an error report (`error`).
+//! Terminal fact: `completed` (sent at the end of every call, also after `busy`, `timeout`, …;
+//! see [`MAPPING`]), or `rejected`.
 //! Dedupe key: a status event `(uuid|call_uuid, status, timestamp)`; a recording its
 //! `recording_uuid`; input `(uuid, timestamp)`; a transfer `(uuid, from, to, timestamp)`; an error
 //! `(conversation_uuid, timestamp, reason)` (Vonage sends no event id). Call key:
@@ -56,23 +58,30 @@ pub const ENTRY: Entry = Entry {
 };
 
 /// `status` → kind, outcome, and whether it is the leg's terminal fact. The canonical type is
-/// the status. `human`/`machine` are answering machine detection (AMD) results: the
-/// `completed` event that follows does not say which, so the call's outcome stays the terminal
-/// status's. `disconnected` is the application's WebSocket closing, not the call ending.
+/// the status. Vonage ends every call that was not `rejected` with `completed`, also after
+/// `busy`, `cancelled`, `timeout`, `unanswered` or `failed`, and either may arrive first
+/// (Vonage support, "Which order should Voice API callbacks be received"): so `completed` is
+/// the terminal fact, the failure statuses are ended facts that carry the outcome, and
+/// `completed` itself says `completed` only when the call lasted (`duration` > 0); otherwise it
+/// has no outcome and the failure status's stands, whichever came first. `rejected` is never
+/// followed by `completed`: it is terminal itself. `human`/`machine` are answering machine
+/// detection results: the `completed` that follows does not say which, so they do not change
+/// the outcome. `disconnected` is the application's WebSocket closing, not the call ending.
 pub const MAPPING: &[(&str, Kind, Option<Outcome>, bool)] = &[
     ("started", Initiated, None, false),
     ("ringing", Ringing, None, false),
     ("answered", Answered, None, false),
-    ("completed", Ended, Some(Outcome::Completed), true),
-    ("busy", Ended, Some(Outcome::Busy), true),
-    ("cancelled", Ended, Some(Outcome::Canceled), true),
+    // Outcome `completed` when `duration` > 0 (see above).
+    ("completed", Ended, None, true),
+    ("busy", Ended, Some(Outcome::Busy), false),
+    ("cancelled", Ended, Some(Outcome::Canceled), false),
     // "Either the recipient is unreachable or the recipient declined the call."
-    ("unanswered", Ended, Some(Outcome::NoAnswer), true),
+    ("unanswered", Ended, Some(Outcome::NoAnswer), false),
     // The ringing phase exceeded `ringing_timeout`.
-    ("timeout", Ended, Some(Outcome::NoAnswer), true),
-    // "The call was rejected by Vonage before it was connected."
+    ("timeout", Ended, Some(Outcome::NoAnswer), false),
+    ("failed", Ended, Some(Outcome::Failed), false),
+    // "The call was rejected by Vonage before it was connected"; no `completed` follows.
     ("rejected", Ended, Some(Outcome::Failed), true),
-    ("failed", Ended, Some(Outcome::Failed), true),
     ("disconnected", Progress, None, false),
     ("human", Progress, None, false),
     ("machine", Progress, None, false),
@@ -374,6 +383,9 @@ fn status_facts(event: &mut CanonicalEvent, body: &Value) {
                 Value::String(s) => s.trim().parse().ok(),
                 other => other.as_u64(),
             });
+            if event.event_type == "completed" && facts.duration_secs.is_some_and(|d| d > 0) {
+                event.outcome = Some(Outcome::Completed);
+            }
             facts.hangup_cause = str_at(body, "/detail").map(str::to_owned);
             let cost: Map<String, Value> = ["price", "rate"]
                 .iter()
@@ -850,7 +862,12 @@ mod tests {
                 (*kind, *outcome, *is_final),
                 "{name}"
             );
-            assert_eq!(e.is_final, *kind == Ended, "{name}");
+            // Only `completed` (and `rejected`, never followed by it) end the call.
+            assert_eq!(
+                e.is_final,
+                ["completed", "rejected"].contains(name),
+                "{name}"
+            );
             assert_eq!(e.call_id.as_deref(), Some("vonage#CON-1"));
             assert_eq!(
                 e.occurred_at,
