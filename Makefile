@@ -123,7 +123,7 @@ logs: build-venv ## Tail a deployed function's logs: FUNCTION=Ingest|Lifecycle|D
 FUZZ_SECS ?= 30
 fuzz: ## Fuzz every provider's verify+normalize for FUZZ_SECS each (needs nightly + cargo-fuzz)
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	@for t in telnyx bird recho miraiminds stateset standard; do \
+	@for t in telnyx bird recho miraiminds stateset standard twilio vonage plivo; do \
 	  mkdir -p fuzz/corpus/$$t; seeds=events/$$t/bodies; [ -d $$seeds ] || seeds=; \
 	  echo "== fuzz $$t ($(FUZZ_SECS) s)"; \
 	  $(CARGO) +nightly fuzz run -s none $$t fuzz/corpus/$$t $$seeds -- -max_total_time=$(FUZZ_SECS) || exit 1; \
