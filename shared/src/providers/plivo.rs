@@ -161,9 +161,11 @@ impl Provider for Plivo {
         };
         let nonce = d.headers.require(NONCE_HEADER)?;
         let mut signatures = Vec::new();
+        let mut entries = 0;
         for (name, value) in &present {
             for candidate in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
-                if signatures.len() == MAX_SIGNATURES {
+                entries += 1;
+                if entries > MAX_SIGNATURES {
                     return Err(AuthError::Malformed(name));
                 }
                 // Plivo's SDKs compare strings: an entry that is not a signature just fails.
@@ -732,6 +734,16 @@ mod tests {
             );
         }
         let eleven = [HANGUP_SIG; 11].join(",");
+        let h = headers(&[(SIGNATURE_HEADER, &eleven), (NONCE_HEADER, HANGUP_NONCE)]);
+        assert_eq!(
+            at(&h, HANGUP_BODY, Some(HANGUP_URL)),
+            Err(AuthError::Malformed(SIGNATURE_HEADER))
+        );
+        // Entries that are not signatures count too; ten in all are read.
+        let ten = format!("{},{HANGUP_SIG}", ["AAAA"; 9].join(","));
+        let h = headers(&[(SIGNATURE_HEADER, &ten), (NONCE_HEADER, HANGUP_NONCE)]);
+        assert_eq!(at(&h, HANGUP_BODY, Some(HANGUP_URL)), Ok(()));
+        let eleven = format!("{},{HANGUP_SIG}", ["AAAA"; 10].join(","));
         let h = headers(&[(SIGNATURE_HEADER, &eleven), (NONCE_HEADER, HANGUP_NONCE)]);
         assert_eq!(
             at(&h, HANGUP_BODY, Some(HANGUP_URL)),

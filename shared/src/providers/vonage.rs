@@ -258,7 +258,9 @@ impl Provider for Vonage {
         let iat = claims
             .get("iat")
             .and_then(Value::as_i64)
-            .ok_or(AuthError::Invalid("JWT has no iat claim"))?;
+            .ok_or(AuthError::Invalid(
+                "JWT iat claim is missing or not a whole number",
+            ))?;
         if now.abs_diff(iat) > self.tolerance_secs {
             return Err(AuthError::Stale(self.tolerance_secs));
         }
@@ -661,7 +663,15 @@ mod tests {
                     br#"{"alg":"HS256"}"#,
                     &format!(r#"{{"payload_hash":"{BODY_HASH}"}}"#),
                 ),
-                AuthError::Invalid("JWT has no iat claim"),
+                AuthError::Invalid("JWT iat claim is missing or not a whole number"),
+            ),
+            (
+                sign_jwt(
+                    RUBY_SECRET.as_bytes(),
+                    br#"{"alg":"HS256"}"#,
+                    &format!(r#"{{"iat":"{NOW}","payload_hash":"{BODY_HASH}"}}"#),
+                ),
+                AuthError::Invalid("JWT iat claim is missing or not a whole number"),
             ),
             (
                 sign_jwt(
