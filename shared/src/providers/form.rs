@@ -137,6 +137,12 @@ impl Form {
     }
 }
 
+/// `{name}{value}` of each pair with no delimiter: how Twilio and Plivo write the parameters
+/// into the text they sign.
+pub fn concatenated<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    pairs.into_iter().flat_map(|(k, v)| [k, v]).collect()
+}
+
 /// Validates a configured public webhook URL (`TWILIO_WEBHOOK_URL`, `PLIVO_WEBHOOK_URL`) and
 /// drops its fragment: connection overrides such as `#ct=2000&rc=3` are never sent or signed.
 pub fn configured_url(var: &str, value: &str) -> Result<String, ConfigError> {

@@ -123,10 +123,7 @@ pub fn signed_string(url: &UrlParts<'_>, params: &Form) -> String {
     if !query.is_empty() && !params.is_empty() {
         out.push('.');
     }
-    for (k, v) in params.sorted() {
-        out.push_str(k);
-        out.push_str(v);
-    }
+    out.push_str(&form::concatenated(params.sorted()));
     out
 }
 
@@ -658,12 +655,7 @@ mod tests {
             ),
             ("a=1+2", "n3Xfo4u+vRFyl3gsH8B0qDUIK5g="),
         ] {
-            let params: String = Form::parse(body.as_bytes())
-                .unwrap()
-                .sorted()
-                .into_iter()
-                .flat_map(|(k, v)| [k, v])
-                .collect();
+            let params = form::concatenated(Form::parse(body.as_bytes()).unwrap().sorted());
             let v1 = verify::encode_b64(&verify::hmac_sha1(
                 b"MAXXXXXXXXXXXXXXXXXX",
                 &[b"http://foo.com/answer/", params.as_bytes()],

@@ -281,11 +281,7 @@ fn unescape_query(query: &str) -> String {
 
 /// `{name}{value}` of every pair, sorted by name then value, identical pairs once.
 pub fn signed_params(params: &Form) -> String {
-    params
-        .sorted_unique()
-        .into_iter()
-        .flat_map(|(k, v)| [k, v])
-        .collect()
+    form::concatenated(params.sorted_unique())
 }
 
 /// base64 HMAC-SHA1 of `url` followed by `params` (already in [`signed_params`] form).
