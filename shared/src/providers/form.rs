@@ -11,7 +11,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, Env};
 
 /// The media type of a form body.
 pub const MEDIA_TYPE: &str = "application/x-www-form-urlencoded";
@@ -143,9 +143,39 @@ pub fn concatenated<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
     pairs.into_iter().flat_map(|(k, v)| [k, v]).collect()
 }
 
+/// The configuration Twilio and Plivo share: the tokens that key the signature (several during
+/// rotation) and the public URL the provider calls, if configured.
+pub struct TokensAndUrl {
+    pub tokens: Vec<Vec<u8>>,
+    /// Without its fragment.
+    pub url: Option<String>,
+}
+
+impl TokensAndUrl {
+    /// `None` when `tokens_var` lists no token: the provider is not configured.
+    pub fn from_env(
+        env: &Env,
+        tokens_var: &str,
+        url_var: &str,
+    ) -> Result<Option<TokensAndUrl>, ConfigError> {
+        let tokens = env.list(tokens_var);
+        if tokens.is_empty() {
+            return Ok(None);
+        }
+        let url = env
+            .get(url_var)
+            .map(|u| configured_url(url_var, u))
+            .transpose()?;
+        Ok(Some(TokensAndUrl {
+            tokens: tokens.iter().map(|t| t.as_bytes().to_vec()).collect(),
+            url,
+        }))
+    }
+}
+
 /// Validates a configured public webhook URL (`TWILIO_WEBHOOK_URL`, `PLIVO_WEBHOOK_URL`) and
 /// drops its fragment: connection overrides such as `#ct=2000&rc=3` are never sent or signed.
-pub fn configured_url(var: &str, value: &str) -> Result<String, ConfigError> {
+fn configured_url(var: &str, value: &str) -> Result<String, ConfigError> {
     UrlParts::parse(value)
         .filter(|u| matches!(u.scheme, "https" | "http") && !u.authority.is_empty())
         .map(|u| u.to_url())

@@ -24,7 +24,7 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::form::{self, Form, UrlParts};
+use super::form::{self, Form, TokensAndUrl, UrlParts};
 use super::{
     Delivery, DevSigner, Entry, Provider, Signed, derived_key, malformed, mark_unknown, sha256_hex,
 };
@@ -83,26 +83,12 @@ pub const HANGUP_CAUSE_RANGES: &[(u32, u32, Outcome)] = &[
     (4000, 4999, Outcome::Completed),
 ];
 
-pub struct Plivo {
-    tokens: Vec<Vec<u8>>,
-    /// PLIVO_WEBHOOK_URL without its fragment.
-    url: Option<String>,
-}
+pub struct Plivo(TokensAndUrl);
 
 impl Plivo {
     pub fn from_env(env: &Env) -> Result<Option<Box<dyn Provider>>, ConfigError> {
-        let tokens = env.list(TOKENS_VAR);
-        if tokens.is_empty() {
-            return Ok(None);
-        }
-        let url = env
-            .get(URL_VAR)
-            .map(|u| form::configured_url(URL_VAR, u))
-            .transpose()?;
-        Ok(Some(Box::new(Plivo {
-            tokens: tokens.iter().map(|t| t.as_bytes().to_vec()).collect(),
-            url,
-        })))
+        Ok(TokensAndUrl::from_env(env, TOKENS_VAR, URL_VAR)?
+            .map(|config| Box::new(Plivo(config)) as Box<dyn Provider>))
     }
 }
 
@@ -177,6 +163,7 @@ impl Provider for Plivo {
             return Err(AuthError::Malformed(first_header));
         }
         let url = self
+            .0
             .url
             .as_deref()
             .or(d.request_url)
@@ -188,6 +175,7 @@ impl Provider for Plivo {
         let params = Form::parse(d.body).map_err(|_| AuthError::BadBody("form encoding"))?;
         let signed = signed_string(&url, &params);
         let expected: Vec<[u8; 32]> = self
+            .0
             .tokens
             .iter()
             .map(|token| verify::hmac_sha256(token, &[signed.as_bytes(), b".", nonce.as_bytes()]))

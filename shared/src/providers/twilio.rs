@@ -27,7 +27,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
-use super::form::{self, Form, UrlParts};
+use super::form::{self, Form, TokensAndUrl, UrlParts};
 use super::{
     Delivery, DevSigner, Entry, Provider, Signed, derived_key, malformed, mark_unknown, sha256_hex,
 };
@@ -136,32 +136,18 @@ impl<'a> Callback<'a> {
     }
 }
 
-pub struct Twilio {
-    tokens: Vec<Vec<u8>>,
-    /// TWILIO_WEBHOOK_URL without its fragment.
-    url: Option<String>,
-}
+pub struct Twilio(TokensAndUrl);
 
 impl Twilio {
     pub fn from_env(env: &Env) -> Result<Option<Box<dyn Provider>>, ConfigError> {
-        let tokens = env.list(TOKENS_VAR);
-        if tokens.is_empty() {
-            return Ok(None);
-        }
-        let url = env
-            .get(URL_VAR)
-            .map(|u| form::configured_url(URL_VAR, u))
-            .transpose()?;
-        Ok(Some(Box::new(Twilio {
-            tokens: tokens.iter().map(|t| t.as_bytes().to_vec()).collect(),
-            url,
-        })))
+        Ok(TokensAndUrl::from_env(env, TOKENS_VAR, URL_VAR)?
+            .map(|config| Box::new(Twilio(config)) as Box<dyn Provider>))
     }
 
     /// The URL Twilio signed: the configured one with the request's `bodySHA256` (Twilio adds
     /// it to the URL it was given), else the request's.
     fn signed_url(&self, request_url: Option<&str>) -> Result<String, AuthError> {
-        let Some(configured) = &self.url else {
+        let Some(configured) = &self.0.url else {
             return request_url.map(str::to_owned).ok_or(AuthError::Invalid(
                 "the signed URL is unknown: set TWILIO_WEBHOOK_URL",
             ));
@@ -325,9 +311,9 @@ impl Provider for Twilio {
             ),
         };
         let candidates = candidate_urls(&url);
-        let mut expected = Vec::with_capacity(candidates.len() * self.tokens.len());
+        let mut expected = Vec::with_capacity(candidates.len() * self.0.tokens.len());
         for url in &candidates {
-            for token in &self.tokens {
+            for token in &self.0.tokens {
                 expected.push(verify::hmac_sha1(
                     token,
                     &[url.as_bytes(), params.as_bytes()],

@@ -499,15 +499,19 @@ mod tests {
             .collect()
     }
 
-    fn verify_at(secrets: &str, token: &str, body: &str, now: i64) -> Result<(), AuthError> {
-        let h = bearer_headers(token);
-        provider(secrets).verify(&Delivery {
-            headers: &h,
+    fn delivery<'a>(h: &'a Headers, body: &'a str, now: i64) -> Delivery<'a> {
+        Delivery {
+            headers: h,
             body: body.as_bytes(),
             path_token: None,
             request_url: None,
             received_at: Utc.timestamp_opt(now, 0).unwrap(),
-        })
+        }
+    }
+
+    fn verify_at(secrets: &str, token: &str, body: &str, now: i64) -> Result<(), AuthError> {
+        let h = bearer_headers(token);
+        provider(secrets).verify(&delivery(&h, body, now))
     }
 
     #[test]
@@ -522,13 +526,7 @@ mod tests {
         let h: Headers = [(AUTHORIZATION_HEADER, format!("bearer  {TOKEN}"))]
             .into_iter()
             .collect();
-        let d = Delivery {
-            headers: &h,
-            body: BODY.as_bytes(),
-            path_token: None,
-            request_url: None,
-            received_at: Utc.timestamp_opt(NOW, 0).unwrap(),
-        };
+        let d = delivery(&h, BODY, NOW);
         assert_eq!(provider(RUBY_SECRET).verify(&d), Ok(()));
     }
 
@@ -721,15 +719,7 @@ mod tests {
     #[test]
     fn authorization_header_problems_name_the_check() {
         let p = provider(RUBY_SECRET);
-        let at = |h: &Headers| {
-            p.verify(&Delivery {
-                headers: h,
-                body: BODY.as_bytes(),
-                path_token: None,
-                request_url: None,
-                received_at: Utc.timestamp_opt(NOW, 0).unwrap(),
-            })
-        };
+        let at = |h: &Headers| p.verify(&delivery(h, BODY, NOW));
         assert_eq!(
             at(&Headers::new()),
             Err(AuthError::MissingHeader(AUTHORIZATION_HEADER))
@@ -776,13 +766,7 @@ mod tests {
         .unwrap()
         .unwrap();
         let h = bearer_headers(TOKEN);
-        let d = Delivery {
-            headers: &h,
-            body: BODY.as_bytes(),
-            path_token: None,
-            request_url: None,
-            received_at: Utc.timestamp_opt(NOW + 500, 0).unwrap(),
-        };
+        let d = delivery(&h, BODY, NOW + 500);
         assert_eq!(p.verify(&d), Ok(()));
     }
 
@@ -793,13 +777,7 @@ mod tests {
         let p = Vonage::from_env(&env).unwrap().unwrap();
         let signed = signer.sign(BODY.as_bytes(), NOW, "");
         let h: Headers = signed.headers.iter().map(|(k, v)| (k, v.clone())).collect();
-        let d = Delivery {
-            headers: &h,
-            body: BODY.as_bytes(),
-            path_token: None,
-            request_url: None,
-            received_at: Utc.timestamp_opt(NOW, 0).unwrap(),
-        };
+        let d = delivery(&h, BODY, NOW);
         assert_eq!(p.verify(&d), Ok(()));
         assert!(env.get(SECRETS_VAR).unwrap().contains('='));
         // The fixture key is not the vector's.
@@ -808,13 +786,7 @@ mod tests {
 
     fn normalize(body: &str) -> CanonicalEvent {
         let h = Headers::new();
-        provider(RUBY_SECRET).normalize(&Delivery {
-            headers: &h,
-            body: body.as_bytes(),
-            path_token: None,
-            request_url: None,
-            received_at: Utc.timestamp_opt(NOW + 5, 0).unwrap(),
-        })
+        provider(RUBY_SECRET).normalize(&delivery(&h, body, NOW + 5))
     }
 
     fn status(status: &str, ts: &str) -> String {
