@@ -4,12 +4,14 @@
 //! The input is split at its first three NUL bytes into header values, a path token and the
 //! body: `verify` sees arbitrary headers (every header name the provider signs with, plus
 //! `authorization`), and `normalize` sees the body both as an unauthenticated delivery and as
-//! one the dev signer signed, which must then verify. Neither may panic.
+//! one the dev signer signed, which must then verify (Plivo: unless the bytes are not form
+//! encoding, which it cannot sign). Neither may panic.
 
 use std::sync::OnceLock;
 
 use callhook::config::Env;
 use callhook::providers::{self, Delivery, DevSigner, FIXTURE_SEED, Headers, Provider};
+use callhook::verify::AuthError;
 use chrono::{TimeZone, Utc};
 
 const NOW: i64 = 1_750_000_000;
@@ -99,10 +101,16 @@ pub fn run(name: &str, data: &[u8]) {
         headers: &headers,
         body,
         path_token: signed.path_token.as_deref(),
-        request_url: Some(URL),
+        // Twilio signs a JSON body through `bodySHA256` in the URL it returns.
+        request_url: Some(signed.url.as_deref().unwrap_or(URL)),
         received_at,
     };
-    assert_eq!(t.provider.verify(&genuine), Ok(()));
+    match t.provider.verify(&genuine) {
+        Ok(()) => {}
+        // Plivo signs form parameters only: other bytes cannot be signed.
+        Err(AuthError::BadBody(_)) if name == "plivo" => {}
+        Err(err) => panic!("{name} rejects its own signature: {err}"),
+    }
     check(name, &t.provider.normalize(&genuine));
 }
 

@@ -24,6 +24,15 @@ pub enum AuthError {
     BadBearer,
     #[error("token in header {0} does not match")]
     BadHeaderToken(&'static str),
+    /// The body is not in the encoding the signature covers (e.g. not form encoding).
+    #[error("body is not valid {0}")]
+    BadBody(&'static str),
+    /// A digest of the body in a signed part (`bodySHA256`, `payload_hash`) differs from it.
+    #[error("body does not match {0}")]
+    BodyMismatch(&'static str),
+    /// A signed token or URL is not what the scheme allows; the text is fixed, never a value.
+    #[error("{0}")]
+    Invalid(&'static str),
 }
 
 /// Request headers with lower-cased names. API Gateway v2 already joins repeated headers with

@@ -1056,7 +1056,7 @@ fn corpus() -> Vec<Case> {
         ),
         // ---- routing
         case("unknown provider", 404, Rejected(NOT_FOUND), |_| {
-            fixtures::wrap("twilio", telnyx("twilio").as_bytes(), false)
+            fixtures::wrap("sinch", telnyx("sinch").as_bytes(), false)
         }),
         case(
             "provider in upper case (TELNYX): names are case-sensitive",
@@ -1110,7 +1110,7 @@ fn corpus() -> Vec<Case> {
             "GET on an unknown provider",
             405,
             Rejected(NOT_POST),
-            |_| set_method(fixtures::wrap("twilio", b"", false), "GET"),
+            |_| set_method(fixtures::wrap("sinch", b"", false), "GET"),
         ),
         // ---- size
         case(
@@ -1147,7 +1147,7 @@ fn corpus() -> Vec<Case> {
             "unknown provider, 4 MiB body (route before size)",
             404,
             Rejected(NOT_FOUND),
-            |_| fixtures::wrap("twilio", "x".repeat(4 << 20).as_bytes(), false),
+            |_| fixtures::wrap("sinch", "x".repeat(4 << 20).as_bytes(), false),
         ),
         // ---- bodies API Gateway could not have encoded: 400
         case("body not base64", 400, Rejected(NOT_BASE64), |c| {
@@ -1194,7 +1194,7 @@ fn corpus() -> Vec<Case> {
             "bad base64 to an unknown provider (route first)",
             404,
             Rejected(NOT_FOUND),
-            |_| set_base64_body(fixtures::wrap("twilio", b"", false), "%%%"),
+            |_| set_base64_body(fixtures::wrap("sinch", b"", false), "%%%"),
         ),
     ]
 }
@@ -1216,6 +1216,9 @@ fn secrets() -> Vec<String> {
                     | "RETELL_API_KEYS"
                     | "ELEVENLABS_WEBHOOK_SECRETS"
                     | "VAPI_HMAC_SECRETS"
+                    | "TWILIO_AUTH_TOKENS"
+                    | "VONAGE_SIGNATURE_SECRETS"
+                    | "PLIVO_AUTH_TOKENS"
             ) {
                 secrets.push(value.trim_start_matches("whsec_").to_owned());
             }

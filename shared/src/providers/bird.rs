@@ -286,6 +286,7 @@ impl DevSigner for BirdSigner {
                 (REQUEST_ID_HEADER.to_owned(), request_id),
             ],
             path_token: None,
+            url: None,
         }
     }
 }

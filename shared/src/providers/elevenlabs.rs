@@ -314,6 +314,7 @@ impl DevSigner for ElevenlabsSigner {
         Signed {
             headers: vec![(SIGNATURE_HEADER.to_owned(), format!("t={t},v0={v0}"))],
             path_token: None,
+            url: None,
         }
     }
 }

@@ -321,6 +321,7 @@ impl DevSigner for MiraimindsSigner {
         Signed {
             headers: Vec::new(),
             path_token: Some(self.0.clone()),
+            url: None,
         }
     }
 }

@@ -12,7 +12,9 @@ use crate::domain::review::ReviewReason;
 
 pub mod bird;
 pub mod elevenlabs;
+pub mod form;
 pub mod miraiminds;
+pub mod plivo;
 #[cfg(test)]
 mod proptests;
 pub mod recho;
@@ -20,7 +22,9 @@ pub mod retell;
 pub mod standard;
 pub mod stateset;
 pub mod telnyx;
+pub mod twilio;
 pub mod vapi;
+pub mod vonage;
 
 /// A provider: authenticate, then map to the canonical event.
 pub trait Provider: Send + Sync {
@@ -48,6 +52,9 @@ pub struct Signed {
     pub headers: Vec<(String, String)>,
     /// For providers authenticated by a secret path segment.
     pub path_token: Option<String>,
+    /// The URL to deliver to when signing changed it (Twilio adds `bodySHA256` to the URL of
+    /// a JSON delivery); `None`: the URL given to [`DevSigner::sign`].
+    pub url: Option<String>,
 }
 
 #[cfg(any(test, feature = "dev"))]
@@ -87,6 +94,9 @@ pub const CONSTRUCTORS: &[ProviderEntry] = &[
     retell::ENTRY,
     elevenlabs::ENTRY,
     vapi::ENTRY,
+    twilio::ENTRY,
+    vonage::ENTRY,
+    plivo::ENTRY,
 ];
 
 /// Names of every provider callhook supports, configured or not.
@@ -228,7 +238,7 @@ mod tests {
                 headers: &headers,
                 body,
                 path_token: signed.path_token.as_deref(),
-                request_url: Some(url),
+                request_url: Some(signed.url.as_deref().unwrap_or(url)),
                 received_at: now,
             };
             assert_eq!(provider.verify(&delivery), Ok(()), "{}", entry.name);

@@ -459,6 +459,7 @@ impl DevSigner for RechoSigner {
                 (TIMESTAMP_HEADER.to_owned(), ts),
             ],
             path_token: None,
+            url: None,
         }
     }
 }

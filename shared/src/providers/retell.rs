@@ -309,6 +309,7 @@ impl DevSigner for RetellSigner {
                 format!("v={millis},d={digest}"),
             )],
             path_token: None,
+            url: None,
         }
     }
 }

@@ -51,6 +51,7 @@ impl DevSigner for StandardSigner {
                 (sw::TIMESTAMP.to_owned(), timestamp.to_string()),
             ],
             path_token: None,
+            url: None,
         }
     }
 }

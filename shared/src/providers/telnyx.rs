@@ -238,6 +238,7 @@ impl DevSigner for TelnyxSigner {
                 (TIMESTAMP_HEADER.to_owned(), ts),
             ],
             path_token: None,
+            url: None,
         }
     }
 }

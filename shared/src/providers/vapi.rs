@@ -607,6 +607,7 @@ impl DevSigner for HmacSigner {
                 (DEFAULT_TIMESTAMP_HEADER.to_owned(), millis),
             ],
             path_token: None,
+            url: None,
         }
     }
 }
@@ -633,6 +634,7 @@ impl DevSigner for TokenSigner {
         Signed {
             headers: vec![(DEFAULT_TOKEN_HEADER.to_owned(), self.0.clone())],
             path_token: None,
+            url: None,
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::config::ConfigError;
 pub use crate::delivery::AuthError;
 
 pub type HmacSha256 = Hmac<Sha256>;
+pub type HmacSha1 = Hmac<sha1::Sha1>;
 
 /// Equal length and equal bytes, in time independent of where they differ. The length check
 /// comes first so that an empty or truncated value can never match a prefix.
@@ -88,6 +89,16 @@ pub fn encode_b64(bytes: &[u8]) -> String {
 pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     // HMAC takes keys of any length, so new_from_slice cannot fail.
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// HMAC-SHA1 of the concatenated parts (Twilio's scheme).
+pub fn hmac_sha1(key: &[u8], parts: &[&[u8]]) -> [u8; 20] {
+    // HMAC takes keys of any length, so new_from_slice cannot fail.
+    let mut mac = HmacSha1::new_from_slice(key).expect("HMAC accepts any key length");
     for part in parts {
         mac.update(part);
     }
