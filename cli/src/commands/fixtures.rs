@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use callhook::providers::{self, FIXTURE_SEED};
+use callhook::providers::form::{self, Form, UrlParts};
+use callhook::providers::{self, FIXTURE_SEED, twilio};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -103,8 +104,39 @@ pub fn body_of(event: &Value) -> Result<Vec<u8>> {
     }
 }
 
-/// An API Gateway HTTP API (payload 2.0) POST of `body` to `/webhooks/{provider}`.
+/// The `content-type` a provider sends with `body`: a JSON document is `application/json`; a
+/// body that is nothing but form encoding (`name=value&…`, printable ASCII, as Twilio and Plivo
+/// send) is `application/x-www-form-urlencoded`; anything else keeps `application/json`, the
+/// type every other provider sends.
+pub fn content_type_of(body: &[u8]) -> &'static str {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let json_like = first.is_some_and(|b| matches!(b, b'{' | b'['));
+    let form_like = !body.is_empty()
+        && body.contains(&b'=')
+        && body.iter().all(|b| (0x21..=0x7e).contains(b))
+        && Form::parse(body).is_ok();
+    if !json_like && form_like {
+        form::MEDIA_TYPE
+    } else {
+        "application/json"
+    }
+}
+
+/// The `content-type` for a body read from `file`: `.txt` bodies in `events/*/bodies/` are
+/// form bodies, `.json` ones JSON; otherwise (standard input, other names) the body decides
+/// ([`content_type_of`]).
+pub fn content_type_for(file: &str, body: &[u8]) -> &'static str {
+    match Path::new(file).extension().and_then(|e| e.to_str()) {
+        Some("txt") => form::MEDIA_TYPE,
+        Some("json") => "application/json",
+        _ => content_type_of(body),
+    }
+}
+
+/// An API Gateway HTTP API (payload 2.0) POST of `body` to `/webhooks/{provider}`, with the
+/// `content-type` the provider would send ([`content_type_of`]).
 pub fn wrap(provider: &str, body: &[u8], base64: bool) -> Value {
+    let content_type = content_type_of(body);
     let path = format!("/webhooks/{provider}");
     let (body, encoded) = match (base64, std::str::from_utf8(body)) {
         (false, Ok(text)) => (text.to_owned(), false),
@@ -116,7 +148,7 @@ pub fn wrap(provider: &str, body: &[u8], base64: bool) -> Value {
         "rawPath": path,
         "rawQueryString": "",
         "headers": {
-            "content-type": "application/json",
+            "content-type": content_type,
             "host": FIXTURE_DOMAIN,
             "user-agent": format!("{provider}-webhooks/1.0"),
         },
@@ -144,7 +176,26 @@ pub fn wrap(provider: &str, body: &[u8], base64: bool) -> Value {
     })
 }
 
-/// Signs an API Gateway event in place with the fixture key of its provider.
+/// The query a signer added to the URL it was given (Twilio's `bodySHA256` for a JSON body):
+/// removed before signing again, so a re-signed fixture gets the hash of its current body.
+const SIGNER_QUERY_PARAMS: &[&str] = &[twilio::BODY_HASH_PARAM];
+
+/// `query` without the pieces a signer adds ([`SIGNER_QUERY_PARAMS`]).
+fn query_without_signer_params(query: &str) -> String {
+    query
+        .split('&')
+        .filter(|piece| {
+            let name = piece.split('=').next().unwrap_or("");
+            !piece.is_empty() && !SIGNER_QUERY_PARAMS.contains(&name)
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Signs an API Gateway event in place with the fixture key of its provider, for the URL API
+/// Gateway reports (`https://{domainName}{rawPath}[?{rawQueryString}]`). When the signer
+/// changes the URL (Twilio adds `bodySHA256` to a JSON delivery's), the event's
+/// `rawQueryString` becomes that URL's query: the request went to the URL the provider signed.
 pub fn sign(event: &mut Value) -> Result<()> {
     let provider = event["pathParameters"]["provider"]
         .as_str()
@@ -170,7 +221,24 @@ pub fn sign(event: &mut Value) -> Result<()> {
         .as_str()
         .unwrap_or(FIXTURE_DOMAIN)
         .to_owned();
-    let signed = signer.sign(&body, FIXTURE_TIMESTAMP, &format!("https://{domain}{path}"));
+    let query = query_without_signer_params(event["rawQueryString"].as_str().unwrap_or(""));
+    let mut url = format!("https://{domain}{path}");
+    if !query.is_empty() {
+        url = format!("{url}?{query}");
+    }
+    let signed = signer.sign(&body, FIXTURE_TIMESTAMP, &url);
+    let query = match &signed.url {
+        Some(signed_url) => {
+            let parts = UrlParts::parse(signed_url)
+                .with_context(|| format!("{provider}: the signer's URL {signed_url:?}"))?;
+            if parts.base() != format!("https://{domain}{path}") {
+                bail!("{provider}: the signer moved the delivery to another URL: {signed_url}");
+            }
+            parts.query.unwrap_or("").to_owned()
+        }
+        None => query,
+    };
+    event["rawQueryString"] = Value::from(query);
     let headers = event["headers"]
         .as_object_mut()
         .context("headers is not an object")?;
@@ -202,16 +270,24 @@ pub fn sign_all(events_dir: &Path, check: bool) -> Result<Vec<PathBuf>> {
     let env_path = events_dir.join("env.json");
     let env = read(&env_path)?;
     let mut updated = env.clone();
-    let vars = updated["IngestFunction"]
-        .as_object_mut()
-        .context("env.json has no IngestFunction object")?;
     for provider in providers::supported() {
         let signer = providers::dev_signer(provider, &FIXTURE_SEED).expect("supported");
+        let vars = updated["IngestFunction"]
+            .as_object_mut()
+            .context("env.json has no IngestFunction object")?;
         for (name, value) in signer.verifier_env() {
             vars.insert(name.to_owned(), Value::from(value));
         }
         let tolerance = format!("{}_TOLERANCE_SECS", provider.to_ascii_uppercase());
         vars.insert(tolerance, Value::from(FIXTURE_TOLERANCE_SECS));
+        // The sweeper normalizes stored events again with the provider that accepted them:
+        // template.yaml configures it as ingest, and so does env.json (it verifies nothing, so
+        // it needs no tolerance).
+        if let Some(vars) = updated["SweeperFunction"].as_object_mut() {
+            for (name, value) in signer.verifier_env() {
+                vars.insert(name.to_owned(), Value::from(value));
+            }
+        }
     }
     if updated != env {
         if !check {
@@ -235,4 +311,135 @@ pub fn sign_all(events_dir: &Path, check: bool) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(stale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+    use callhook::config::Env;
+    use callhook::providers::{AuthError, Delivery, Providers};
+
+    fn events_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../events")
+    }
+
+    /// Verifies an API Gateway event the way ingest does (the request's URL and headers as
+    /// the gateway reports them), with events/env.json's fixture configuration.
+    fn verify(event: &Value) -> Result<(), AuthError> {
+        let mut env = Env::default();
+        for provider in providers::supported() {
+            let signer = providers::dev_signer(provider, &FIXTURE_SEED).unwrap();
+            for (k, v) in signer.verifier_env() {
+                env.set(k, v);
+            }
+            env.set(
+                &format!("{}_TOLERANCE_SECS", provider.to_ascii_uppercase()),
+                FIXTURE_TOLERANCE_SECS,
+            );
+        }
+        let providers = Providers::from_env(&env).unwrap();
+        let event: ApiGatewayV2httpRequest = serde_json::from_value(event.clone()).unwrap();
+        let request = callhook_ingest::request_of(&event);
+        let body = body_of(&serde_json::to_value(&event).unwrap()).unwrap();
+        let provider = providers.get(request.provider.unwrap()).unwrap();
+        provider.verify(&Delivery {
+            headers: &request.headers,
+            body: &body,
+            path_token: request.token,
+            request_url: request.request_url.as_deref(),
+            received_at: request.received_at,
+        })
+    }
+
+    #[test]
+    fn content_types_follow_the_body_and_the_file_name() {
+        assert_eq!(
+            content_type_of(b"CallSid=CA1&CallStatus=ringing"),
+            form::MEDIA_TYPE
+        );
+        assert_eq!(content_type_of(b" {\"a\":1}"), "application/json");
+        assert_eq!(content_type_of(b"[1]"), "application/json");
+        // Not a form body: no pair, a raw space, an escape that is not one.
+        assert_eq!(content_type_of(b"xxxx"), "application/json");
+        assert_eq!(content_type_of(b"a=b c"), "application/json");
+        assert_eq!(content_type_of(b"a=%zz"), "application/json");
+        assert_eq!(content_type_of(b""), "application/json");
+        assert_eq!(
+            content_type_for("x/inbound-01.txt", b"{}"),
+            form::MEDIA_TYPE
+        );
+        assert_eq!(
+            content_type_for("x/inbound-01.json", b"a=b"),
+            "application/json"
+        );
+        assert_eq!(content_type_for("-", b"a=b"), form::MEDIA_TYPE);
+    }
+
+    #[test]
+    fn every_body_wraps_into_an_event_its_provider_accepts() {
+        let mut checked = 0;
+        for provider in providers::supported() {
+            let Ok(dir) = std::fs::read_dir(events_dir().join(provider).join("bodies")) else {
+                continue;
+            };
+            for file in dir {
+                let path = file.unwrap().path();
+                let body = std::fs::read(&path).unwrap();
+                let mut event = wrap(provider, &body, false);
+                sign(&mut event).unwrap();
+                let name = path.display();
+                assert_eq!(verify(&event), Ok(()), "{name}");
+                let form = path.extension().is_some_and(|e| e == "txt");
+                let expected = if form {
+                    form::MEDIA_TYPE
+                } else {
+                    "application/json"
+                };
+                assert_eq!(event["headers"]["content-type"], expected, "{name}");
+                assert_eq!(event["rawQueryString"], "", "{name}");
+                // One byte changed after signing: refused.
+                let mut tampered = body.clone();
+                let middle = tampered.len() / 2;
+                tampered[middle] ^= 0x01;
+                let mut bad = event.clone();
+                bad["body"] = Value::from(String::from_utf8(tampered).unwrap());
+                if provider != "miraiminds" {
+                    assert!(verify(&bad).is_err(), "{name} tampered");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 100, "only {checked} bodies");
+    }
+
+    #[test]
+    fn a_twilio_json_body_is_signed_for_the_url_with_its_hash() {
+        let body = br#"{"CallSid":"CA1","CallStatus":"ringing","SequenceNumber":"1"}"#;
+        let mut event = wrap("twilio", body, false);
+        event["rawQueryString"] = Value::from("a=1");
+        sign(&mut event).unwrap();
+        let hash = callhook::providers::sha256_hex(body);
+        assert_eq!(event["rawQueryString"], format!("a=1&bodySHA256={hash}"));
+        assert_eq!(event["headers"]["content-type"], "application/json");
+        assert_eq!(verify(&event), Ok(()));
+        // Re-signing keeps one hash: the current body's.
+        let mut again = event.clone();
+        sign(&mut again).unwrap();
+        assert_eq!(again, event);
+        let other = br#"{"CallSid":"CA1","CallStatus":"ringing","SequenceNumber":"2"}"#;
+        again["body"] = Value::from(std::str::from_utf8(other).unwrap());
+        assert_eq!(
+            verify(&again),
+            Err(AuthError::BodyMismatch(twilio::BODY_HASH_PARAM))
+        );
+        sign(&mut again).unwrap();
+        let hash = callhook::providers::sha256_hex(other);
+        assert_eq!(again["rawQueryString"], format!("a=1&bodySHA256={hash}"));
+        assert_eq!(verify(&again), Ok(()));
+        // Without the hash in the URL a JSON body is refused.
+        let mut stripped = event.clone();
+        stripped["rawQueryString"] = Value::from("a=1");
+        assert!(verify(&stripped).is_err());
+    }
 }
