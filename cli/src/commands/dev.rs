@@ -79,11 +79,7 @@ pub async fn run(options: Options) -> Result<()> {
     for (k, v) in emulator::local_aws_env(&endpoint) {
         env.set(k, v);
     }
-    if env.get("BIRD_WEBHOOK_URL").is_none() {
-        // Bird signs the URL it calls; locally that is plain http on this port.
-        env.set("BIRD_WEBHOOK_URL", format!("http://{addr}/webhooks/bird"));
-    }
-    let generated = keys::fill_dev_keys(&options.state_dir, &mut env)?;
+    let generated = provider_env(&options.state_dir, &mut env, addr)?;
     let mut sink_server = None;
     if env.get("CRM_SIGNING_SECRET").is_none() {
         let seed = keys::load_or_create(&options.state_dir, "crm")?;
@@ -246,6 +242,33 @@ pub async fn run(options: Options) -> Result<()> {
     }
     let _ = std::fs::remove_file(options.state_dir.join("dev.json"));
     Ok(())
+}
+
+/// The providers' local environment: dev keys for every provider `env` leaves unconfigured
+/// (their names are returned), and the URLs the providers that sign the URL would call, which
+/// locally is plain http on `addr` (API Gateway's stand-in reports `https://{host}{path}`):
+/// - `BIRD_WEBHOOK_URL`, when unset (Bird also accepts the request's URL);
+/// - `TWILIO_WEBHOOK_URL` and `PLIVO_WEBHOOK_URL`, when unset and the provider got dev keys:
+///   `callhook send` signs for this URL. A provider configured with real tokens keeps
+///   verifying against the request's URL (e.g. behind a tunnel), as when deployed.
+pub fn provider_env(
+    state_dir: &Path,
+    env: &mut Env,
+    addr: SocketAddr,
+) -> Result<Vec<&'static str>> {
+    if env.get("BIRD_WEBHOOK_URL").is_none() {
+        env.set("BIRD_WEBHOOK_URL", format!("http://{addr}/webhooks/bird"));
+    }
+    let generated = keys::fill_dev_keys(state_dir, env)?;
+    for (provider, var) in [
+        ("twilio", "TWILIO_WEBHOOK_URL"),
+        ("plivo", "PLIVO_WEBHOOK_URL"),
+    ] {
+        if generated.contains(&provider) && env.get(var).is_none() {
+            env.set(var, format!("http://{addr}/webhooks/{provider}"));
+        }
+    }
+    Ok(generated)
 }
 
 /// Runs a function on its queue the way the SQS event source mapping does, until aborted.

@@ -63,13 +63,21 @@ pub fn signer(dir: &Path, provider: &str) -> Result<Box<dyn DevSigner>> {
 }
 
 /// Adds dev keys to `env` for every provider it leaves unconfigured; returns their names.
+///
+/// A provider is left unconfigured when its constructor finds nothing to configure it in
+/// `env` and none of the variables its dev keys would set is set. A provider the environment
+/// configures, or configures wrongly (e.g. `VAPI_TOKENS` without `VAPI_AUTH`), is left as it
+/// is: ingest then uses it, or names the variable that is wrong, as it would when deployed.
 pub fn fill_dev_keys(dir: &Path, env: &mut Env) -> Result<Vec<&'static str>> {
     let mut generated = Vec::new();
-    for provider in providers::supported() {
+    for entry in providers::CONSTRUCTORS {
+        let provider = entry.name;
         let seed = load_or_create(dir, provider)?;
         let signer = providers::dev_signer(provider, &seed).expect("supported provider");
         let vars = signer.verifier_env();
-        if vars.iter().any(|(var, _)| env.get(var).is_some()) {
+        if vars.iter().any(|(var, _)| env.get(var).is_some())
+            || !matches!((entry.from_env)(env), Ok(None))
+        {
             continue;
         }
         for (var, value) in vars {
@@ -78,4 +86,72 @@ pub fn fill_dev_keys(dir: &Path, env: &mut Env) -> Result<Vec<&'static str>> {
         generated.push(provider);
     }
     Ok(generated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use callhook::providers::Providers;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("callhook-keys-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn an_empty_environment_gets_dev_keys_for_every_provider() {
+        let dir = temp_dir("all");
+        let mut env = Env::default();
+        let generated = fill_dev_keys(&dir, &mut env).unwrap();
+        let all: Vec<&str> = providers::supported().collect();
+        assert_eq!(generated, all);
+        for new in ["twilio", "vonage", "plivo", "retell", "elevenlabs", "vapi"] {
+            assert!(generated.contains(&new), "{new}");
+        }
+        // Vapi's mode is chosen explicitly, as its constructor requires.
+        assert_eq!(env.get("VAPI_AUTH"), Some("hmac"));
+        let configured = Providers::from_env(&env).unwrap();
+        assert_eq!(configured.names().collect::<Vec<_>>(), all);
+        // The same seeds next time: `callhook send` signs with what `callhook dev` configured.
+        let mut again = Env::default();
+        fill_dev_keys(&dir, &mut again).unwrap();
+        assert_eq!(
+            again.iter().collect::<Vec<_>>(),
+            env.iter().collect::<Vec<_>>()
+        );
+        for provider in providers::supported() {
+            let signer = signer(&dir, provider).unwrap();
+            for (var, value) in signer.verifier_env() {
+                assert_eq!(env.get(var), Some(value.as_str()), "{provider}: {var}");
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn providers_the_environment_configures_are_left_alone() {
+        let dir = temp_dir("configured");
+        let token = "a-vapi-token-of-32-characters-ok";
+        let mut env = Env::from_pairs([
+            ("VAPI_AUTH", "token"),
+            ("VAPI_TOKENS", token),
+            ("TWILIO_AUTH_TOKENS", "real-twilio-token"),
+        ]);
+        let generated = fill_dev_keys(&dir, &mut env).unwrap();
+        assert!(!generated.contains(&"vapi") && !generated.contains(&"twilio"));
+        assert!(generated.contains(&"plivo"));
+        assert_eq!(env.get("VAPI_HMAC_SECRETS"), None);
+        assert_eq!(env.get("TWILIO_AUTH_TOKENS"), Some("real-twilio-token"));
+        assert!(Providers::from_env(&env).unwrap().get("vapi").is_some());
+
+        // A provider configured wrongly keeps its error, which names the variable, instead of
+        // dev keys that would hide it (or add a second one).
+        let mut env = Env::from_pairs([("VAPI_TOKENS", token)]);
+        let generated = fill_dev_keys(&dir, &mut env).unwrap();
+        assert!(!generated.contains(&"vapi"));
+        let err = Providers::from_env(&env).err().unwrap().to_string();
+        assert!(err.contains("VAPI_AUTH"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
