@@ -70,6 +70,9 @@ async fn every_ingest_fixture_gets_its_documented_answer() {
     let dir = events_dir();
     let manifest = fixtures::load_manifest(&dir).unwrap();
     let mut ran = 0;
+    // provider → the answers its fixtures got: (status, result, review).
+    let mut answers: std::collections::BTreeMap<String, Vec<(i64, String, bool)>> =
+        Default::default();
     for entry in &manifest.fixtures {
         let raw = fixtures::read(&dir.join(&entry.file)).unwrap();
         if raw.get("requestContext").is_none() {
@@ -98,9 +101,41 @@ async fn every_ingest_fixture_gets_its_documented_answer() {
             "{}: {body}",
             entry.file
         );
+        let provider = event
+            .path_parameters
+            .get("provider")
+            .cloned()
+            .unwrap_or_default();
+        answers.entry(provider).or_default().push((
+            response.status_code,
+            body["status"].as_str().unwrap_or("").to_owned(),
+            entry.expect.review,
+        ));
         ran += 1;
     }
-    assert!(ran >= 9, "only {ran} ingest fixtures ran");
+    assert!(ran >= 140, "only {ran} ingest fixtures ran");
+    // Every provider (a Standard Webhooks sender's bodies are its own) has fixtures for a new
+    // event, a duplicate delivery, a bad signature and an authentic event kept for review.
+    for provider in providers::supported().filter(|p| *p != "standard") {
+        let got = answers.get(provider).map(Vec::as_slice).unwrap_or_default();
+        let has = |status: i64, result: &str, review: bool| {
+            got.iter()
+                .any(|(s, r, v)| *s == status && r == result && *v == review)
+        };
+        assert!(
+            has(200, "accepted", false),
+            "{provider}: no accepted fixture"
+        );
+        assert!(
+            has(200, "duplicate", false),
+            "{provider}: no duplicate fixture"
+        );
+        assert!(
+            has(401, "rejected", false),
+            "{provider}: no bad-signature fixture"
+        );
+        assert!(has(200, "accepted", true), "{provider}: no review fixture");
+    }
 }
 
 /// Runs the SQS fixtures under `prefix` through a batch handler and checks each one's documented
