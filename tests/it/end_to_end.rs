@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use callhook::config::Env;
 use callhook::domain::call;
-use callhook::domain::event::CanonicalEvent;
+use callhook::domain::event::{CanonicalEvent, Outcome};
 use callhook::ports::CallStore;
 use callhook::providers::{Delivery, FIXTURE_SEED, Headers, Providers};
 use callhook_cli::commands::fixtures;
@@ -18,6 +18,7 @@ use callhook_integration::{HttpSink, SinkRequest, Stack};
 use hmac::{Hmac, Mac};
 use proptest::prelude::*;
 use serde_json::Value;
+use sha2::Digest;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -33,7 +34,19 @@ fn call_sequences() -> Vec<CallSequence> {
     // (provider, sequence) → (file name, body), sorted by file name below.
     type Files = Vec<(String, Vec<u8>)>;
     let mut sequences: BTreeMap<(String, String), Files> = BTreeMap::new();
-    for provider in ["telnyx", "bird", "recho", "miraiminds", "stateset"] {
+    for provider in [
+        "telnyx",
+        "bird",
+        "recho",
+        "miraiminds",
+        "stateset",
+        "twilio",
+        "vonage",
+        "plivo",
+        "retell",
+        "elevenlabs",
+        "vapi",
+    ] {
         let dir = events_dir().join(provider).join("bodies");
         for entry in std::fs::read_dir(&dir).unwrap() {
             let name = entry.unwrap().file_name().to_string_lossy().into_owned();
@@ -66,6 +79,73 @@ fn call_sequences() -> Vec<CallSequence> {
             (p, s, files.into_iter().map(|(_, b)| b).collect())
         })
         .collect()
+}
+
+/// What each documented call must become: (provider, sequence, outcome, transcript and
+/// analysis on the final record). Every sequence in `events/*/bodies/` needs a row.
+const EXPECTED: &[(&str, &str, Outcome, bool, bool)] = &[
+    ("telnyx", "call", Outcome::Completed, false, false),
+    ("bird", "inbound", Outcome::Completed, false, false),
+    ("bird", "outbound", Outcome::NoAnswer, false, false),
+    ("recho", "inbound", Outcome::Completed, false, false),
+    ("recho", "outbound", Outcome::Failed, false, false),
+    ("miraiminds", "outbound", Outcome::Completed, false, true),
+    ("miraiminds", "outbound-retry", Outcome::Busy, false, false),
+    ("stateset", "inbound", Outcome::Completed, false, true),
+    ("stateset", "outbound", Outcome::Escalated, false, true),
+    // Twilio: the inbound call's recording and transcription come after its terminal
+    // callback; answering machine detection makes the last call voicemail.
+    ("twilio", "inbound", Outcome::Completed, true, false),
+    ("twilio", "outbound", Outcome::Completed, false, false),
+    ("twilio", "noanswer", Outcome::NoAnswer, false, false),
+    ("twilio", "voicemail", Outcome::Voicemail, false, false),
+    // Vonage: `timeout` carries the outcome, the `completed` after it (duration 0) none.
+    ("vonage", "inbound", Outcome::Completed, false, false),
+    ("vonage", "outbound", Outcome::Completed, false, false),
+    ("vonage", "unanswered", Outcome::NoAnswer, false, false),
+    ("plivo", "inbound", Outcome::Completed, false, false),
+    ("plivo", "outbound", Outcome::Completed, false, false),
+    ("plivo", "noanswer", Outcome::NoAnswer, false, false),
+    // The voice-AI providers: the conversation's transcript and analysis reach the record
+    // after the call, in `call_analyzed`, `post_call_transcription`, `end-of-call-report`.
+    ("retell", "outbound", Outcome::Completed, true, true),
+    ("retell", "transfer", Outcome::Escalated, true, true),
+    ("retell", "no-answer", Outcome::NoAnswer, false, false),
+    ("elevenlabs", "outbound", Outcome::Completed, true, true),
+    ("elevenlabs", "inbound", Outcome::Escalated, true, true),
+    ("elevenlabs", "no-answer", Outcome::NoAnswer, false, false),
+    ("vapi", "outbound", Outcome::Completed, true, true),
+    ("vapi", "inbound", Outcome::Completed, true, true),
+    ("vapi", "no-answer", Outcome::NoAnswer, false, false),
+];
+
+/// The call id of a documented sequence, as its provider normalizes its first body.
+fn call_id_of(providers: &Providers, provider: &str, body: &[u8]) -> String {
+    let headers = Headers::new();
+    providers
+        .get(provider)
+        .unwrap()
+        .normalize(&Delivery {
+            headers: &headers,
+            body,
+            path_token: None,
+            request_url: None,
+            received_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        })
+        .call_id
+        .unwrap_or_else(|| panic!("{provider}: the first body names no call"))
+}
+
+/// Every provider configured with the fixture keys (for normalizing outside ingest).
+fn fixture_providers() -> Providers {
+    let mut env = Env::default();
+    for provider in callhook::providers::supported() {
+        let signer = callhook::providers::dev_signer(provider, &FIXTURE_SEED).unwrap();
+        for (k, v) in signer.verifier_env() {
+            env.set(k, v);
+        }
+    }
+    Providers::from_env(&env).unwrap()
 }
 
 /// Signed as the fixtures are (fixture keys, fixed time), so the environment mirrors
@@ -115,10 +195,34 @@ async fn every_providers_calls_reach_one_business_system_exactly_once() {
     let dispatch = callhook_dispatch::build(&dispatch_env).unwrap();
 
     let sequences = call_sequences();
-    assert!(sequences.len() >= 8, "{} call sequences", sequences.len());
+    let providers = fixture_providers();
+    // call id → its sequence's row of EXPECTED.
+    let mut expected = BTreeMap::new();
     for (provider, sequence, bodies) in &sequences {
-        // Last fact first, then the rest backwards, then every fact again.
-        let deliveries = bodies.iter().rev().chain(bodies.iter());
+        let row = EXPECTED
+            .iter()
+            .find(|(p, s, ..)| p == provider && s == sequence)
+            .unwrap_or_else(|| panic!("{provider}/{sequence}: no row in EXPECTED"));
+        let call_id = call_id_of(&providers, provider, &bodies[0]);
+        assert!(
+            expected.insert(call_id.clone(), row).is_none(),
+            "{call_id}: two sequences"
+        );
+    }
+    assert_eq!(
+        expected.len(),
+        EXPECTED.len(),
+        "a row of EXPECTED has no bodies"
+    );
+    for (provider, sequence, bodies) in &sequences {
+        // Last fact first, then the rest backwards, then every fact again in an order
+        // shuffled per call (by a digest of its name and position, so a failure reproduces).
+        let mut shuffled: Vec<&Vec<u8>> = bodies.iter().collect();
+        shuffled.sort_by_cached_key(|body| {
+            let position = bodies.iter().position(|b| std::ptr::eq(b, *body)).unwrap();
+            sha2::Sha256::digest(format!("{provider}/{sequence}/{position}").as_bytes())
+        });
+        let deliveries = bodies.iter().rev().chain(shuffled);
         for body in deliveries {
             let mut event = fixtures::wrap(provider, body, false);
             fixtures::sign(&mut event).unwrap();
@@ -173,19 +277,35 @@ async fn every_providers_calls_reach_one_business_system_exactly_once() {
         sequences.len(),
         "one completion per call: {completions:?}"
     );
+    // Every call's differences from its documented result, all reported at once.
+    let mut wrong = Vec::new();
     for (call_id, routes) in &completions {
         assert_eq!(routes.len(), 1, "{call_id} completed {routes:?}");
+        let &&(provider, sequence, outcome, transcript, analysis) = expected
+            .get(call_id)
+            .unwrap_or_else(|| panic!("{call_id}: completed, but no documented call has it"));
+        let name = format!("{provider}/{sequence} ({call_id})");
         let record = lifecycle.calls.get(call_id).await.unwrap().unwrap().record;
-        let expected = match record.outcome {
-            Some(callhook::domain::event::Outcome::Completed)
-            | Some(callhook::domain::event::Outcome::Rescheduled)
-            | Some(callhook::domain::event::Outcome::Voicemail)
-            | None => "crm",
-            Some(callhook::domain::event::Outcome::Escalated) => "ticketing",
-            Some(_) => "callback",
+        let route = match outcome {
+            Outcome::Completed | Outcome::Rescheduled | Outcome::Voicemail => "crm",
+            Outcome::Escalated => "ticketing",
+            _ => "callback",
         };
-        assert_eq!(routes[0], expected, "{call_id}: {:?}", record.outcome);
+        let got = (
+            record.is_final(),
+            record.outcome,
+            routes[0],
+            record.transcript.is_some(),
+            record.analysis.is_some(),
+        );
+        let documented = (true, Some(outcome), route, transcript, analysis);
+        if got != documented {
+            wrong.push(format!(
+                "{name}: (final, outcome, route, transcript, analysis) is {got:?}, documented {documented:?}"
+            ));
+        }
     }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     assert_eq!(
         stack
             .count_items(&stack.provisioned.tables["ReviewTable"])
@@ -196,14 +316,7 @@ async fn every_providers_calls_reach_one_business_system_exactly_once() {
 
 /// Canonical events of every provider's sequences, normalized with the providers' own code.
 fn canonical_calls() -> Vec<Vec<CanonicalEvent>> {
-    let mut env = Env::default();
-    for provider in callhook::providers::supported() {
-        let signer = callhook::providers::dev_signer(provider, &FIXTURE_SEED).unwrap();
-        for (k, v) in signer.verifier_env() {
-            env.set(k, v);
-        }
-    }
-    let providers = Providers::from_env(&env).unwrap();
+    let providers = fixture_providers();
     let headers = Headers::new();
     call_sequences()
         .into_iter()
