@@ -134,12 +134,15 @@ pub fn content_type_for(file: &str, body: &[u8]) -> &'static str {
 }
 
 /// An API Gateway HTTP API (payload 2.0) POST of `body` to `/webhooks/{provider}`, with the
-/// `content-type` the provider would send ([`content_type_of`]).
+/// `content-type` the provider would send ([`content_type_of`]). The body is base64-encoded
+/// when `base64` says so, and as API Gateway does it: for a body that is not UTF-8, and for a
+/// form body (HTTP APIs pass only `text/*`, JSON, XML and JavaScript bodies as text).
 pub fn wrap(provider: &str, body: &[u8], base64: bool) -> Value {
     let content_type = content_type_of(body);
     let path = format!("/webhooks/{provider}");
-    let (body, encoded) = match (base64, std::str::from_utf8(body)) {
-        (false, Ok(text)) => (text.to_owned(), false),
+    let as_text = !base64 && content_type != form::MEDIA_TYPE;
+    let (body, encoded) = match (as_text, std::str::from_utf8(body)) {
+        (true, Ok(text)) => (text.to_owned(), false),
         _ => (B64.encode(body), true),
     };
     json!({
@@ -398,12 +401,19 @@ mod tests {
                 };
                 assert_eq!(event["headers"]["content-type"], expected, "{name}");
                 assert_eq!(event["rawQueryString"], "", "{name}");
+                // API Gateway passes form bodies base64-encoded, JSON as text.
+                assert_eq!(event["isBase64Encoded"], form, "{name}");
+                assert_eq!(body_of(&event).unwrap(), body, "{name}");
                 // One byte changed after signing: refused.
                 let mut tampered = body.clone();
                 let middle = tampered.len() / 2;
                 tampered[middle] ^= 0x01;
                 let mut bad = event.clone();
-                bad["body"] = Value::from(String::from_utf8(tampered).unwrap());
+                bad["body"] = Value::from(if form {
+                    B64.encode(&tampered)
+                } else {
+                    String::from_utf8(tampered).unwrap()
+                });
                 if provider != "miraiminds" {
                     assert!(verify(&bad).is_err(), "{name} tampered");
                 }
