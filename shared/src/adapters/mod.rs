@@ -4,4 +4,5 @@ pub mod aws;
 pub mod dynamodb;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod packing;
 pub mod sqs;
