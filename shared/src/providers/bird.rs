@@ -17,7 +17,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{
-    Delivery, Provider, ProviderEntry, derived_key, malformed, mark_unknown, str_at, time_at,
+    Delivery, Provider, ProviderEntry, derived_key, malformed, mark_unknown, scoped_id, str_at,
+    time_at,
 };
 #[cfg(any(test, feature = "dev"))]
 use super::{DevSigner, Signed};
@@ -39,6 +40,7 @@ use Kind::*;
 pub const ENTRY: ProviderEntry = ProviderEntry {
     name: NAME,
     from_env: Bird::from_env,
+    normalizer,
     #[cfg(any(test, feature = "dev"))]
     dev_signer: |seed| Box::new(BirdSigner(dev_key(seed))),
 };
@@ -115,6 +117,12 @@ fn signed_message(timestamp: &str, url: &str, body: &[u8]) -> Vec<u8> {
     .concat()
 }
 
+/// The provider for normalizing stored events: no credentials (it is wrapped so that it
+/// verifies nothing).
+fn normalizer(_env: &Env) -> Result<Box<dyn Provider>, ConfigError> {
+    Ok(Box::new(Bird::new(Vec::new(), None, 0)))
+}
+
 impl Provider for Bird {
     fn name(&self) -> &'static str {
         NAME
@@ -174,7 +182,7 @@ impl Provider for Bird {
             updated_at.unwrap_or(""),
         ]);
         let mut event = CanonicalEvent::new(NAME, &key, event_type, d.received_at);
-        event.call_id = Some(format!("{NAME}#{id}"));
+        event.call_id = Some(scoped_id(NAME, id));
         let status = status.map(str::to_owned);
         let payload = body
             .get_mut("payload")

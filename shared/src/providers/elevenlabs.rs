@@ -27,8 +27,8 @@
 use serde_json::{Value, json};
 
 use super::{
-    Delivery, Provider, ProviderEntry, derived_key, integer_at, malformed, mark_unknown, secs_at,
-    sha256_hex, str_at,
+    Delivery, Provider, ProviderEntry, derived_key, integer_at, malformed, mark_unknown, scoped_id,
+    secs_at, sha256_hex, str_at,
 };
 #[cfg(any(test, feature = "dev"))]
 use super::{DevSigner, Signed};
@@ -47,6 +47,7 @@ use Kind::*;
 pub const ENTRY: ProviderEntry = ProviderEntry {
     name: NAME,
     from_env: Elevenlabs::from_env,
+    normalizer,
     #[cfg(any(test, feature = "dev"))]
     dev_signer: |seed| Box::new(ElevenlabsSigner(dev_secret(seed))),
 };
@@ -145,6 +146,15 @@ fn mac(secret: &str, t: &str, body: &[u8]) -> [u8; 32] {
     verify::hmac_sha256(secret.as_bytes(), &[t.as_bytes(), b".", body])
 }
 
+/// The provider for normalizing stored events: no credentials (it is wrapped so that it
+/// verifies nothing).
+fn normalizer(_env: &Env) -> Result<Box<dyn Provider>, ConfigError> {
+    Ok(Box::new(Elevenlabs {
+        secrets: Vec::new(),
+        tolerance_secs: 0,
+    }))
+}
+
 impl Provider for Elevenlabs {
     fn name(&self) -> &'static str {
         NAME
@@ -204,7 +214,7 @@ impl Provider for Elevenlabs {
             None => derived_key(&[call_key.unwrap_or(""), event_type, &sha256_hex(d.body)]),
         };
         let mut event = CanonicalEvent::new(NAME, &key, event_type, d.received_at);
-        event.call_id = call_key.map(|k| format!("{NAME}#{k}"));
+        event.call_id = call_key.map(|k| scoped_id(NAME, k));
         event.occurred_at = secs_at(&body, "/event_timestamp").unwrap_or(d.received_at);
         let mut data = body.get_mut("data").map(Value::take).unwrap_or(Value::Null);
 

@@ -145,6 +145,7 @@ pub fn concatenated<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
 
 /// The configuration Twilio and Plivo share: the tokens that key the signature (several during
 /// rotation) and the public URL the provider calls, if configured.
+#[derive(Default)]
 pub struct TokensAndUrl {
     pub tokens: Vec<Vec<u8>>,
     /// Without its fragment.

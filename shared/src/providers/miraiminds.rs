@@ -21,8 +21,8 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    Delivery, Provider, ProviderEntry, derived_key, malformed, mark_unknown, sha256_hex, str_at,
-    time_at,
+    Delivery, Provider, ProviderEntry, derived_key, malformed, mark_unknown, scoped_id, sha256_hex,
+    str_at, time_at,
 };
 #[cfg(any(test, feature = "dev"))]
 use super::{DevSigner, Signed};
@@ -40,6 +40,7 @@ use Kind::*;
 pub const ENTRY: ProviderEntry = ProviderEntry {
     name: NAME,
     from_env: Miraiminds::from_env,
+    normalizer,
     #[cfg(any(test, feature = "dev"))]
     dev_signer: |seed| Box::new(MiraimindsSigner(dev_token(seed))),
 };
@@ -130,6 +131,12 @@ impl Miraiminds {
     }
 }
 
+/// The provider for normalizing stored events: no credentials (it is wrapped so that it
+/// verifies nothing).
+fn normalizer(_env: &Env) -> Result<Box<dyn Provider>, ConfigError> {
+    Ok(Box::new(Miraiminds::new(Vec::new())))
+}
+
 impl Provider for Miraiminds {
     fn name(&self) -> &'static str {
         NAME
@@ -200,7 +207,7 @@ impl Provider for Miraiminds {
             &action_digest,
         ]);
         let mut event = CanonicalEvent::new(NAME, &key, event_type, d.received_at);
-        event.call_id = call_key.map(|k| format!("{NAME}#{k}"));
+        event.call_id = call_key.map(|k| scoped_id(NAME, k));
         let metadata = body.get_mut("metadata").map(Value::take);
         let data = body
             .pointer_mut("/event/data")

@@ -78,6 +78,9 @@ pub struct ProviderEntry {
     /// `Ok(None)` when the environment leaves the provider unconfigured: it then answers 404,
     /// never "accept everything".
     pub from_env: FromEnv,
+    /// Builds the provider with no credentials, for normalizing stored events (the lifecycle
+    /// and dispatch read what a large event carries from its stored body).
+    pub normalizer: fn(&Env) -> Result<Box<dyn Provider>, ConfigError>,
     /// The provider's side, for `callhook send`, fixtures and tests.
     #[cfg(any(test, feature = "dev"))]
     pub dev_signer: fn(&[u8; 32]) -> Box<dyn DevSigner>,
@@ -148,11 +151,44 @@ impl Providers {
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.configured.iter().map(|p| p.name())
     }
+
+    /// Every supported provider, for normalizing stored events only: none holds a credential,
+    /// and each refuses to verify anything.
+    pub fn normalizers(env: &Env) -> Result<Self, ConfigError> {
+        let mut configured: Vec<Box<dyn Provider>> = Vec::new();
+        for entry in CONSTRUCTORS {
+            configured.push(Box::new(NormalizeOnly((entry.normalizer)(env)?)));
+        }
+        Ok(Providers { configured })
+    }
+}
+
+/// A provider that only normalizes.
+struct NormalizeOnly(Box<dyn Provider>);
+
+impl Provider for NormalizeOnly {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn signed_headers(&self) -> &'static [&'static str] {
+        self.0.signed_headers()
+    }
+
+    fn verify(&self, _delivery: &Delivery<'_>) -> Result<(), AuthError> {
+        Err(AuthError::Invalid(
+            "this provider only normalizes stored events",
+        ))
+    }
+
+    fn normalize(&self, delivery: &Delivery<'_>) -> CanonicalEvent {
+        self.0.normalize(delivery)
+    }
 }
 
 // ---- helpers for normalizers ----
 
-pub use crate::domain::ids::{derived_key, sha256_hex};
+pub use crate::domain::ids::{derived_key, scoped_id, sha256_hex};
 
 /// An authentic body that is not the documented shape: kept, keyed by its bytes, for review.
 pub fn malformed(
@@ -258,6 +294,41 @@ mod tests {
                 ..delivery
             };
             assert!(provider.verify(&forged).is_err(), "{}", entry.name);
+        }
+    }
+
+    /// A normalizer gives the configured provider's event, and verifies nothing, even a
+    /// delivery its provider accepts.
+    #[test]
+    fn normalizers_normalize_alike_and_verify_nothing() {
+        let body = br#"{"type":"call.ended","data":{"call_id":"c1","outcome":"busy"}}"#;
+        let now = chrono::Utc::now();
+        let url = "https://hooks.example.com/webhooks/x";
+        let normalizers = Providers::normalizers(&Env::default()).unwrap();
+        assert_eq!(normalizers.names().count(), CONSTRUCTORS.len());
+        for entry in CONSTRUCTORS {
+            let signer = (entry.dev_signer)(&FIXTURE_SEED);
+            let provider = (entry.from_env)(&Env::from_pairs(signer.verifier_env()))
+                .unwrap()
+                .unwrap();
+            let signed = signer.sign(body, now.timestamp(), url);
+            let headers: Headers = signed.headers.iter().map(|(k, v)| (k, v.clone())).collect();
+            let delivery = Delivery {
+                headers: &headers,
+                body,
+                path_token: signed.path_token.as_deref(),
+                request_url: Some(signed.url.as_deref().unwrap_or(url)),
+                received_at: now,
+            };
+            let normalizer = normalizers.get(entry.name).unwrap();
+            assert_eq!(provider.verify(&delivery), Ok(()), "{}", entry.name);
+            assert!(normalizer.verify(&delivery).is_err(), "{}", entry.name);
+            assert_eq!(
+                normalizer.normalize(&delivery),
+                provider.normalize(&delivery),
+                "{}",
+                entry.name
+            );
         }
     }
 

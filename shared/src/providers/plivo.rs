@@ -25,7 +25,9 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::form::{self, Form, TokensAndUrl, UrlParts};
-use super::{Delivery, Provider, ProviderEntry, derived_key, malformed, mark_unknown, sha256_hex};
+#[cfg(any(test, feature = "dev"))]
+use super::sha256_hex;
+use super::{Delivery, Provider, ProviderEntry, derived_key, malformed, mark_unknown, scoped_id};
 #[cfg(any(test, feature = "dev"))]
 use super::{DevSigner, Signed};
 use crate::config::{ConfigError, Env, vars};
@@ -47,6 +49,7 @@ use Kind::*;
 pub const ENTRY: ProviderEntry = ProviderEntry {
     name: NAME,
     from_env: Plivo::from_env,
+    normalizer,
     #[cfg(any(test, feature = "dev"))]
     dev_signer: |seed| Box::new(PlivoSigner(dev_token(seed))),
 };
@@ -121,6 +124,12 @@ pub fn compute_signature(token: &[u8], signed: &str, nonce: &str) -> String {
         token,
         &[signed.as_bytes(), b".", nonce.as_bytes()],
     ))
+}
+
+/// The provider for normalizing stored events: no credentials (it is wrapped so that it
+/// verifies nothing).
+fn normalizer(_env: &Env) -> Result<Box<dyn Provider>, ConfigError> {
+    Ok(Box::new(Plivo(TokensAndUrl::default())))
 }
 
 impl Provider for Plivo {
@@ -229,7 +238,7 @@ impl Provider for Plivo {
             params.get("RecordingID").unwrap_or(""),
         ]);
         let mut event = CanonicalEvent::new(NAME, &key, event_type, d.received_at);
-        event.call_id = Some(format!("{NAME}#{call_uuid}"));
+        event.call_id = Some(scoped_id(NAME, call_uuid));
         event.direction = params.get("Direction").and_then(Direction::parse);
         event.from = params.get("From").map(str::to_owned);
         event.to = params.get("To").map(str::to_owned);

@@ -40,7 +40,9 @@ use serde_json::Value;
 #[cfg(any(test, feature = "dev"))]
 use sha2::{Digest, Sha256};
 
-use super::{Delivery, Provider, ProviderEntry, derived_key, malformed, mark_unknown, str_at};
+use super::{
+    Delivery, Provider, ProviderEntry, derived_key, malformed, mark_unknown, scoped_id, str_at,
+};
 #[cfg(any(test, feature = "dev"))]
 use super::{DevSigner, Signed};
 use crate::config::{ConfigError, Env, vars};
@@ -64,6 +66,7 @@ use Kind::*;
 pub const ENTRY: ProviderEntry = ProviderEntry {
     name: NAME,
     from_env: Recho::from_env,
+    normalizer,
     #[cfg(any(test, feature = "dev"))]
     dev_signer: |seed| Box::new(RechoSigner(dev_key(seed))),
 };
@@ -263,6 +266,12 @@ fn signed_digest(timestamp: &str, body: &[u8]) -> digest::Digest {
     context.finish()
 }
 
+/// The provider for normalizing stored events: no credentials (it is wrapped so that it
+/// verifies nothing).
+fn normalizer(_env: &Env) -> Result<Box<dyn Provider>, ConfigError> {
+    Ok(Box::new(Recho::new(Auth::Bearer(Vec::new()), 0)))
+}
+
 impl Provider for Recho {
     fn name(&self) -> &'static str {
         NAME
@@ -348,7 +357,7 @@ impl Provider for Recho {
             &errors.as_ref().map(error_identity).unwrap_or_default(),
         ]);
         let mut event = CanonicalEvent::new(NAME, &key, event_type, d.received_at);
-        event.call_id = Some(format!("{NAME}#{call_key}"));
+        event.call_id = Some(scoped_id(NAME, call_key));
         // Recho sends no event time: receipt time it is (see the module docs).
         event.occurred_at = d.received_at;
         event.direction = if event_type.starts_with("OUTBOUND_") {

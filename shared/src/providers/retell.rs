@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 
 use super::{
     Delivery, Headers, Provider, ProviderEntry, derived_key, integer_at, malformed, mark_unknown,
-    millis_at, sha256_hex, str_at,
+    millis_at, scoped_id, sha256_hex, str_at,
 };
 #[cfg(any(test, feature = "dev"))]
 use super::{DevSigner, Signed};
@@ -49,6 +49,7 @@ use Kind::*;
 pub const ENTRY: ProviderEntry = ProviderEntry {
     name: NAME,
     from_env: Retell::from_env,
+    normalizer,
     #[cfg(any(test, feature = "dev"))]
     dev_signer: |seed| Box::new(RetellSigner(dev_key(seed))),
 };
@@ -168,6 +169,15 @@ fn mac(key: &str, body: &[u8], millis: i64) -> [u8; 32] {
     verify::hmac_sha256(key.as_bytes(), &[body, millis.to_string().as_bytes()])
 }
 
+/// The provider for normalizing stored events: no credentials (it is wrapped so that it
+/// verifies nothing).
+fn normalizer(_env: &Env) -> Result<Box<dyn Provider>, ConfigError> {
+    Ok(Box::new(Retell {
+        keys: Vec::new(),
+        tolerance_secs: 0,
+    }))
+}
+
 impl Provider for Retell {
     fn name(&self) -> &'static str {
         NAME
@@ -207,7 +217,7 @@ impl Provider for Retell {
             _ => derived_key(&[call_key.unwrap_or(""), event_type, &sha256_hex(d.body)]),
         };
         let mut event = CanonicalEvent::new(NAME, &key, event_type, d.received_at);
-        event.call_id = call_key.map(|k| format!("{NAME}#{k}"));
+        event.call_id = call_key.map(|k| scoped_id(NAME, k));
         // A known event's data is its call object (with the transfer details found beside
         // it); an unknown one keeps the whole body for the person who reviews it.
         let data = match mapping {

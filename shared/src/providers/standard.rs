@@ -6,7 +6,9 @@
 
 use serde_json::Value;
 
-use super::{Delivery, Provider, ProviderEntry, malformed, mark_unknown, str_at, time_at};
+use super::{
+    Delivery, Provider, ProviderEntry, malformed, mark_unknown, scoped_id, str_at, time_at,
+};
 #[cfg(any(test, feature = "dev"))]
 use super::{DevSigner, Signed};
 use crate::config::{ConfigError, Env, vars};
@@ -24,6 +26,7 @@ pub const TYPES_VAR: &str = vars::STANDARD_EVENT_TYPES;
 pub const ENTRY: ProviderEntry = ProviderEntry {
     name: NAME,
     from_env: Standard::from_env,
+    normalizer,
     #[cfg(any(test, feature = "dev"))]
     dev_signer: |seed| Box::new(StandardSigner(seed.to_vec())),
 };
@@ -125,6 +128,15 @@ pub fn parse_outcome(value: &str) -> Option<Outcome> {
     serde_json::from_value(Value::String(value.to_owned())).ok()
 }
 
+/// The provider for normalizing stored events: no credentials (it is wrapped so that it
+/// verifies nothing).
+fn normalizer(env: &Env) -> Result<Box<dyn Provider>, ConfigError> {
+    Ok(Box::new(Standard {
+        auth: sw::Verifier::none(),
+        extra_types: extra_types(env)?,
+    }))
+}
+
 impl Provider for Standard {
     fn name(&self) -> &'static str {
         NAME
@@ -147,7 +159,7 @@ impl Provider for Standard {
         };
         let mut event = CanonicalEvent::new(NAME, id, event_type, d.received_at);
         event.occurred_at = time_at(&body, "/timestamp").unwrap_or(d.received_at);
-        event.call_id = str_at(&body, "/data/call_id").map(|c| format!("{NAME}#{c}"));
+        event.call_id = str_at(&body, "/data/call_id").map(|c| scoped_id(NAME, c));
         event.direction = str_at(&body, "/data/direction").and_then(Direction::parse);
         event.from = str_at(&body, "/data/from").map(str::to_owned);
         event.to = str_at(&body, "/data/to").map(str::to_owned);

@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 #[cfg(any(test, feature = "dev"))]
 use super::standard::StandardSigner;
 use super::{
-    Delivery, Provider, ProviderEntry, derived_key, malformed, mark_unknown, sha256_hex, str_at,
-    time_at,
+    Delivery, Provider, ProviderEntry, derived_key, malformed, mark_unknown, scoped_id, sha256_hex,
+    str_at, time_at,
 };
 #[cfg(any(test, feature = "dev"))]
 use super::{DevSigner, Signed};
@@ -38,6 +38,7 @@ use Kind::*;
 pub const ENTRY: ProviderEntry = ProviderEntry {
     name: NAME,
     from_env: Stateset::from_env,
+    normalizer,
     #[cfg(any(test, feature = "dev"))]
     dev_signer: |seed| Box::new(StatesetSigner(StandardSigner(dev_secret(seed)))),
 };
@@ -111,6 +112,14 @@ impl Stateset {
     }
 }
 
+/// The provider for normalizing stored events: no credentials (it is wrapped so that it
+/// verifies nothing).
+fn normalizer(_env: &Env) -> Result<Box<dyn Provider>, ConfigError> {
+    Ok(Box::new(Stateset {
+        auth: sw::Verifier::none(),
+    }))
+}
+
 impl Provider for Stateset {
     fn name(&self) -> &'static str {
         NAME
@@ -155,7 +164,7 @@ impl Provider for Stateset {
             (None, None) => sha256_hex(d.body),
         };
         let mut event = CanonicalEvent::new(NAME, &key, event_type, d.received_at);
-        event.call_id = call_sid.or(session).map(|k| format!("{NAME}#{k}"));
+        event.call_id = call_sid.or(session).map(|k| scoped_id(NAME, k));
         event.occurred_at = time_at(&body, "/created_at").unwrap_or(d.received_at);
         let mut data = body
             .get_mut(inner)

@@ -28,7 +28,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
 use super::form::{self, Form, TokensAndUrl, UrlParts};
-use super::{Delivery, Provider, ProviderEntry, derived_key, malformed, mark_unknown, sha256_hex};
+use super::{
+    Delivery, Provider, ProviderEntry, derived_key, malformed, mark_unknown, scoped_id, sha256_hex,
+};
 #[cfg(any(test, feature = "dev"))]
 use super::{DevSigner, Signed};
 use crate::config::{ConfigError, Env, vars};
@@ -53,6 +55,7 @@ use Kind::*;
 pub const ENTRY: ProviderEntry = ProviderEntry {
     name: NAME,
     from_env: Twilio::from_env,
+    normalizer,
     #[cfg(any(test, feature = "dev"))]
     dev_signer: |seed| Box::new(TwilioSigner(dev_token(seed))),
 };
@@ -280,6 +283,12 @@ pub fn compute_signature(token: &[u8], url: &str, params: &str) -> String {
     ))
 }
 
+/// The provider for normalizing stored events: no credentials (it is wrapped so that it
+/// verifies nothing).
+fn normalizer(_env: &Env) -> Result<Box<dyn Provider>, ConfigError> {
+    Ok(Box::new(Twilio(TokensAndUrl::default())))
+}
+
 impl Provider for Twilio {
     fn name(&self) -> &'static str {
         NAME
@@ -368,7 +377,7 @@ impl Provider for Twilio {
             Callback::Amd { answered_by } => derived_key(&["amd", call_sid, answered_by]),
         };
         let mut event = CanonicalEvent::new(NAME, &key, &callback.event_type(), d.received_at);
-        event.call_id = Some(format!("{NAME}#{call_sid}"));
+        event.call_id = Some(scoped_id(NAME, call_sid));
         event.data = data;
         match callback {
             Callback::Status { status } => status_callback(&mut event, &params, status),

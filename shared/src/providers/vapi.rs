@@ -42,8 +42,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::Value;
 
 use super::{
-    Delivery, Provider, ProviderEntry, derived_key, malformed, mark_unknown, millis_at, sha256_hex,
-    str_at, time_at,
+    Delivery, Provider, ProviderEntry, derived_key, malformed, mark_unknown, millis_at, scoped_id,
+    sha256_hex, str_at, time_at,
 };
 #[cfg(any(test, feature = "dev"))]
 use super::{DevSigner, Signed};
@@ -72,6 +72,7 @@ use Kind::*;
 pub const ENTRY: ProviderEntry = ProviderEntry {
     name: NAME,
     from_env: Vapi::from_env,
+    normalizer,
     #[cfg(any(test, feature = "dev"))]
     dev_signer: |seed| Box::new(HmacSigner(dev_secret(seed))),
 };
@@ -380,6 +381,18 @@ fn presented_mac(header: &'static str, value: &str) -> Result<Vec<u8>, AuthError
     }
 }
 
+/// The provider for normalizing stored events: no credentials (it is wrapped so that it
+/// verifies nothing).
+fn normalizer(_env: &Env) -> Result<Box<dyn Provider>, ConfigError> {
+    Ok(Box::new(Vapi {
+        auth: Auth::Token {
+            tokens: Vec::new(),
+            header: DEFAULT_TOKEN_HEADER,
+        },
+        tolerance_secs: 0,
+    }))
+}
+
 impl Provider for Vapi {
     fn name(&self) -> &'static str {
         NAME
@@ -464,7 +477,7 @@ impl Provider for Vapi {
             _ => derived_key(&[call_key.unwrap_or(""), event_type, &sha256_hex(d.body)]),
         };
         let mut event = CanonicalEvent::new(NAME, &key, event_type, d.received_at);
-        event.call_id = call_key.map(|k| format!("{NAME}#{k}"));
+        event.call_id = call_key.map(|k| scoped_id(NAME, k));
         parties(&mut event, &message);
 
         let kind = match (mapping, status) {
