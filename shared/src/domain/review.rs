@@ -9,8 +9,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use super::event::CanonicalEvent;
-use super::text::truncate_utf8;
+use super::text::{MAX_FIELD_BYTES, capped, truncate_utf8};
 use crate::limits::{RESPONSE_BODY_LIMIT, REVIEW_DETAIL_LIMIT};
+
+/// The largest canonical envelope a review item copies; a larger one is kept by reference to
+/// the stored event.
+pub const MAX_EVENT_PAYLOAD_BYTES: usize = 64 * 1024;
 
 /// Why something needs a person. Stored and printed as its snake_case name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -213,7 +217,8 @@ impl ReviewItem {
     }
 
     /// `event#{event_id}`: an event the lifecycle did not apply, for `reason`. `payload` is the
-    /// canonical envelope; `attempts` is 1 (the store counts further ones).
+    /// canonical envelope (a reference to the stored event when that is over
+    /// [`MAX_EVENT_PAYLOAD_BYTES`]); `attempts` is 1 (the store counts further ones).
     pub fn event(
         event: &CanonicalEvent,
         reason: impl Into<ReviewReason>,
@@ -228,7 +233,11 @@ impl ReviewItem {
             .unwrap_or_else(|| {
                 format!("{reason}: the lifecycle did not apply {}", event.event_type)
             });
-        let payload = serde_json::to_value(event.envelope()).unwrap_or(Value::Null);
+        let mut payload = serde_json::to_value(event.envelope()).unwrap_or(Value::Null);
+        if serde_json::to_vec(&payload).map_or(0, |json| json.len()) > MAX_EVENT_PAYLOAD_BYTES {
+            // The stored event has all of it; the item stays well inside DynamoDB's limit.
+            payload = serde_json::json!({ "$event": event.event_id });
+        }
         let mut item = ReviewItem::open(
             event_pk(&event.event_id),
             reason,
@@ -241,7 +250,7 @@ impl ReviewItem {
             now,
         );
         item.provider = Some(event.provider.clone());
-        item.event_type = Some(event.event_type.clone());
+        item.event_type = Some(capped(&event.event_type, MAX_FIELD_BYTES));
         item.received_at = Some(event.received_at);
         item
     }
@@ -279,6 +288,24 @@ impl ReviewItem {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_event_of_any_size_makes_a_bounded_item() {
+        let control = "\u{1}".repeat(22_000);
+        let mut event = CanonicalEvent::new("telnyx", "u1", &control, Utc::now());
+        event.facts.transcript = Some(Value::String("t".repeat(100_000)));
+        let item = ReviewItem::event(&event, ReviewReason::UnknownType, Utc::now());
+        assert_eq!(item.payload, json!({"$event": "telnyx#u1"}));
+        assert_eq!(
+            item.event_type.as_ref().map(String::len),
+            Some(MAX_FIELD_BYTES)
+        );
+        assert!(item.detail.len() <= REVIEW_DETAIL_LIMIT);
+
+        let small = CanonicalEvent::new("telnyx", "u2", "call.teleported", Utc::now());
+        let item = ReviewItem::event(&small, ReviewReason::UnknownType, Utc::now());
+        assert_eq!(item.payload["type"], "call.teleported");
+    }
 
     #[test]
     fn reasons_read_back_as_written() {

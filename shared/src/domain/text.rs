@@ -1,5 +1,16 @@
 //! Text helpers the domain shares.
 
+/// The most of one provider string (a number, a cause, an event type) a stored item keeps: a
+/// sender cannot grow an item with one field.
+pub const MAX_FIELD_BYTES: usize = 256;
+/// The most of a URL kept (signed recording URLs run long).
+pub const MAX_URL_BYTES: usize = 2048;
+
+/// `s` cut to `max` bytes, as an owned string.
+pub fn capped(s: &str, max: usize) -> String {
+    truncate_utf8(s, max).to_owned()
+}
+
 /// `s` cut to at most `max` bytes on a character boundary.
 pub fn truncate_utf8(s: &str, max: usize) -> &str {
     if s.len() <= max {

@@ -2,12 +2,13 @@
 //! and what `callhook calls get --json` prints (docs/lifecycle.md).
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::applied::AppliedEvents;
 use crate::domain::event::{Direction, Kind, Outcome};
 
 /// Where a call is in its life: the lifecycle kinds that carry a rank.
@@ -142,7 +143,7 @@ pub struct CallRecord {
     pub actions: Vec<ActionRequest>,
     /// Number of distinct events applied (reports included) = `applied_event_ids.len()`.
     pub event_count: u64,
-    pub applied_event_ids: BTreeSet<String>,
+    pub applied_event_ids: AppliedEvents,
     /// The terminal fact the final state comes from; set means the call is final.
     pub final_event_id: Option<String>,
     /// When the store committed the finalization (the reducer never sets it).
@@ -174,7 +175,7 @@ impl CallRecord {
     pub(crate) fn view(&self) -> CallRecord {
         CallRecord {
             event_count: 0,
-            applied_event_ids: BTreeSet::new(),
+            applied_event_ids: AppliedEvents::default(),
             final_event_id: None,
             finalized_at: None,
             last_occurred_at: None,

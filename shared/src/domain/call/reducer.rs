@@ -13,6 +13,7 @@ use super::effect::{
 use super::record::{ActionRequest, CallRecord, CallStatus, ErrorReport, Prefer, Source};
 use crate::domain::event::{CanonicalEvent, Kind, Outcome};
 use crate::domain::review::ReviewReason;
+use crate::domain::text::{MAX_FIELD_BYTES, MAX_URL_BYTES, capped};
 
 /// Applies one event to its call's record (`None` when the store has none yet).
 ///
@@ -163,8 +164,9 @@ fn fold(r: &mut CallRecord, e: &CanonicalEvent) {
         src(0, at),
         Earliest,
     );
-    offer(s, "from", &mut r.from, e.from.clone(), src(0, at), Earliest);
-    offer(s, "to", &mut r.to, e.to.clone(), src(0, at), Earliest);
+    let field = |v: &Option<String>| v.as_deref().map(|v| capped(v, MAX_FIELD_BYTES));
+    offer(s, "from", &mut r.from, field(&e.from), src(0, at), Earliest);
+    offer(s, "to", &mut r.to, field(&e.to), src(0, at), Earliest);
 
     // started_at: reported start times (class 1) before lifecycle facts' own times (class 0);
     // the earliest value wins, so the source's `at` is the value itself.
@@ -234,7 +236,7 @@ fn fold(r: &mut CallRecord, e: &CanonicalEvent) {
         s,
         "hangup_cause",
         &mut r.hangup_cause,
-        facts.hangup_cause.clone(),
+        field(&facts.hangup_cause),
         src(fin, at),
         Latest,
     );
@@ -275,7 +277,10 @@ fn fold(r: &mut CallRecord, e: &CanonicalEvent) {
         );
     }
 
-    let recording = facts.recording_url.clone();
+    let recording = facts
+        .recording_url
+        .as_deref()
+        .map(|url| capped(url, MAX_URL_BYTES));
     offer(
         s,
         "recording_url",
@@ -320,22 +325,35 @@ fn fold(r: &mut CallRecord, e: &CanonicalEvent) {
     if let Some(errors) = present(&facts.errors) {
         r.errors.push(ErrorReport {
             event_id: e.event_id.clone(),
-            event_type: e.event_type.clone(),
+            event_type: capped(&e.event_type, MAX_FIELD_BYTES),
             occurred_at: at,
             errors,
         });
         r.errors
             .sort_by(|a, b| (a.occurred_at, &a.event_id).cmp(&(b.occurred_at, &b.event_id)));
+        keep_latest(&mut r.errors);
     }
     if is_action(e) {
         r.actions.push(ActionRequest {
             event_id: e.event_id.clone(),
-            event_type: e.event_type.clone(),
+            event_type: capped(&e.event_type, MAX_FIELD_BYTES),
             occurred_at: at,
             action: present(&facts.action),
         });
         r.actions
             .sort_by(|a, b| (a.occurred_at, &a.event_id).cmp(&(b.occurred_at, &b.event_id)));
+        keep_latest(&mut r.actions);
+    }
+}
+
+/// The most entries the record lists of errors, and of actions: a call's item stays bounded
+/// however many a sender reports. The latest are kept, so the list is the same in any order of
+/// arrival; every event stays in the events table.
+pub const MAX_LISTED: usize = 100;
+
+fn keep_latest<T>(sorted: &mut Vec<T>) {
+    if sorted.len() > MAX_LISTED {
+        sorted.drain(..sorted.len() - MAX_LISTED);
     }
 }
 

@@ -1163,3 +1163,74 @@ mod props {
         }
     }
 }
+
+// ---- bounds ----
+
+#[test]
+fn provider_strings_are_capped_in_the_record() {
+    let long = "9".repeat(20_000);
+    let control = "\u{1}".repeat(22_000);
+    let events = [
+        answered("a", 0).with(|e| {
+            e.from = Some(long.clone());
+            e.to = Some("+15550100".into());
+        }),
+        hangup("h", 9, Outcome::Completed).facts(|f| {
+            f.hangup_cause = Some(control.clone());
+            f.recording_url = Some(format!("https://r.example/{long}"));
+        }),
+        ev("e", &control, Kind::Report, 5).facts(|f| f.errors = Some(json!(["boom"]))),
+    ];
+    let r = record(&events);
+    assert_eq!(
+        r.from.as_deref(),
+        Some(&long[..crate::domain::text::MAX_FIELD_BYTES])
+    );
+    assert_eq!(
+        r.to.as_deref(),
+        Some("+15550100"),
+        "short values stay whole"
+    );
+    assert_eq!(r.hangup_cause.as_ref().map(String::len), Some(256));
+    assert_eq!(
+        r.recording_url.as_ref().map(String::len),
+        Some(crate::domain::text::MAX_URL_BYTES)
+    );
+    assert_eq!(r.errors[0].event_type.len(), 256);
+    assert!(serde_json::to_string(&r).unwrap().len() < 8_000);
+}
+
+#[test]
+fn errors_and_actions_keep_the_latest_hundred_in_any_order() {
+    let mut events: Vec<CanonicalEvent> = (0..150)
+        .map(|i| {
+            ev(&format!("x{i:03}"), "call.failed", Kind::Report, i)
+                .facts(|f| f.errors = Some(json!([i])))
+        })
+        .chain((0..150).map(|i| action(&format!("a{i:03}"), i)))
+        .collect();
+    let in_order = record(&events);
+    events.reverse();
+    let reversed = record(&events);
+    assert_eq!(in_order, reversed);
+    assert_eq!(in_order.errors.len(), MAX_LISTED);
+    assert_eq!(in_order.actions.len(), MAX_LISTED);
+    assert_eq!(in_order.errors[0].event_id, format!("{}#x050", "stateset"));
+    assert_eq!(in_order.event_count, 300, "every event is still counted");
+}
+
+#[test]
+fn a_call_of_five_thousand_events_stays_well_inside_an_item() {
+    let events: Vec<CanonicalEvent> = (0..5_000)
+        .map(|i| ev(&format!("p{i:05}"), "call.progress", Kind::Report, i))
+        .collect();
+    let r = record(&events);
+    assert_eq!(r.event_count, 5_000);
+    assert!(
+        events
+            .iter()
+            .all(|e| r.applied_event_ids.contains(&e.event_id))
+    );
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(json.len() < 100_000, "{} bytes", json.len());
+}
