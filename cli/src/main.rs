@@ -264,14 +264,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Calls(command) => {
-            let store = calls::store(&target().await?)?;
+            let target = target().await?;
             match command {
-                CallsCommand::Get { call_id, json } => calls::get(&store, &call_id, json).await?,
+                CallsCommand::Get { call_id, json } => calls::get(&target, &call_id, json).await?,
                 CallsCommand::List {
                     status,
                     since,
                     json,
-                } => calls::list(&store, status.as_deref(), since, json).await?,
+                } => calls::list(&calls::store(&target)?, status.as_deref(), since, json).await?,
             }
         }
         Command::Sweep { min_age, json } => {

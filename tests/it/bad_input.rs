@@ -31,6 +31,7 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use aws_lambda_events::encodings::Body;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE};
+use callhook::adapters::dynamodb::unpack_request;
 use callhook::domain::event::CanonicalEvent;
 use callhook::providers::{self, FIXTURE_SEED};
 use callhook::signing::standard_webhooks;
@@ -1231,9 +1232,13 @@ async fn stored_raw_body(stack: &Stack, event_id: &str) -> Option<Vec<u8>> {
     stack
         .event_item(event_id)
         .await?
-        .get("raw_body")
+        .get("request")
         .and_then(|v| v.as_b().ok())
-        .map(|b| b.as_ref().to_vec())
+        .map(|b| {
+            unpack_request(b.as_ref())
+                .expect("a stored request unpacks")
+                .1
+        })
 }
 
 /// Everything wrong with one answer, as sentences.

@@ -379,7 +379,8 @@ fn any_order_through_the_dynamodb_store_gives_the_same_record() {
             function.calls.get(&expected.call_id).await.unwrap().unwrap().record
         });
         let strip = |mut r: call::CallRecord| { r.version = 0; r.finalized_at = None; r };
-        prop_assert_eq!(strip(got), strip(expected));
+        // Stored as stored: large facts by reference to their events.
+        prop_assert_eq!(strip(got), strip(expected.by_reference()));
     });
     let dispatches = runtime.block_on(stack.drain(&stack.provisioned.queues["DispatchQueue"]));
     let completed = dispatches

@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
+use callhook::adapters::dynamodb::unpack_request;
 use callhook::app::ingest::{Answer, Ingest};
 use callhook::config::Env;
 use callhook::domain::event::CanonicalEvent;
 use callhook_integration::{AtomicOnMoto, Stack, counted_ingest, dead_endpoint, telnyx_request};
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 
 fn body(id: &str) -> String {
     format!(
@@ -53,7 +54,9 @@ async fn accepted_event_is_one_item_one_message_and_exactly_two_requests() {
         .unwrap();
     let item = item.item().unwrap();
     assert_eq!(item["status"].as_s().unwrap(), "RECEIVED");
-    assert_eq!(item["raw_body"].as_b().unwrap().as_ref(), body.as_bytes());
+    let (headers, stored_body) = unpack_request(item["request"].as_b().unwrap().as_ref()).unwrap();
+    assert_eq!(stored_body, body.as_bytes(), "the body is kept byte-exact");
+    assert!(headers.get("telnyx-signature-ed25519").is_some());
     assert!(item.contains_key("pending_since"));
     assert!(item.contains_key("expires_at"));
 }
@@ -146,7 +149,11 @@ async fn sqs_unreachable_after_the_write_is_503_then_the_retry_requeues() {
     );
     let event: CanonicalEvent = serde_json::from_str(&messages[0]).unwrap();
     assert_eq!(event.event_id, "telnyx#no-queue");
-    assert_eq!(event.received_at, now, "the stored copy, as first received");
+    assert_eq!(
+        event.received_at,
+        now.trunc_subsecs(3),
+        "the stored copy, as first received (to the millisecond)"
+    );
 
     // While it stays RECEIVED and marked, each retry re-sends it; the lifecycle applies an
     // event once, so the extra message is harmless, and nothing is lost.

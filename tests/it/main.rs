@@ -2,6 +2,8 @@
 //! test starts the emulators it needs (moto server, DynamoDB Local) on free loopback ports.
 
 mod bad_input;
+mod bounds;
+mod capacity;
 mod config_errors;
 mod conformance;
 mod dispatch;
@@ -10,6 +12,7 @@ mod fixtures;
 mod ingest;
 mod lifecycle;
 mod metrics;
+mod pipeline;
 mod reliability;
 mod review;
 mod review_function;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_dynamodb::types::AttributeValue;
 use callhook::adapters::dynamodb::DynamoCallStore;
+use callhook::adapters::dynamodb::DynamoEventReader;
 use callhook::adapters::dynamodb::DynamoLedger;
 use callhook::adapters::dynamodb::DynamoReviewStore;
 use callhook::adapters::sqs::SqsQueue;
@@ -698,8 +699,10 @@ async fn a_burst_of_2000_shuffled_events_with_duplicates_completes_each_call_onc
     let env = local.stack.function_env("DispatchFunction");
     let (dynamo, sqs) = dispatch_calls.clients(&env);
     let dispatcher = &mut local.dispatch.dispatcher;
-    dispatcher.calls =
+    dispatcher.calls.calls =
         DynamoCallStore::new(dynamo.clone(), env.require("CALLS_TABLE").unwrap(), "");
+    dispatcher.calls.events =
+        DynamoEventReader::new(dynamo.clone(), env.require("EVENTS_TABLE").unwrap());
     dispatcher.ledger = DynamoLedger::new(dynamo.clone(), env.require("LEDGER_TABLE").unwrap());
     dispatcher.review = env
         .get("REVIEW_TABLE")

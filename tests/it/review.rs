@@ -171,17 +171,13 @@ async fn store_as_if_rejected(stack: &Stack, id: &str, session: &str) -> String 
     let mut old = CanonicalEvent::new("telnyx", id, "call.answered", received_at);
     callhook::providers::mark_unknown(&mut old);
     old.call_id = Some(call_id.clone());
-    let envelope = serde_json::to_string(&old.envelope()).unwrap();
     let events = DynamoEventStore::new(stack.dynamo.clone(), stack.events_table());
     events
         .insert_new(&NewEvent {
             event_id: &event_id,
-            provider: "telnyx",
-            event_type: "call.answered",
             call_id: Some(&call_id),
             raw_body: body.as_bytes(),
             headers: &headers,
-            envelope_json: &envelope,
             received_at,
             expires_at: received_at + chrono::Duration::days(30),
         })

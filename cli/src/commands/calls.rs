@@ -1,9 +1,11 @@
 //! `callhook calls get|list`: the reconciled records, as JSON or as a table for people.
 
-use anyhow::{Result, bail};
-use callhook::adapters::dynamodb::DynamoCallStore;
+use anyhow::{Context, Result, bail};
+use callhook::adapters::dynamodb::{DynamoCallStore, DynamoEventReader};
+use callhook::app::whole_calls::WholeCalls;
 use callhook::domain::call::CallRecord;
-use callhook::ports::CallStore;
+use callhook::ports::{CallReader, CallStore};
+use callhook::providers::Providers;
 use chrono::{DateTime, Utc};
 
 use crate::target::Target;
@@ -17,16 +19,22 @@ pub fn store(target: &Target) -> Result<DynamoCallStore> {
     ))
 }
 
-pub async fn get(store: &DynamoCallStore, call_id: &str, json: bool) -> Result<()> {
-    let Some(call) = store.get(call_id).await? else {
+/// One call, whole: the facts it keeps by reference read back from their events.
+pub async fn get(target: &Target, call_id: &str, json: bool) -> Result<()> {
+    let whole = WholeCalls {
+        calls: store(target)?,
+        events: DynamoEventReader::new(target.dynamo.clone(), target.table("EventsTable")?),
+        normalizers: Providers::normalizers(&target.env).context("provider configuration")?,
+    };
+    let Some(record) = whole.read_call(call_id).await? else {
         bail!(
             "no call {call_id:?} (ids look like telnyx#<call_session_id>; see `callhook calls list`)"
         );
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&call.record)?);
+        println!("{}", serde_json::to_string_pretty(&record)?);
     } else {
-        print_record(&call.record);
+        print_record(&record);
     }
     Ok(())
 }

@@ -7,19 +7,25 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use callhook::adapters::dynamodb::{DynamoCallStore, DynamoLedger, DynamoReviewStore};
+use callhook::adapters::dynamodb::{
+    DynamoCallStore, DynamoEventReader, DynamoLedger, DynamoReviewStore,
+};
 use callhook::adapters::http::ReqwestPoster;
 use callhook::adapters::sqs::SqsSender;
 use callhook::app::dispatch::{self, Attempted, Dispatcher, Handler, QueuedDispatch};
+use callhook::app::whole_calls::WholeCalls;
 use callhook::config::{ConfigError, DispatchConfig, Env, vars};
 use callhook::observability::emf::{Metrics, Sink};
 use callhook::observability::metrics;
+use callhook::providers::Providers;
 use callhook_lambda::sqs_batch::{self, Order, Record, RecordHandler, Settled, Visibility};
 use chrono::{DateTime, Utc};
 use lambda_runtime::{Error, LambdaEvent};
 
-pub type Dispatch =
-    Dispatcher<DynamoCallStore, DynamoLedger, DynamoReviewStore, ReqwestPoster, SqsSender>;
+/// Calls read whole: their large facts read back from the stored events.
+pub type Calls = WholeCalls<DynamoCallStore, DynamoEventReader>;
+
+pub type Dispatch = Dispatcher<Calls, DynamoLedger, DynamoReviewStore, ReqwestPoster, SqsSender>;
 
 pub struct DispatchFunction<D = Dispatch> {
     pub dispatcher: D,
@@ -42,8 +48,12 @@ pub fn build(env: &Env) -> Result<DispatchFunction, ConfigError> {
             routes: config.routes,
             policy: config.policy,
             signing_secret: config.signing_secret,
-            // Dispatch only reads calls; the events table is the lifecycle's.
-            calls: DynamoCallStore::new(dynamo.clone(), config.calls_table, ""),
+            // Dispatch only reads calls (and the events their large facts live in).
+            calls: WholeCalls {
+                calls: DynamoCallStore::new(dynamo.clone(), config.calls_table, ""),
+                events: DynamoEventReader::new(dynamo.clone(), config.events_table),
+                normalizers: Providers::normalizers(env)?,
+            },
             ledger: DynamoLedger::new(dynamo.clone(), config.ledger_table),
             review: config
                 .review_table
@@ -270,6 +280,7 @@ mod tests {
             ("AWS_ACCESS_KEY_ID", "test"),
             ("AWS_SECRET_ACCESS_KEY", "test"),
             ("CALLS_TABLE", "calls"),
+            ("EVENTS_TABLE", "events"),
             ("LEDGER_TABLE", "ledger"),
             ("CRM_WEBHOOK_URL", "https://crm.example/hook"),
         ]);

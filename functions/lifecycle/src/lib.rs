@@ -4,15 +4,16 @@
 use std::future::Future;
 use std::time::Instant;
 
-use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use callhook::adapters::dynamodb::{DynamoCallStore, DynamoReviewStore};
 use callhook::adapters::sqs::SqsQueue;
 use callhook::app::events_queue;
 use callhook::app::lifecycle::{Lifecycle, Processed};
 use callhook::config::{ConfigError, Env, LifecycleConfig};
+use callhook::domain::event::CanonicalEvent;
 use callhook::observability::emf::{Metrics, Sink};
 use callhook::observability::metrics;
-use callhook_lambda::sqs_batch::{self, Order, Record, RecordHandler, Settled};
+use callhook_lambda::sqs_batch::{self, GroupHandler, Order, Record, Settled};
 use chrono::{DateTime, Utc};
 use lambda_runtime::{Error, LambdaEvent};
 
@@ -33,42 +34,58 @@ pub fn build(env: &Env) -> Result<LifecycleFunction, ConfigError> {
     })
 }
 
-/// One events-queue record; reports the applied event's provider and time (`processing_lag`).
-struct Records<'a>(&'a LifecycleFunction);
+/// The events of one call in a batch, applied together; reports each applied event's provider
+/// and time (`processing_lag`).
+struct Calls<'a>(&'a LifecycleFunction);
 
-impl RecordHandler for Records<'_> {
+impl GroupHandler for Calls<'_> {
     /// The applied event's provider and time, and when it was applied.
     type Report = Option<(String, DateTime<Utc>, DateTime<Utc>)>;
 
-    async fn handle<'a>(&'a self, record: Record<'a>) -> (Settled, Self::Report) {
+    async fn handle_group<'a>(&'a self, group: &'a [Record<'a>]) -> Vec<(Settled, Self::Report)> {
         let started = Instant::now();
         let retry = Settled::Retry { after_secs: None };
-        let event = match events_queue::parse(record.body) {
-            Ok(event) => event,
-            Err(err) => {
-                tracing::warn!(message_id = record.message_id, error = %err, outcome = "failed", duration_ms = ms(started), "event not processed; SQS will retry");
-                return (retry, None);
-            }
-        };
-        let result = self.0.apply(&event).await;
-        callhook::app::lifecycle::log(record.message_id, &event, &result, ms(started));
-        match result {
-            Ok(Processed::Applied { .. }) => (
-                Settled::Done,
-                Some((event.provider.clone(), event.occurred_at, Utc::now())),
-            ),
-            Ok(_) => (Settled::Done, None),
-            Err(_) => (retry, None),
+        let parsed: Vec<_> = group.iter().map(|r| events_queue::parse(r.body)).collect();
+        let events: Vec<&CanonicalEvent> = parsed.iter().filter_map(|p| p.as_ref().ok()).collect();
+        let mut results = self.0.apply_group(&events).await.into_iter();
+        let mut out = Vec::with_capacity(group.len());
+        for (record, parsed) in group.iter().zip(&parsed) {
+            let event = match parsed {
+                Ok(event) => event,
+                Err(err) => {
+                    tracing::warn!(message_id = record.message_id, error = %err, outcome = "failed", duration_ms = ms(started), "event not processed; SQS will retry");
+                    out.push((retry, None));
+                    continue;
+                }
+            };
+            let result = results.next().expect("one result per event");
+            callhook::app::lifecycle::log(record.message_id, event, &result, ms(started));
+            out.push(match result {
+                Ok(Processed::Applied { .. }) => (
+                    Settled::Done,
+                    Some((event.provider.clone(), event.occurred_at, Utc::now())),
+                ),
+                Ok(_) => (Settled::Done, None),
+                Err(_) => (retry, None),
+            });
         }
+        out
     }
+}
+
+/// A batch's group key: the call a queued event names (an unreadable message, or one naming
+/// no call, is a group of its own).
+fn call_of(message: &SqsMessage) -> Option<String> {
+    events_queue::call_of(message.body.as_deref()?)
 }
 
 fn ms(started: Instant) -> f64 {
     started.elapsed().as_secs_f64() * 1000.0
 }
 
-/// Processes a batch in order (events of one call often share a batch, and in order they do
-/// not race each other) and reports only the messages that failed. Its metrics go to stdout.
+/// Processes a batch, the events of each call together (one read and one write of the call for
+/// them all) and different calls at once, and reports only the messages that failed. Its
+/// metrics go to stdout.
 ///
 /// Not an `async fn` of its own: one more layer of future would pass the compiler's layout
 /// depth limit (the SDK futures are deep).
@@ -89,7 +106,8 @@ pub async fn process_batch_with(
 ) -> SqsBatchResponse {
     let mut metrics = Metrics::now();
     let (response, reports) =
-        sqs_batch::process(&Records(function), event, Order::InOrder, None).await;
+        sqs_batch::process_groups(&Calls(function), event, Order::ConcurrentBy(call_of), None)
+            .await;
     for (provider, occurred_at, applied_at) in reports.into_iter().flatten().flatten() {
         metrics::record_processed(&mut metrics, &provider, occurred_at, applied_at);
     }

@@ -63,13 +63,42 @@ pub trait RecordHandler: Sync {
     ) -> impl Future<Output = (Settled, Self::Report)> + Send + 'a;
 }
 
+/// A function's work on the records of a batch that share a key (see [`Order`]), taken
+/// together: e.g. the lifecycle applies one call's events with one read and one write.
+pub trait GroupHandler: Sync {
+    type Report: Send;
+
+    /// One settlement and report per record of `group`, in its order. A panic fails the whole
+    /// group.
+    fn handle_group<'a>(
+        &'a self,
+        group: &'a [Record<'a>],
+    ) -> impl Future<Output = Vec<(Settled, Self::Report)>> + Send + 'a;
+}
+
+/// A [`RecordHandler`] taken as groups: each record on its own, one after the other, a panic
+/// failing only its record.
+struct EachRecord<'h, H>(&'h H);
+
+impl<H: RecordHandler> GroupHandler for EachRecord<'_, H> {
+    type Report = Option<H::Report>;
+
+    async fn handle_group<'a>(&'a self, group: &'a [Record<'a>]) -> Vec<(Settled, Self::Report)> {
+        let mut out = Vec::with_capacity(group.len());
+        for record in group {
+            out.push(one(self.0, *record).await);
+        }
+        out
+    }
+}
+
 /// How the records of a batch are taken.
 #[derive(Debug, Clone, Copy)]
 pub enum Order {
-    /// One after the other, in the order SQS gave them.
+    /// One after the other, in the order SQS gave them, each a group of its own.
     InOrder,
-    /// Records with the same key one after the other, different keys at once (a record without
-    /// a key is a group of its own).
+    /// Records with the same key form a group, taken one after the other; different groups at
+    /// once (a record without a key is a group of its own).
     ConcurrentBy(fn(&SqsMessage) -> Option<String>),
 }
 
@@ -87,35 +116,52 @@ pub async fn process<H: RecordHandler>(
     order: Order,
     visibility: Option<&Visibility<'_>>,
 ) -> (SqsBatchResponse, Vec<Option<H::Report>>) {
-    let records: Vec<&SqsMessage> = event.records.iter().collect();
-    let settled: Vec<(usize, Settled, Option<H::Report>)> = match order {
+    let (response, reports) = process_groups(&EachRecord(handler), event, order, visibility).await;
+    (response, reports.into_iter().map(Option::flatten).collect())
+}
+
+/// [`process`] for a handler that takes each group at once.
+pub async fn process_groups<H: GroupHandler>(
+    handler: &H,
+    event: &SqsEvent,
+    order: Order,
+    visibility: Option<&Visibility<'_>>,
+) -> (SqsBatchResponse, Vec<Option<H::Report>>) {
+    let records: Vec<Record<'_>> = event.records.iter().map(Record::of).collect();
+    let indexes: Vec<Vec<usize>> = match order {
+        Order::InOrder => (0..records.len()).map(|i| vec![i]).collect(),
+        Order::ConcurrentBy(key) => {
+            let messages: Vec<&SqsMessage> = event.records.iter().collect();
+            groups(&messages, key)
+        }
+    };
+    let groups: Vec<Vec<Record<'_>>> = indexes
+        .iter()
+        .map(|group| group.iter().map(|&i| records[i]).collect())
+        .collect();
+    let settled: Vec<Vec<(Settled, Option<H::Report>)>> = match order {
         Order::InOrder => {
-            let mut out = Vec::with_capacity(records.len());
-            for (i, message) in records.iter().enumerate() {
-                let (settled, report) = one(handler, message).await;
-                out.push((i, settled, report));
+            let mut out = Vec::with_capacity(groups.len());
+            for group in &groups {
+                out.push(guarded(handler, group).await);
             }
             out
         }
-        Order::ConcurrentBy(key) => {
-            let groups = groups(&records, key);
-            let records = &records;
-            futures::future::join_all(groups.iter().map(|group| async move {
-                let mut out = Vec::with_capacity(group.len());
-                for &i in group {
-                    let (settled, report) = one(handler, records[i]).await;
-                    out.push((i, settled, report));
-                }
-                out
-            }))
-            .await
-            .into_iter()
-            .flatten()
-            .collect()
+        Order::ConcurrentBy(_) => {
+            futures::future::join_all(groups.iter().map(|group| guarded(handler, group))).await
         }
     };
-    let mut ordered: Vec<(usize, Settled, Option<H::Report>)> = settled;
-    ordered.sort_by_key(|(i, _, _)| *i);
+    let mut ordered: Vec<(usize, Settled, Option<H::Report>)> = indexes
+        .iter()
+        .zip(settled)
+        .flat_map(|(group, settled)| {
+            group
+                .iter()
+                .zip(settled)
+                .map(|(&i, (settled, report))| (i, settled, report))
+        })
+        .collect();
+    ordered.sort_by_key(|(i, ..)| *i);
     let mut response = SqsBatchResponse::default();
     let mut reports = Vec::with_capacity(ordered.len());
     for (i, settled, report) in ordered {
@@ -123,23 +169,52 @@ pub async fn process<H: RecordHandler>(
         let Settled::Retry { after_secs } = settled else {
             continue;
         };
-        let message = records[i];
-        if let (Some(after), Some(visibility), Some(receipt)) =
-            (after_secs, visibility, message.receipt_handle.as_deref())
-        {
+        let record = records[i];
+        let receipt = record.message.receipt_handle.as_deref();
+        if let (Some(after), Some(visibility), Some(receipt)) = (after_secs, visibility, receipt) {
             hide(visibility, receipt, after).await;
         }
         let mut failure = BatchItemFailure::default();
-        failure.item_identifier = message.message_id.clone().unwrap_or_default();
+        failure.item_identifier = record.message_id.to_owned();
         response.batch_item_failures.push(failure);
     }
     (response, reports)
 }
 
-/// One record, a panic caught: it fails that record alone.
-async fn one<H: RecordHandler>(handler: &H, message: &SqsMessage) -> (Settled, Option<H::Report>) {
+/// One group, a panic caught: it fails that group alone.
+async fn guarded<H: GroupHandler>(
+    handler: &H,
+    group: &[Record<'_>],
+) -> Vec<(Settled, Option<H::Report>)> {
     let started = Instant::now();
-    let record = Record::of(message);
+    match AssertUnwindSafe(handler.handle_group(group))
+        .catch_unwind()
+        .await
+    {
+        Ok(settled) if settled.len() == group.len() => settled
+            .into_iter()
+            .map(|(settled, report)| (settled, Some(report)))
+            .collect(),
+        Ok(_) | Err(_) => {
+            for record in group {
+                tracing::error!(
+                    message_id = record.message_id,
+                    outcome = "panicked",
+                    duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "panic while handling the message; SQS will retry"
+                );
+            }
+            group
+                .iter()
+                .map(|_| (Settled::Retry { after_secs: None }, None))
+                .collect()
+        }
+    }
+}
+
+/// One record, a panic caught: it fails that record alone.
+async fn one<H: RecordHandler>(handler: &H, record: Record<'_>) -> (Settled, Option<H::Report>) {
+    let started = Instant::now();
     match AssertUnwindSafe(handler.handle(record))
         .catch_unwind()
         .await
@@ -256,6 +331,42 @@ mod tests {
             let json = serde_json::to_value(&response).unwrap();
             assert_eq!(json["batchItemFailures"][0]["itemIdentifier"], "panics");
         }
+    }
+
+    /// Settles a group's records together; panics on a group holding "boom".
+    struct Together;
+
+    impl GroupHandler for Together {
+        type Report = usize;
+
+        async fn handle_group<'a>(&'a self, group: &'a [Record<'a>]) -> Vec<(Settled, usize)> {
+            assert!(group.iter().all(|r| r.body != "boom"), "scripted panic");
+            group.iter().map(|_| (Settled::Done, group.len())).collect()
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_group_is_handled_together_and_a_panic_fails_only_its_group() {
+        fn key(m: &SqsMessage) -> Option<String> {
+            m.body.clone()
+        }
+        let mut event = SqsEvent::default();
+        event.records = vec![
+            message("a1", "a", None),
+            message("b1", "boom", None),
+            message("a2", "a", None),
+            message("c1", "c", None),
+            message("b2", "boom", None),
+        ];
+        let (response, reports) =
+            process_groups(&Together, &event, Order::ConcurrentBy(key), None).await;
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(failed, ["b1", "b2"]);
+        assert_eq!(reports, [Some(2), None, Some(2), Some(1), None]);
     }
 
     #[test]

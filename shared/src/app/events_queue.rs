@@ -14,11 +14,22 @@ pub fn parse(body: &str) -> Result<CanonicalEvent, Unreadable> {
     serde_json::from_str(body).map_err(|e| Unreadable(e.to_string()))
 }
 
+/// The call a message's event names, read without the rest of it (the lifecycle groups a
+/// batch's events by call before parsing them).
+pub fn call_of(body: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        call_id: Option<String>,
+    }
+    serde_json::from_str::<Named>(body).ok()?.call_id
+}
+
 /// The canonical event as the queue carries it, always a message the lifecycle can read back.
 /// Over the SQS limit, or nested deeper than serde_json reads (a body at its depth limit is one
 /// level deeper inside the event), the payload is left out: the raw body stays in the events
-/// table and the reducer needs only the canonical fields; if that is still not enough, the
-/// facts are left out too.
+/// table and the reducer needs only the canonical fields. If that is still too large, the large
+/// facts go by reference to the stored event (whoever needs them reads them there); only if
+/// even that fails are the facts left out.
 pub fn queue_message(event: &CanonicalEvent) -> String {
     let full = serde_json::to_string(event).unwrap_or_default();
     if readable(&full) {
@@ -26,6 +37,11 @@ pub fn queue_message(event: &CanonicalEvent) -> String {
     }
     tracing::warn!(event_id = %event.event_id, bytes = full.len(), "payload left out of queue message");
     let mut lean = event.envelope();
+    let message = serde_json::to_string(&lean).unwrap_or_default();
+    if readable(&message) {
+        return message;
+    }
+    lean.facts.by_reference(&event.event_id);
     let message = serde_json::to_string(&lean).unwrap_or_default();
     if readable(&message) {
         return message;
@@ -80,6 +96,34 @@ mod tests {
             serde_json::from_str(&format!("{}{}", "[".repeat(127), "]".repeat(127))).unwrap();
         let back: CanonicalEvent = serde_json::from_str(&queue_message(&event)).unwrap();
         assert!(back.data.is_null());
+    }
+
+    #[test]
+    fn facts_too_large_to_queue_go_by_reference() {
+        let mut event = CanonicalEvent::new("retell", "big", "call_analyzed", Utc::now());
+        event.facts.transcript = Some(Value::String("y".repeat(MAX_MESSAGE_BYTES)));
+        event.facts.cost = Some(serde_json::json!({"usd": 1}));
+        let back: CanonicalEvent = serde_json::from_str(&queue_message(&event)).unwrap();
+        assert_eq!(
+            back.facts.transcript,
+            Some(serde_json::json!({"$event": "retell#big"}))
+        );
+        assert_eq!(
+            back.facts.cost, event.facts.cost,
+            "small facts travel as they are"
+        );
+    }
+
+    #[test]
+    fn the_call_is_read_alone() {
+        let mut event = CanonicalEvent::new("telnyx", "e", "call.hangup", Utc::now());
+        assert_eq!(call_of(&queue_message(&event)), None);
+        event.call_id = Some("telnyx#c1".into());
+        assert_eq!(
+            call_of(&queue_message(&event)).as_deref(),
+            Some("telnyx#c1")
+        );
+        assert_eq!(call_of("{"), None);
     }
 
     #[test]

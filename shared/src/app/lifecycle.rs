@@ -1,7 +1,8 @@
-//! The lifecycle function's work for one queued event: read the call, apply the pure reducer,
-//! commit the new record together with the event's status, then hand the call's owed
-//! dispatches to the dispatch queue. Why each dispatch happens exactly once (deterministic ids,
-//! the outbox, the ledger) is in docs/lifecycle.md.
+//! The lifecycle function's work on the queued events of one call: read the call once, apply
+//! the pure reducer to each event, commit the new record once (a conditional put), hand the
+//! call's owed dispatches to the dispatch queue, then mark the events applied. Why each
+//! dispatch happens exactly once (deterministic ids, the outbox, the ledger) and why marking
+//! after the commit loses nothing is in docs/lifecycle.md.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,7 +10,7 @@ use std::pin::Pin;
 use chrono::Utc;
 
 use super::events_queue::{Unreadable, parse};
-use crate::domain::call::{self, Effect};
+use crate::domain::call::{self, CallRecord, Effect};
 use crate::domain::dispatch::DispatchMessage;
 use crate::domain::event::CanonicalEvent;
 use crate::domain::review::{ReviewItem, ReviewReason};
@@ -17,11 +18,11 @@ use crate::ports::{
     CallStore, Commit, Committed, EventStatus, NoReview, Queue, QueueError, ReviewStore, StoreError,
 };
 
-/// Attempts at a commit that keeps losing optimistic-concurrency races before the message is
+/// Attempts at a commit that keeps losing optimistic-concurrency races before the messages are
 /// left to SQS redelivery.
 const MAX_CONFLICTS: usize = 8;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ProcessError {
     #[error("message is not a canonical event: {0}")]
     Poison(String),
@@ -42,9 +43,19 @@ impl From<Unreadable> for ProcessError {
 /// What processing one event did, for logs, metrics and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Processed {
-    Applied { call_id: String, dispatched: usize },
-    AlreadyApplied { call_id: String, dispatched: usize },
-    Review { reason: ReviewReason },
+    /// `dispatched`: the dispatches queued on this event's account (those it caused, and for
+    /// the first event of a group, those the call still owed).
+    Applied {
+        call_id: String,
+        dispatched: usize,
+    },
+    AlreadyApplied {
+        call_id: String,
+        dispatched: usize,
+    },
+    Review {
+        reason: ReviewReason,
+    },
     Ignored,
 }
 
@@ -71,74 +82,188 @@ pub struct Lifecycle<C, Q, R = NoReview> {
     pub review: R,
 }
 
+/// What the reducer made of one event of a group, before anything is written.
+enum Step {
+    Changed {
+        dispatches: usize,
+    },
+    /// Changed nothing; `known`: the call existed (so the event was applied before).
+    Unchanged {
+        known: bool,
+    },
+    Review(ReviewReason),
+}
+
+/// A group's pass over the call: the record to write (if any) and each event's step.
+struct Pass {
+    next: Option<CallRecord>,
+    steps: Vec<Step>,
+    owed: Vec<Effect>,
+    finalizing: bool,
+}
+
+/// Applies `events` (all naming the same call) to `record`, in order.
+fn reduce(record: Option<&CallRecord>, events: &[&CanonicalEvent]) -> Pass {
+    let mut next = record.cloned();
+    let mut steps = Vec::with_capacity(events.len());
+    let mut owed = Vec::new();
+    let mut finalizing = false;
+    for event in events {
+        let (reduced, effects) = call::apply(next.clone(), event);
+        if let Some(Effect::Review { reason, .. }) = effects.first() {
+            steps.push(Step::Review(reason.clone()));
+            continue;
+        }
+        if reduced.is_none() || reduced == next {
+            steps.push(Step::Unchanged {
+                known: next.is_some(),
+            });
+            continue;
+        }
+        finalizing |= effects.iter().any(|e| matches!(e, Effect::Finalize { .. }));
+        let before = owed.len();
+        owed.extend(effects.into_iter().filter(|e| e.dispatch_id().is_some()));
+        steps.push(Step::Changed {
+            dispatches: owed.len() - before,
+        });
+        next = reduced;
+    }
+    Pass {
+        next: next.filter(|n| Some(n) != record),
+        steps,
+        owed,
+        finalizing,
+    }
+}
+
 impl<C: CallStore, Q: Queue, R: ReviewStore> Lifecycle<C, Q, R> {
     /// Processes one events-queue message body.
     pub async fn process(&self, body: &str) -> Result<Processed, ProcessError> {
         self.apply(&parse(body)?).await
     }
 
+    /// Applies one event.
     pub async fn apply(&self, event: &CanonicalEvent) -> Result<Processed, ProcessError> {
-        for _ in 0..MAX_CONFLICTS {
-            let Some(call_id) = event.call_id.as_deref() else {
-                // The reducer decides: a progress fact naming no call is simply done; anything
-                // else (unknown, malformed, no call id) goes to review.
-                let (_, effects) = call::apply(None, event);
-                let reason = match effects.first() {
-                    Some(Effect::Review { reason, .. }) => Some(reason),
-                    _ => None,
-                };
-                return self.not_applied(event, reason).await;
+        let mut results = self.apply_group(&[event]).await;
+        results.pop().expect("one result per event")
+    }
+
+    /// Applies events that name the same call (or a single event naming none) with one read
+    /// and one write of the call; one result per event, in order.
+    pub async fn apply_group(
+        &self,
+        events: &[&CanonicalEvent],
+    ) -> Vec<Result<Processed, ProcessError>> {
+        let Some(call_id) = events.first().and_then(|e| e.call_id.as_deref()) else {
+            let mut results = Vec::with_capacity(events.len());
+            for event in events {
+                results.push(self.without_call(event).await);
+            }
+            return results;
+        };
+        debug_assert!(events.iter().all(|e| e.call_id.as_deref() == Some(call_id)));
+        match self.reconcile(call_id, events).await {
+            Ok(results) => results,
+            Err(err) => events.iter().map(|_| Err(err.clone())).collect(),
+        }
+    }
+
+    /// An event naming no call: the reducer decides (a progress fact is simply done; anything
+    /// else goes to review).
+    async fn without_call(&self, event: &CanonicalEvent) -> Result<Processed, ProcessError> {
+        let (_, effects) = call::apply(None, event);
+        let reason = match effects.first() {
+            Some(Effect::Review { reason, .. }) => Some(reason),
+            _ => None,
+        };
+        self.not_applied(event, reason).await
+    }
+
+    async fn reconcile(
+        &self,
+        call_id: &str,
+        events: &[&CanonicalEvent],
+    ) -> Result<Vec<Result<Processed, ProcessError>>, ProcessError> {
+        for attempt in 0..MAX_CONFLICTS {
+            // A possibly stale read costs half and is safe: the commit is conditional on the
+            // version read. After a conflict, read what won.
+            let stored = if attempt == 0 {
+                self.calls.get_eventual(call_id).await?
+            } else {
+                self.calls.get(call_id).await?
             };
-            let stored = self.calls.get(call_id).await?;
-            let (record, outbox) = match stored {
+            let (record, mut owed) = match stored {
                 Some(s) => (Some(s.record), s.outbox),
                 None => (None, Vec::new()),
             };
             let expected_version = record.as_ref().map(|r| r.version);
-            let (next, effects) = call::apply(record.clone(), event);
-            if let Some(Effect::Review { reason, .. }) = effects.first() {
-                return self.not_applied(event, Some(reason)).await;
-            }
-            let Some(mut next) = next.filter(|n| Some(n) != record.as_ref()) else {
-                if record.is_none() {
-                    return self.not_applied(event, None).await;
+            let pass = reduce(record.as_ref(), events);
+            let version = match pass.next {
+                None => expected_version,
+                Some(mut next) => {
+                    next.version = expected_version.map_or(1, |v| v + 1);
+                    if pass.finalizing {
+                        next.finalized_at = Some(Utc::now());
+                    }
+                    owed.extend(pass.owed);
+                    let commit = Commit {
+                        record: &next,
+                        expected_version,
+                        outbox: &owed,
+                        finalizing: pass.finalizing,
+                    };
+                    match self.calls.commit(&commit).await? {
+                        Committed::Conflict => continue,
+                        Committed::Yes => Some(next.version),
+                    }
                 }
-                // Applied before (a redelivery): pay what the call still owes, change nothing.
-                let dispatched = self.flush(call_id, expected_version, &outbox).await?;
-                return Ok(Processed::AlreadyApplied {
-                    call_id: call_id.to_owned(),
-                    dispatched,
-                });
             };
-            next.version = expected_version.map_or(1, |v| v + 1);
-            let finalizing = effects.iter().any(|e| matches!(e, Effect::Finalize { .. }));
-            if finalizing {
-                next.finalized_at = Some(Utc::now());
+            // Owed before this group: on the first event's account.
+            let carried = owed.len()
+                - pass
+                    .steps
+                    .iter()
+                    .map(|s| match s {
+                        Step::Changed { dispatches } => *dispatches,
+                        _ => 0,
+                    })
+                    .sum::<usize>();
+            self.flush(call_id, version, &owed).await?;
+            let mut results = Vec::with_capacity(events.len());
+            for (i, (event, step)) in events.iter().zip(pass.steps).enumerate() {
+                let carried = if i == 0 { carried } else { 0 };
+                results.push(self.settle(call_id, event, step, carried).await);
             }
-            let mut owed = outbox;
-            owed.extend(effects.into_iter().filter(|e| e.dispatch_id().is_some()));
-            let commit = Commit {
-                record: &next,
-                expected_version,
-                outbox: &owed,
-                event_id: &event.event_id,
-                event_status: EventStatus::Processed,
-                finalizing,
-            };
-            match self.calls.commit(&commit).await? {
-                Committed::Conflict => continue,
-                Committed::Yes => {
-                    let dispatched = self.flush(call_id, Some(next.version), &owed).await?;
-                    return Ok(Processed::Applied {
-                        call_id: call_id.to_owned(),
-                        dispatched,
-                    });
-                }
-            }
+            return Ok(results);
         }
-        Err(ProcessError::Contended(
-            event.call_id.clone().unwrap_or_default(),
-        ))
+        Err(ProcessError::Contended(call_id.to_owned()))
+    }
+
+    /// After the commit: marks the event (an applied event whose mark is lost stays PENDING;
+    /// the sweeper sends it again and it is marked then, as already applied).
+    async fn settle(
+        &self,
+        call_id: &str,
+        event: &CanonicalEvent,
+        step: Step,
+        carried: usize,
+    ) -> Result<Processed, ProcessError> {
+        let processed = match step {
+            Step::Review(reason) => return self.not_applied(event, Some(&reason)).await,
+            Step::Unchanged { known: false } => return self.not_applied(event, None).await,
+            Step::Unchanged { known: true } => Processed::AlreadyApplied {
+                call_id: call_id.to_owned(),
+                dispatched: carried,
+            },
+            Step::Changed { dispatches } => Processed::Applied {
+                call_id: call_id.to_owned(),
+                dispatched: dispatches + carried,
+            },
+        };
+        self.calls
+            .mark_event(&event.event_id, EventStatus::Processed, None)
+            .await?;
+        Ok(processed)
     }
 
     /// Events that change no call: review items are marked for a person; others (e.g. a
@@ -180,9 +305,9 @@ impl<C: CallStore, Q: Queue, R: ReviewStore> Lifecycle<C, Q, R> {
         call_id: &str,
         version: Option<u64>,
         outbox: &[Effect],
-    ) -> Result<usize, ProcessError> {
+    ) -> Result<(), ProcessError> {
         let Some(version) = version.filter(|_| !outbox.is_empty()) else {
-            return Ok(0);
+            return Ok(());
         };
         for effect in outbox {
             if let Some(message) = DispatchMessage::from_effect(effect) {
@@ -193,7 +318,7 @@ impl<C: CallStore, Q: Queue, R: ReviewStore> Lifecycle<C, Q, R> {
             }
         }
         self.calls.clear_outbox(call_id, version).await?;
-        Ok(outbox.len())
+        Ok(())
     }
 }
 
@@ -332,6 +457,67 @@ mod tests {
             .filter(|m| m.contains("call.completed"))
             .collect();
         assert_eq!(completed.len(), 1, "{messages:?}");
+    }
+
+    #[tokio::test]
+    async fn a_group_of_one_calls_events_is_written_once_and_each_event_marked() {
+        let r = lifecycle();
+        let parsed: Vec<CanonicalEvent> = call()
+            .iter()
+            .chain(&call()[..1])
+            .map(|b| parse(b).unwrap())
+            .collect();
+        let group: Vec<&CanonicalEvent> = parsed.iter().collect();
+        let results: Vec<Processed> = r
+            .apply_group(&group)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let applied = |dispatched| Processed::Applied {
+            call_id: "telnyx#c1".into(),
+            dispatched,
+        };
+        assert_eq!(
+            results,
+            [
+                applied(0),
+                applied(0),
+                applied(1),
+                applied(0),
+                Processed::AlreadyApplied {
+                    call_id: "telnyx#c1".into(),
+                    dispatched: 0
+                }
+            ]
+        );
+        assert_eq!(r.calls.commits.load(Ordering::SeqCst), 1, "one write");
+        let stored = r.calls.get("telnyx#c1").await.unwrap().unwrap();
+        assert_eq!((stored.record.event_count, stored.record.version), (4, 1));
+        assert!(stored.outbox.is_empty());
+        assert_eq!(r.dispatch_queue.taken().len(), 1);
+        let events = r.calls.events.lock().unwrap();
+        for id in ["e1", "e2", "e3", "e4"] {
+            assert_eq!(
+                events[&format!("telnyx#{id}")],
+                (EventStatus::Processed, None)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_applied_event_left_unmarked_is_marked_when_it_comes_again() {
+        let r = lifecycle();
+        let events = call();
+        r.process(&events[0]).await.unwrap();
+        r.calls.events.lock().unwrap().clear(); // the mark was lost
+        let again = r.process(&events[0]).await.unwrap();
+        assert!(matches!(again, Processed::AlreadyApplied { .. }));
+        assert_eq!(
+            r.calls.events.lock().unwrap()["telnyx#e1"],
+            (EventStatus::Processed, None)
+        );
+        assert_eq!(r.calls.commits.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -7,3 +7,4 @@ pub mod lifecycle;
 pub mod replay;
 pub mod review_intake;
 pub mod sweep;
+pub mod whole_calls;

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::events_queue::queue_message;
-use crate::delivery::Delivery;
+use super::whole_calls::normalize_stored;
 use crate::domain::event::CanonicalEvent;
 use crate::domain::review::{ReviewStatus, event_pk};
 pub use crate::ports::EventSelection as Selection;
@@ -127,19 +127,12 @@ pub fn plan(stored: &StoredEvent, providers: &Providers, force: bool) -> Plan {
             Some("already applied: replaying changes nothing (--force sends it anyway)".into()),
         );
     }
-    let Some(provider) = providers.get(&stored.provider) else {
+    let Some(event) = normalize_stored(stored, providers) else {
         return Plan::Skip(
             ReplayOutcome::SkippedUnconfigured,
             Some(format!("provider {} is not configured", stored.provider)),
         );
     };
-    let event = provider.normalize(&Delivery {
-        headers: &stored.headers,
-        body: &stored.raw_body,
-        path_token: None,
-        request_url: None,
-        received_at: stored.received_at,
-    });
     if event.event_id != stored.event_id {
         return Plan::Skip(
             ReplayOutcome::SkippedUnreadable,

@@ -27,6 +27,8 @@ pub fn target_var(target: Target) -> &'static str {
 #[derive(Debug, Clone)]
 pub struct DispatchConfig {
     pub calls_table: String,
+    /// Where the facts a call keeps by reference are read back from.
+    pub events_table: String,
     pub ledger_table: String,
     /// Unset: failed dispatches stay on the queue until its DLQ.
     pub review_table: Option<String>,
@@ -89,6 +91,7 @@ impl DispatchConfig {
         };
         Ok(DispatchConfig {
             calls_table: env.require(vars::CALLS_TABLE)?.to_owned(),
+            events_table: env.require(vars::EVENTS_TABLE)?.to_owned(),
             ledger_table: env.require(vars::LEDGER_TABLE)?.to_owned(),
             review_table: env.get(vars::REVIEW_TABLE).map(str::to_owned),
             routes,
@@ -243,7 +246,11 @@ mod tests {
         ] {
             assert_eq!(routes.get(RouteKey::parse(key).unwrap()), &route, "{key}");
         }
-        let bare = Env::from_pairs([("CALLS_TABLE", "c"), ("LEDGER_TABLE", "l")]);
+        let bare = Env::from_pairs([
+            ("CALLS_TABLE", "c"),
+            ("EVENTS_TABLE", "e"),
+            ("LEDGER_TABLE", "l"),
+        ]);
         let routes = Routes::from_env(&bare).unwrap();
         assert_eq!(
             routes.get(RouteKey::Busy),
@@ -405,6 +412,7 @@ mod tests {
         // No HTTP route (everything to queues or dropped): no secret needed.
         let queues_only = Env::from_pairs([
             ("CALLS_TABLE", "c"),
+            ("EVENTS_TABLE", "e"),
             ("LEDGER_TABLE", "l"),
             (CALLBACK_QUEUE_URL, CALLBACKS),
         ]);

@@ -14,16 +14,15 @@ pub struct StoredCall {
     pub outbox: Vec<Effect>,
 }
 
-/// One applied event: the new record (its `version` already the next one), the dispatches it
-/// adds, and the event to mark.
+/// A call's new record (its `version` already the next one) and the dispatches it owes. The
+/// events it applied are marked afterwards ([`CallStore::mark_event`]); an event applied but
+/// not marked is marked when it comes again (the record knows it applied it).
 #[derive(Debug, Clone)]
 pub struct Commit<'a> {
     pub record: &'a CallRecord,
     /// The version read; `None` when the call did not exist.
     pub expected_version: Option<u64>,
     pub outbox: &'a [Effect],
-    pub event_id: &'a str,
-    pub event_status: EventStatus,
     /// This commit finalizes the call: it must not be final already.
     pub finalizing: bool,
 }
@@ -36,12 +35,23 @@ pub enum Committed {
 }
 
 pub trait CallStore: Send + Sync {
+    /// The call as last written (a consistent read).
     fn get(
         &self,
         call_id: &str,
     ) -> impl Future<Output = Result<Option<StoredCall>, StoreError>> + Send;
 
-    /// Writes the call and marks the event, atomically.
+    /// The call, possibly a moment old (half the price on DynamoDB): enough to prepare a
+    /// commit, which is conditional on the version read.
+    fn get_eventual(
+        &self,
+        call_id: &str,
+    ) -> impl Future<Output = Result<Option<StoredCall>, StoreError>> + Send {
+        self.get(call_id)
+    }
+
+    /// Writes the call unless another writer changed it since `expected_version` (or finalized
+    /// it, when this commit finalizes).
     fn commit(
         &self,
         commit: &Commit<'_>,
@@ -55,7 +65,7 @@ pub trait CallStore: Send + Sync {
         version: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Marks an event that changes no call (review), without touching a call.
+    /// Marks an event: applied (`PROCESSED`) or sent to review, with its reason.
     fn mark_event(
         &self,
         event_id: &str,

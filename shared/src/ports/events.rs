@@ -36,18 +36,14 @@ impl EventStatus {
     }
 }
 
-/// A delivery to store: the raw bytes as received, the headers that let it be verified again,
-/// and its canonical envelope (the canonical event without its payload, which the raw body
-/// already holds).
+/// A delivery to store: the raw bytes as received and the headers that let it be verified (and
+/// normalized) again; everything else about the event follows from them.
 #[derive(Debug, Clone)]
 pub struct NewEvent<'a> {
     pub event_id: &'a str,
-    pub provider: &'a str,
-    pub event_type: &'a str,
     pub call_id: Option<&'a str>,
     pub raw_body: &'a [u8],
     pub headers: &'a Headers,
-    pub envelope_json: &'a str,
     pub received_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }

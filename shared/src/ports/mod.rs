@@ -26,4 +26,7 @@ pub enum StoreError {
     /// The stored item is not one callhook wrote.
     #[error("stored item {0} is corrupt: {1}")]
     Corrupt(String, String),
+    /// The item would pass the store's item size limit.
+    #[error("{0} is too large to store")]
+    TooLarge(String),
 }

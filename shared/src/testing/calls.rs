@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::domain::call::CallRecord;
 use crate::ports::{CallStore, Commit, Committed, EventStatus, StoreError, StoredCall};
@@ -11,6 +12,8 @@ use crate::ports::{CallStore, Commit, Committed, EventStatus, StoreError, Stored
 pub struct MemoryCallStore {
     pub calls: Mutex<HashMap<String, StoredCall>>,
     pub events: Mutex<HashMap<String, (EventStatus, Option<String>)>>,
+    /// Commits that wrote (for tests counting writes).
+    pub commits: AtomicUsize,
 }
 
 impl CallStore for MemoryCallStore {
@@ -31,6 +34,7 @@ impl CallStore for MemoryCallStore {
         if !(version_ok && finalize_ok) {
             return Ok(Committed::Conflict);
         }
+        self.commits.fetch_add(1, Ordering::SeqCst);
         calls.insert(
             commit.record.call_id.clone(),
             StoredCall {
@@ -38,10 +42,6 @@ impl CallStore for MemoryCallStore {
                 outbox: commit.outbox.to_vec(),
             },
         );
-        self.events
-            .lock()
-            .unwrap()
-            .insert(commit.event_id.to_owned(), (commit.event_status, None));
         Ok(Committed::Yes)
     }
 

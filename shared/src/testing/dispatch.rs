@@ -24,6 +24,7 @@ pub fn now() -> DateTime<Utc> {
 pub fn env(pairs: &[(&str, &str)]) -> Env {
     let mut env = Env::from_pairs([
         ("CALLS_TABLE", "calls"),
+        ("EVENTS_TABLE", "events"),
         ("LEDGER_TABLE", "ledger"),
         ("REVIEW_TABLE", "review"),
         (CRM_WEBHOOK_URL, CRM),

@@ -46,7 +46,11 @@ impl EventStore for MemoryEventStore {
             event.event_id.to_owned(),
             StoredEvent {
                 event_id: event.event_id.to_owned(),
-                provider: event.provider.to_owned(),
+                provider: event
+                    .event_id
+                    .split_once('#')
+                    .map_or("", |(provider, _)| provider)
+                    .to_owned(),
                 status: EventStatus::Received,
                 raw_body: event.raw_body.to_vec(),
                 headers: event.headers.clone(),

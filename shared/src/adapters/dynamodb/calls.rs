@@ -1,17 +1,19 @@
-//! The calls table on DynamoDB: one record per call, written with optimistic concurrency in the
-//! same transaction that marks the event processed (item layout: docs/architecture.md, "Tables").
+//! The calls table on DynamoDB: one record per call, written with optimistic concurrency (a
+//! conditional put on its version), packed, its large facts kept by reference (item layout:
+//! docs/architecture.md, "Tables").
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
-use chrono::Utc;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
+use serde_json::Value;
 
-use super::{Capacity, conditional_update, pk_of, s, unavailable};
+use super::{Capacity, conditional_update, item_size, n, pk_of, s, unavailable};
+use crate::adapters::packing;
 use crate::domain::call::CallRecord;
+use crate::limits::MAX_ITEM_BYTES;
 use crate::ports::{CallStore, Commit, Committed, EventStatus, StoreError, StoredCall};
 
 #[derive(Clone)]
@@ -41,35 +43,31 @@ impl DynamoCallStore {
         self.capacity = capacity;
         self
     }
+}
 
-    fn event_update(&self, event_id: &str, status: EventStatus, reason: Option<&str>) -> Update {
-        let mut update = Update::builder()
-            .table_name(&self.events_table)
-            .key("pk", s(event_id))
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":status", s(status.as_str()));
-        let expression = match reason {
-            Some(reason) => {
-                update = update.expression_attribute_values(":reason", s(reason));
-                "SET #s = :status, review_reason = :reason REMOVE pending_since"
-            }
-            None => "SET #s = :status REMOVE pending_since",
-        };
-        update
-            .update_expression(expression)
-            .build()
-            .expect("key, table and expression are set")
+/// The record as stored: large facts by reference (see `domain::call::facts`), JSON without
+/// nulls, packed.
+pub fn pack_record(record: &CallRecord) -> Result<Vec<u8>, StoreError> {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(record.call_id.clone(), e.to_string());
+    let mut value = serde_json::to_value(record.by_reference()).map_err(corrupt)?;
+    if let Value::Object(map) = &mut value {
+        map.retain(|_, v| !v.is_null());
     }
+    Ok(packing::pack(&serde_json::to_vec(&value).map_err(corrupt)?))
 }
 
 pub(crate) fn call_of(item: &HashMap<String, AttributeValue>) -> Result<StoredCall, StoreError> {
     let pk = pk_of(item);
     let corrupt = |what: &str| StoreError::Corrupt(pk.clone(), what.to_owned());
-    let record: CallRecord = item
-        .get("record")
-        .and_then(|v| v.as_s().ok())
-        .and_then(|json| serde_json::from_str(json).ok())
-        .ok_or_else(|| corrupt("record"))?;
+    // Records written before they were packed are plain JSON.
+    let json = match item.get("record") {
+        Some(AttributeValue::B(packed)) => {
+            packing::unpack(packed.as_ref()).map_err(|e| corrupt(&e.to_string()))?
+        }
+        Some(AttributeValue::S(json)) => json.as_bytes().to_vec(),
+        _ => return Err(corrupt("record")),
+    };
+    let record: CallRecord = serde_json::from_slice(&json).map_err(|_| corrupt("record"))?;
     let outbox = match item.get("outbox").and_then(|v| v.as_s().ok()) {
         Some(json) => serde_json::from_str(json).map_err(|_| corrupt("outbox"))?,
         None => Vec::new(),
@@ -77,8 +75,12 @@ pub(crate) fn call_of(item: &HashMap<String, AttributeValue>) -> Result<StoredCa
     Ok(StoredCall { record, outbox })
 }
 
-impl CallStore for DynamoCallStore {
-    async fn get(&self, call_id: &str) -> Result<Option<StoredCall>, StoreError> {
+impl DynamoCallStore {
+    async fn read(
+        &self,
+        call_id: &str,
+        consistent: bool,
+    ) -> Result<Option<StoredCall>, StoreError> {
         let out = self
             .capacity
             .read(
@@ -86,7 +88,7 @@ impl CallStore for DynamoCallStore {
                     .get_item()
                     .table_name(&self.calls_table)
                     .key("pk", s(call_id))
-                    .consistent_read(true)
+                    .consistent_read(consistent)
                     .return_consumed_capacity(ReturnConsumedCapacity::Total)
                     .send()
                     .await,
@@ -94,34 +96,47 @@ impl CallStore for DynamoCallStore {
             .map_err(|e| unavailable("GetItem", &e))?;
         out.item().map(call_of).transpose()
     }
+}
+
+impl CallStore for DynamoCallStore {
+    async fn get(&self, call_id: &str) -> Result<Option<StoredCall>, StoreError> {
+        self.read(call_id, true).await
+    }
+
+    async fn get_eventual(&self, call_id: &str) -> Result<Option<StoredCall>, StoreError> {
+        self.read(call_id, false).await
+    }
 
     async fn commit(&self, commit: &Commit<'_>) -> Result<Committed, StoreError> {
         let record = commit.record;
-        let json = serde_json::to_string(record)
-            .map_err(|e| StoreError::Corrupt(record.call_id.clone(), e.to_string()))?;
-        let mut put = Put::builder()
-            .table_name(&self.calls_table)
-            .item("pk", s(&record.call_id))
-            .item("record", s(json))
-            .item("version", AttributeValue::N(record.version.to_string()))
-            .item("provider", s(&record.provider))
-            .item(
-                "status",
-                s(record.status.map(|st| st.as_str()).unwrap_or("unknown")),
-            )
-            .item("updated_at", s(Utc::now().to_rfc3339()));
+        let mut item = HashMap::from([
+            ("pk".to_owned(), s(&record.call_id)),
+            (
+                "record".to_owned(),
+                AttributeValue::B(Blob::new(pack_record(record)?)),
+            ),
+            ("version".to_owned(), n(record.version)),
+        ]);
         if let Some(at) = record.finalized_at {
-            put = put.item("finalized_at", s(at.to_rfc3339()));
+            item.insert("finalized_at".to_owned(), s(at.to_rfc3339()));
         }
         if !commit.outbox.is_empty() {
             let outbox = serde_json::to_string(commit.outbox)
                 .map_err(|e| StoreError::Corrupt(record.call_id.clone(), e.to_string()))?;
-            put = put.item("outbox", s(outbox));
+            item.insert("outbox".to_owned(), s(outbox));
         }
+        if item_size(&item) > MAX_ITEM_BYTES {
+            return Err(StoreError::TooLarge(record.call_id.clone()));
+        }
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.calls_table)
+            .set_item(Some(item.clone()));
         let mut condition = match commit.expected_version {
             None => "attribute_not_exists(pk)".to_owned(),
             Some(v) => {
-                put = put.expression_attribute_values(":v", AttributeValue::N(v.to_string()));
+                put = put.expression_attribute_values(":v", n(v));
                 "version = :v".to_owned()
             }
         };
@@ -129,35 +144,19 @@ impl CallStore for DynamoCallStore {
             // Finalization happens once, whatever raced it.
             condition.push_str(" AND attribute_not_exists(finalized_at)");
         }
-        let put = put
-            .condition_expression(condition)
-            .build()
-            .expect("table, item and condition are set");
         let result = self.capacity.wrote(
-            self.client
-                .transact_write_items()
-                .transact_items(TransactWriteItem::builder().put(put).build())
-                .transact_items(
-                    TransactWriteItem::builder()
-                        .update(self.event_update(commit.event_id, commit.event_status, None))
-                        .build(),
-                )
+            put.condition_expression(condition)
                 .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await,
         );
         match result {
             Ok(_) => Ok(Committed::Yes),
-            Err(SdkError::ServiceError(e))
-                if matches!(
-                    e.err(),
-                    TransactWriteItemsError::TransactionCanceledException(c)
-                        if c.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
-                ) =>
-            {
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                self.capacity.failed_write(&self.calls_table, &item);
                 Ok(Committed::Conflict)
             }
-            Err(err) => Err(unavailable("TransactWriteItems", &err)),
+            Err(err) => Err(unavailable("PutItem", &err)),
         }
     }
 
@@ -184,22 +183,30 @@ impl CallStore for DynamoCallStore {
         status: EventStatus,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
-        let update = self.event_update(event_id, status, reason);
-        self.capacity
-            .wrote(
-                self.client
-                    .update_item()
-                    .table_name(update.table_name())
-                    .set_key(Some(update.key().clone()))
-                    .update_expression(update.update_expression())
-                    .set_expression_attribute_names(update.expression_attribute_names().cloned())
-                    .set_expression_attribute_values(update.expression_attribute_values().cloned())
-                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                    .send()
-                    .await,
-            )
-            .map(|_| ())
-            .map_err(|e| unavailable("UpdateItem", &e))
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.events_table)
+            .key("pk", s(event_id))
+            // An event gone (TTL) or never stored is not created by its mark.
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":status", s(status.as_str()));
+        let expression = match reason {
+            Some(reason) => {
+                update = update.expression_attribute_values(":reason", s(reason));
+                "SET #s = :status, review_reason = :reason REMOVE pending_since"
+            }
+            None => "SET #s = :status REMOVE pending_since",
+        };
+        let result = self.capacity.wrote(
+            update
+                .update_expression(expression)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await,
+        );
+        conditional_update(result).map(drop)
     }
 
     async fn list(&self) -> Result<Vec<CallRecord>, StoreError> {

@@ -4,14 +4,13 @@
 //! write whose condition failed returns no figure, so it is counted by the item's size, as
 //! DynamoDB bills it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
 use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
 use aws_sdk_dynamodb::operation::query::QueryOutput;
 use aws_sdk_dynamodb::operation::scan::ScanOutput;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
 use aws_sdk_dynamodb::types::{AttributeValue, ConsumedCapacity};
 
@@ -22,25 +21,42 @@ pub struct Units {
     pub write: f64,
 }
 
-/// The units consumed through every adapter holding a clone of it.
+/// The units consumed through every adapter holding a clone of it, by table.
 #[derive(Debug, Clone, Default)]
-pub struct Capacity(Arc<Mutex<Units>>);
+pub struct Capacity(Arc<Mutex<BTreeMap<String, Units>>>);
 
 impl Capacity {
+    /// Everything consumed.
     pub fn units(&self) -> Units {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.by_table()
+            .values()
+            .fold(Units::default(), |sum, u| Units {
+                read: sum.read + u.read,
+                write: sum.write + u.write,
+            })
     }
 
-    fn add(&self, read: f64, write: f64) {
-        let mut units = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        units.read += read;
-        units.write += write;
+    /// What each table (its indexes included) consumed.
+    pub fn by_table(&self) -> BTreeMap<String, Units> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn add(&self, consumed: &[(&str, f64)], write: bool) {
+        let mut tables = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for (table, units) in consumed {
+            let entry = tables.entry((*table).to_owned()).or_default();
+            if write {
+                entry.write += units;
+            } else {
+                entry.read += units;
+            }
+        }
     }
 
     /// A read's result, its units counted.
     pub(crate) fn read<O: Consumed, E>(&self, result: Result<O, E>) -> Result<O, E> {
         if let Ok(output) = &result {
-            self.add(output.units(), 0.0);
+            self.add(&output.units(), false);
         }
         result
     }
@@ -48,30 +64,39 @@ impl Capacity {
     /// A write's result, its units counted.
     pub(crate) fn wrote<O: Consumed, E>(&self, result: Result<O, E>) -> Result<O, E> {
         if let Ok(output) = &result {
-            self.add(0.0, output.units());
+            self.add(&output.units(), true);
         }
         result
     }
 
-    /// A write whose condition failed: DynamoDB bills it by the size of the item written.
-    pub(crate) fn failed_write(&self, item: &HashMap<String, AttributeValue>) {
-        self.add(0.0, write_units(item_size(item)));
+    /// A write to `table` whose condition failed: DynamoDB bills it by the size of the item
+    /// written.
+    pub(crate) fn failed_write(&self, table: &str, item: &HashMap<String, AttributeValue>) {
+        self.add(&[(table, write_units(item_size(item)))], true);
     }
 }
 
-/// A response that reports the capacity it consumed.
+/// A response that reports the capacity it consumed, by table.
 pub(crate) trait Consumed {
-    fn units(&self) -> f64;
+    fn units(&self) -> Vec<(&str, f64)>;
 }
 
-fn total(capacity: Option<&ConsumedCapacity>) -> f64 {
-    capacity.and_then(|c| c.capacity_units()).unwrap_or(0.0)
+fn total(capacity: Option<&ConsumedCapacity>) -> Vec<(&str, f64)> {
+    capacity
+        .map(|c| {
+            (
+                c.table_name().unwrap_or("unknown"),
+                c.capacity_units().unwrap_or(0.0),
+            )
+        })
+        .into_iter()
+        .collect()
 }
 
 macro_rules! consumed_one {
     ($($output:ty),*) => {$(
         impl Consumed for $output {
-            fn units(&self) -> f64 {
+            fn units(&self) -> Vec<(&str, f64)> {
                 total(self.consumed_capacity())
             }
         }
@@ -85,15 +110,6 @@ consumed_one!(
     ScanOutput,
     QueryOutput
 );
-
-impl Consumed for TransactWriteItemsOutput {
-    fn units(&self) -> f64 {
-        self.consumed_capacity()
-            .iter()
-            .map(|c| c.capacity_units().unwrap_or(0.0))
-            .sum()
-    }
-}
 
 /// Write units for an item of `bytes`: one per KB started.
 pub fn write_units(bytes: usize) -> f64 {

@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 use chrono::{DateTime, Utc};
 
-use super::events::stored_of;
+use super::events::{received_at_of, stored_of};
 use super::{Capacity, unavailable};
 use crate::ports::{EventReader, EventSelection, PendingKey, PendingPage, StoreError, StoredEvent};
 
@@ -172,12 +172,7 @@ impl EventReader for DynamoEventReader {
                 let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok()) else {
                     continue;
                 };
-                let received_at = item
-                    .get("received_at")
-                    .and_then(|v| v.as_s().ok())
-                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                    .map(|t| t.with_timezone(&Utc))
-                    .unwrap_or(DateTime::UNIX_EPOCH);
+                let received_at = received_at_of(item).unwrap_or(DateTime::UNIX_EPOCH);
                 if let EventSelection::Range { since, until } = selection
                     && (received_at < *since || until.is_some_and(|u| received_at >= u))
                 {

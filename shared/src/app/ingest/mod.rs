@@ -4,7 +4,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use serde_json::{Value, json};
 
 use super::events_queue::queue_message;
@@ -12,8 +12,7 @@ use crate::config::IngestConfig;
 use crate::delivery::{Delivery, Headers};
 use crate::domain::event::CanonicalEvent;
 use crate::domain::review::ReviewReason;
-use crate::limits::MAX_ITEM_BYTES;
-use crate::ports::{EventStatus, EventStore, Inserted, NewEvent, Queue};
+use crate::ports::{EventStatus, EventStore, Inserted, NewEvent, Queue, StoreError};
 use crate::providers::{Provider, Providers};
 
 /// One HTTP request as API Gateway hands it over.
@@ -177,7 +176,8 @@ impl<S: EventStore, Q: Queue> Ingest<S, Q> {
             body: &body,
             path_token: request.token,
             request_url: request.request_url.as_deref(),
-            received_at: request.received_at,
+            // Milliseconds, as stored: every later reading of the event agrees with this one.
+            received_at: request.received_at.trunc_subsecs(3),
         };
         if let Err(failed) = provider.verify(&delivery) {
             return Answer::error(IngestOutcome::Unauthorized, failed.to_string());
@@ -219,24 +219,12 @@ impl<S: EventStore, Q: Queue> Ingest<S, Q> {
         event: &CanonicalEvent,
     ) -> Answer {
         let headers = delivery.headers.subset(provider.signed_headers());
-        let beside = delivery.body.len()
-            + headers
-                .iter()
-                .map(|(k, v)| k.len() + v.len())
-                .sum::<usize>()
-            + event.event_id.len()
-            + event.event_type.len()
-            + event.call_id.as_deref().map_or(0, str::len);
-        let envelope = stored_envelope(event, MAX_ITEM_BYTES.saturating_sub(beside));
         let retention = Duration::days(self.config.raw_retention_days as i64);
         let new = NewEvent {
             event_id: &event.event_id,
-            provider: &event.provider,
-            event_type: &event.event_type,
             call_id: event.call_id.as_deref(),
             raw_body: delivery.body,
             headers: &headers,
-            envelope_json: &envelope,
             received_at: event.received_at,
             expires_at: event.received_at + retention,
         };
@@ -264,6 +252,13 @@ impl<S: EventStore, Q: Queue> Ingest<S, Q> {
                     return Answer::unavailable("the queue");
                 }
                 return duplicate(&event.event_id);
+            }
+            Err(StoreError::TooLarge(_)) => {
+                // Nothing the provider can retry into success: its body cannot be kept.
+                return Answer::error(
+                    IngestOutcome::TooLarge,
+                    "body is too large to store once packed",
+                );
             }
             Err(err) => {
                 tracing::warn!(event_id = %event.event_id, error = %err, "store failed");
@@ -294,19 +289,6 @@ fn duplicate(event_id: &str) -> Answer {
         IngestOutcome::Duplicate,
         json!({ "status": "duplicate", "event_id": event_id }),
     )
-}
-
-/// The envelope stored beside the raw body, within `room` bytes. The facts repeat parts of the
-/// raw body (a long transcript would be stored twice and pass DynamoDB's item limit): past
-/// `room` they are left out; normalizing the stored body again gives them back.
-fn stored_envelope(event: &CanonicalEvent, room: usize) -> String {
-    let mut envelope = event.envelope();
-    let json = serde_json::to_string(&envelope).unwrap_or_default();
-    if json.len() <= room {
-        return json;
-    }
-    envelope.facts = Default::default();
-    serde_json::to_string(&envelope).unwrap_or_default()
 }
 
 #[cfg(test)]
