@@ -96,6 +96,10 @@ impl<K: AsRef<str>, V: Into<String>> FromIterator<(K, V)> for Headers {
     }
 }
 
+/// Where a stored delivery keeps the URL it was sent to, among its headers (a name no real
+/// header can have), for providers that sign the URL: the stored copy verifies again.
+pub const REQUEST_URL: &str = ":url";
+
 /// One delivery as received: everything a provider may authenticate or normalize.
 #[derive(Debug, Clone, Copy)]
 pub struct Delivery<'a> {

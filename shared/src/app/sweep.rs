@@ -17,7 +17,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::events_queue::queue_message;
-use crate::delivery::Delivery;
 use crate::ports::{EventReader, EventStatus, PendingKey, Queue, QueueError, StoreError};
 use crate::providers::Providers;
 
@@ -108,14 +107,7 @@ impl<S: EventReader, Q: Queue> Sweeper<S, Q> {
         };
         // Normalized as first received, so the message is the one first meant (normalizing
         // depends on nothing but the stored headers, body and receipt time).
-        let original = Delivery {
-            headers: &stored.headers,
-            body: &stored.raw_body,
-            path_token: None,
-            request_url: None,
-            received_at: stored.received_at,
-        };
-        let event = provider.normalize(&original);
+        let event = provider.normalize(&stored.delivery());
         if event.event_id != stored.event_id {
             // The lifecycle marks the event it is given: a message under another id would
             // leave this item RECEIVED forever (and create a stray one).
@@ -134,6 +126,7 @@ impl<S: EventReader, Q: Queue> Sweeper<S, Q> {
 mod tests {
     use std::sync::atomic::Ordering;
 
+    use crate::delivery::Delivery;
     use chrono::TimeZone;
 
     use super::*;

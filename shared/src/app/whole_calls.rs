@@ -5,19 +5,16 @@
 use crate::domain::call::CallRecord;
 use crate::domain::event::CanonicalEvent;
 use crate::ports::{CallReader, EventReader, StoreError, StoredEvent};
-use crate::providers::{Delivery, Providers};
+use crate::providers::Providers;
 
 /// `stored` normalized again from its raw bytes, as first received; `None` when its provider
 /// is not among `providers`.
 pub fn normalize_stored(stored: &StoredEvent, providers: &Providers) -> Option<CanonicalEvent> {
-    let provider = providers.get(&stored.provider)?;
-    Some(provider.normalize(&Delivery {
-        headers: &stored.headers,
-        body: &stored.raw_body,
-        path_token: None,
-        request_url: None,
-        received_at: stored.received_at,
-    }))
+    Some(
+        providers
+            .get(&stored.provider)?
+            .normalize(&stored.delivery()),
+    )
 }
 
 /// A [`CallReader`] that puts back the facts a record keeps by reference.

@@ -6,6 +6,7 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
+use crate::delivery::{Delivery, REQUEST_URL};
 use crate::providers::Headers;
 
 /// Where a stored event is in its life.
@@ -61,6 +62,20 @@ pub struct StoredEvent {
     pub call_id: Option<String>,
     /// Set when the ingest that stored it could not queue it.
     pub queue_failed: bool,
+}
+
+impl StoredEvent {
+    /// The delivery as first received (its URL too, when its provider signs it): what replay,
+    /// the sweeper and dispatch normalize again, and what verifies again.
+    pub fn delivery(&self) -> Delivery<'_> {
+        Delivery {
+            headers: &self.headers,
+            body: &self.raw_body,
+            path_token: None,
+            request_url: self.headers.get(REQUEST_URL),
+            received_at: self.received_at,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

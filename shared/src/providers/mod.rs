@@ -35,6 +35,11 @@ pub trait Provider: Send + Sync {
     /// Bearer tokens and other secrets never belong here.
     fn signed_headers(&self) -> &'static [&'static str];
 
+    /// The signature covers the request URL too (then it is stored with the body).
+    fn signs_url(&self) -> bool {
+        false
+    }
+
     /// Checks the delivery's authenticity on its raw bytes, before anything parses them.
     fn verify(&self, delivery: &Delivery<'_>) -> Result<(), AuthError>;
 
@@ -173,6 +178,10 @@ impl Provider for NormalizeOnly {
 
     fn signed_headers(&self) -> &'static [&'static str] {
         self.0.signed_headers()
+    }
+
+    fn signs_url(&self) -> bool {
+        self.0.signs_url()
     }
 
     fn verify(&self, _delivery: &Delivery<'_>) -> Result<(), AuthError> {

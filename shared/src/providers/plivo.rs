@@ -137,6 +137,10 @@ impl Provider for Plivo {
         NAME
     }
 
+    fn signs_url(&self) -> bool {
+        true
+    }
+
     fn signed_headers(&self) -> &'static [&'static str] {
         &[
             SIGNATURE_HEADER,

@@ -294,6 +294,10 @@ impl Provider for Twilio {
         NAME
     }
 
+    fn signs_url(&self) -> bool {
+        true
+    }
+
     fn signed_headers(&self) -> &'static [&'static str] {
         // The content type decides whether the body is form parameters or bodySHA256 JSON.
         &[SIGNATURE_HEADER, CONTENT_TYPE_HEADER]

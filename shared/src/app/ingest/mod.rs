@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::events_queue::queue_message;
 use crate::config::IngestConfig;
-use crate::delivery::{Delivery, Headers};
+use crate::delivery::{Delivery, Headers, REQUEST_URL};
 use crate::domain::event::CanonicalEvent;
 use crate::domain::review::ReviewReason;
 use crate::ports::{EventStatus, EventStore, Inserted, NewEvent, Queue, StoreError};
@@ -218,7 +218,10 @@ impl<S: EventStore, Q: Queue> Ingest<S, Q> {
         delivery: &Delivery<'_>,
         event: &CanonicalEvent,
     ) -> Answer {
-        let headers = delivery.headers.subset(provider.signed_headers());
+        let mut headers = delivery.headers.subset(provider.signed_headers());
+        if let Some(url) = delivery.request_url.filter(|_| provider.signs_url()) {
+            headers.insert(REQUEST_URL, url);
+        }
         let retention = Duration::days(self.config.raw_retention_days as i64);
         let new = NewEvent {
             event_id: &event.event_id,
@@ -240,11 +243,8 @@ impl<S: EventStore, Q: Queue> Ingest<S, Q> {
                 }
                 // Normalized as first received, so the message is the one first meant.
                 let original = Delivery {
-                    headers: &stored.headers,
-                    body: &stored.raw_body,
                     path_token: delivery.path_token,
-                    request_url: delivery.request_url,
-                    received_at: stored.received_at,
+                    ..stored.delivery()
                 };
                 let requeued = provider.normalize(&original);
                 if let Err(err) = self.queue.send(queue_message(&requeued), 0).await {

@@ -359,3 +359,49 @@ async fn logs_carry_the_event_and_never_a_signature_or_a_secret() {
         assert!(!logs.contains(secret.as_str()), "{secret:?} logged: {logs}");
     }
 }
+
+/// A provider that signs the URL: the URL is stored with the body, so the stored copy verifies
+/// again (and replay, the sweeper and dispatch normalize it as first received).
+#[tokio::test]
+async fn a_url_signed_delivery_is_stored_so_it_verifies_again() {
+    let signer = dev_signer("twilio", &FIXTURE_SEED).unwrap();
+    let mut env = Env::from_pairs(signer.verifier_env());
+    env.set("EVENTS_TABLE", "events");
+    env.set("EVENTS_QUEUE_URL", "queue");
+    let ingest = Ingest {
+        providers: Providers::from_env(&env).unwrap(),
+        store: MemoryEventStore::default(),
+        queue: MemoryQueue::default(),
+        config: IngestConfig::from_env(&env).unwrap(),
+    };
+    let body = "AccountSid=AC1&CallSid=CA1&CallStatus=ringing&SequenceNumber=1&Direction=inbound";
+    let url = "https://hooks.example.com/webhooks/twilio?x=1";
+    let now = Utc::now();
+    let signed = signer.sign(body.as_bytes(), now.timestamp(), url);
+    let request = Request {
+        method: "POST",
+        provider: Some("twilio"),
+        token: None,
+        headers: signed.headers.into_iter().collect(),
+        body: Some(body),
+        is_base64_encoded: false,
+        request_url: Some(signed.url.unwrap_or_else(|| url.to_owned())),
+        received_at: now,
+    };
+    let answer = ingest.handle(&request).await;
+    assert_eq!(answer.status(), 200, "{:?}", answer.body);
+    let event_id = answer.body["event_id"].as_str().unwrap();
+    let stored = ingest.store.events.lock().unwrap()[event_id].clone();
+    assert_eq!(stored.headers.get(REQUEST_URL), request.request_url.as_deref());
+    let twilio = ingest.providers.get("twilio").unwrap();
+    assert_eq!(twilio.verify(&stored.delivery()), Ok(()));
+
+    // Without its URL the copy could not be checked: the signature covers it.
+    let mut without = stored.clone();
+    without.headers = stored
+        .headers
+        .iter()
+        .filter(|(name, _)| *name != REQUEST_URL)
+        .collect();
+    assert!(twilio.verify(&without.delivery()).is_err());
+}
