@@ -67,6 +67,9 @@ pub enum Outcome {
     Voicemail,
     Escalated,
     Rescheduled,
+    /// The call was given up on: no final webhook came and its provider's API gave no answer
+    /// (docs/lifecycle.md, "Calls that never finish").
+    Unknown,
 }
 
 impl Outcome {
@@ -80,8 +83,20 @@ impl Outcome {
             Outcome::Voicemail => "voicemail",
             Outcome::Escalated => "escalated",
             Outcome::Rescheduled => "rescheduled",
+            Outcome::Unknown => "unknown",
         }
     }
+}
+
+/// Where an event came from when it was not a provider's webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// The provider's API, asked by the stale pass because the final webhook never came.
+    Backfill,
+    /// The stale pass giving up on a call nobody could say the end of: its facts yield to
+    /// any real event's.
+    GaveUp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -175,6 +190,9 @@ pub struct CanonicalEvent {
     /// it is applied.
     #[serde(default, rename = "final")]
     pub is_final: bool,
+    /// Set only for events callhook made itself (`backfill`, `gave_up`); absent for webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Origin>,
     pub review: Option<ReviewNote>,
     #[serde(default, skip_serializing_if = "Facts::is_empty")]
     pub facts: Facts,
@@ -201,6 +219,7 @@ impl CanonicalEvent {
             to: None,
             outcome: None,
             is_final: false,
+            source: None,
             review: None,
             facts: Facts::default(),
             data: Value::Null,

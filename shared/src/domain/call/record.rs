@@ -80,6 +80,20 @@ pub(crate) enum Prefer {
 }
 
 impl Source {
+    /// The weakest source there is: whatever it set yields to any event's fact (a call given
+    /// up on keeps its `unknown` end only until a real one comes).
+    pub(crate) fn yielding(event_id: &str) -> Source {
+        Source {
+            class: 0,
+            at: DateTime::<Utc>::MIN_UTC,
+            event_id: event_id.to_owned(),
+        }
+    }
+
+    pub(crate) fn is_yielding(&self) -> bool {
+        self.class == 0 && self.at == DateTime::<Utc>::MIN_UTC
+    }
+
     pub(crate) fn beats(&self, other: &Source, prefer: Prefer) -> bool {
         let when = (self.at, &self.event_id).cmp(&(other.at, &other.event_id));
         let when = match prefer {
@@ -141,6 +155,10 @@ pub struct CallRecord {
     pub errors: Vec<ErrorReport>,
     /// Requested business actions, by (`occurred_at`, `event_id`).
     pub actions: Vec<ActionRequest>,
+    /// Final only because callhook gave up on it: no final webhook came and the provider's API
+    /// could not say how it ended (outcome `unknown`). A real end clears it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub incomplete: bool,
     /// Number of distinct events applied (reports included) = `applied_event_ids.len()`.
     pub event_count: u64,
     pub applied_event_ids: AppliedEvents,
@@ -150,6 +168,10 @@ pub struct CallRecord {
     pub finalized_at: Option<DateTime<Utc>>,
     /// The latest `occurred_at` among applied events.
     pub last_occurred_at: Option<DateTime<Utc>>,
+    /// When the first and the latest of the provider's deliveries applied were received: how
+    /// long a call has been open, and how long it has been quiet (the stale pass).
+    pub first_received_at: Option<DateTime<Utc>>,
+    pub last_received_at: Option<DateTime<Utc>>,
     /// Optimistic-concurrency counter, incremented by the store (the reducer never touches it).
     pub version: u64,
     /// Field name → the event that set it (see [`Source`]); what makes the result
@@ -179,6 +201,8 @@ impl CallRecord {
             final_event_id: None,
             finalized_at: None,
             last_occurred_at: None,
+            first_received_at: None,
+            last_received_at: None,
             version: 0,
             sources: BTreeMap::new(),
             ..self.clone()

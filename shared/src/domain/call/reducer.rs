@@ -11,7 +11,7 @@ use super::effect::{
     Effect, action_dispatch_id, escalation_dispatch_id, finalize_dispatch_id, update_dispatch_id,
 };
 use super::record::{ActionRequest, CallRecord, CallStatus, ErrorReport, Prefer, Source};
-use crate::domain::event::{CanonicalEvent, Kind, Outcome};
+use crate::domain::event::{CanonicalEvent, Kind, Origin, Outcome};
 use crate::domain::review::ReviewReason;
 use crate::domain::text::{MAX_FIELD_BYTES, MAX_URL_BYTES, capped};
 
@@ -143,7 +143,16 @@ fn fold(r: &mut CallRecord, e: &CanonicalEvent) {
 
     r.applied_event_ids.insert(e.event_id.clone());
     r.event_count = r.applied_event_ids.len() as u64;
+    if e.source == Some(Origin::GaveUp) {
+        give_up(r, e);
+        return;
+    }
     r.last_occurred_at = r.last_occurred_at.max(Some(at));
+    if e.source.is_none() {
+        let received = Some(e.received_at);
+        r.first_received_at = r.first_received_at.min(received).or(received);
+        r.last_received_at = r.last_received_at.max(received);
+    }
 
     let rank = if e.is_final {
         Kind::Ended.rank()
@@ -357,8 +366,41 @@ fn keep_latest<T>(sorted: &mut Vec<T>) {
     }
 }
 
+/// A call given up on: ended, outcome `unknown`, every fact set here yielding to any real
+/// event's (so a late real end replaces it and goes out as an update).
+fn give_up(r: &mut CallRecord, e: &CanonicalEvent) {
+    let ended = Kind::Ended.rank().unwrap_or(5);
+    if ended > r.rank {
+        r.rank = ended;
+        r.status = CallStatus::from_rank(ended);
+    }
+    let weakest = Source::yielding(&e.event_id);
+    let s = &mut r.sources;
+    offer(
+        s,
+        "final",
+        &mut r.final_event_id,
+        Some(e.event_id.clone()),
+        weakest.clone(),
+        Prefer::Latest,
+    );
+    let mut base = None;
+    offer(
+        s,
+        "outcome",
+        &mut base,
+        Some(Outcome::Unknown),
+        weakest,
+        Prefer::Latest,
+    );
+    if r.outcome != Some(Outcome::Escalated) && base.is_some() {
+        r.outcome = base;
+    }
+}
+
 /// Fields computed from the others.
 fn derive(r: &mut CallRecord) {
+    r.incomplete = r.sources.get("final").is_some_and(Source::is_yielding);
     if !r.sources.contains_key("duration_secs") {
         r.duration_secs = r.ended_at.map(|ended| match r.answered_at {
             Some(answered) => u64::try_from((ended - answered).num_seconds()).unwrap_or(0),

@@ -656,12 +656,15 @@ fn record_json_uses_the_documented_names_and_round_trips() {
         "final_event_id",
         "finalized_at",
         "last_occurred_at",
+        "first_received_at",
+        "last_received_at",
         "version",
         "sources",
     ] {
         assert!(keys.contains(&key.to_owned()), "{key} missing");
     }
-    assert_eq!(keys.len(), 28);
+    // `incomplete` appears only when set.
+    assert_eq!(keys.len(), 30);
     assert_eq!(v["status"], "ended");
     assert_eq!(v["outcome"], "completed");
     assert_eq!(v["direction"], "inbound");
@@ -1233,4 +1236,58 @@ fn a_call_of_five_thousand_events_stays_well_inside_an_item() {
     );
     let json = serde_json::to_string(&r).unwrap();
     assert!(json.len() < 100_000, "{} bytes", json.len());
+}
+
+// ---- calls that never finish ----
+
+fn gave_up(secs: i64) -> CanonicalEvent {
+    ev("callhook:gave-up", "callhook.gave_up", Kind::Ended, secs)
+        .terminal(None)
+        .with(|e| e.source = Some(crate::domain::event::Origin::GaveUp))
+}
+
+#[test]
+fn giving_up_finalizes_as_unknown_and_incomplete_once() {
+    let (r, fx) = apply_all(&[answered("a", 0), gave_up(90_000)]);
+    let r = r.unwrap();
+    assert_eq!(r.status, Some(CallStatus::Ended));
+    assert_eq!(r.outcome, Some(Outcome::Unknown));
+    assert!(r.incomplete);
+    assert_eq!(finalizes(&fx), 1);
+    assert_eq!(r.ended_at, None, "nobody knows when it ended");
+    let (_, again) = apply(Some(r.clone()), &gave_up(90_000));
+    assert!(again.is_empty());
+}
+
+#[test]
+fn a_real_end_after_giving_up_replaces_it_and_goes_out_as_an_update() {
+    let given_up = record(&[answered("a", 0), gave_up(90_000)]);
+    let (r, fx) = apply(Some(given_up), &hangup("h", 60, Outcome::Completed));
+    let r = r.unwrap();
+    assert_eq!(r.outcome, Some(Outcome::Completed));
+    assert!(!r.incomplete);
+    assert_eq!(r.final_event_id.as_deref(), Some("stateset#h"));
+    assert_eq!(finalizes(&fx), 0, "never a second completion");
+    assert_eq!(
+        count(&fx, |e| matches!(e, Effect::Enrich { .. })),
+        1,
+        "one call.updated"
+    );
+    // In the other order the give-up changes nothing visible.
+    let (r2, fx2) = apply_all(&[
+        answered("a", 0),
+        hangup("h", 60, Outcome::Completed),
+        gave_up(90_000),
+    ]);
+    assert_eq!(finalizes(&fx2), 1);
+    assert_eq!(r2.unwrap().view(), r.view());
+}
+
+#[test]
+fn receipt_times_track_the_first_and_latest_webhook_only() {
+    let mut late = answered("b", 5);
+    late.received_at = t(500);
+    let r = record(&[answered("a", 0), late, gave_up(90_000)]);
+    assert_eq!(r.first_received_at, Some(t(1)));
+    assert_eq!(r.last_received_at, Some(t(500)));
 }

@@ -23,10 +23,12 @@ pub enum RouteKey {
     Escalated,
     Action,
     Updated,
+    /// A call given up on (outcome `unknown`, `incomplete: true`).
+    Unknown,
 }
 
 impl RouteKey {
-    pub const ALL: [RouteKey; 11] = [
+    pub const ALL: [RouteKey; 12] = [
         RouteKey::Completed,
         RouteKey::Voicemail,
         RouteKey::Rescheduled,
@@ -38,6 +40,7 @@ impl RouteKey {
         RouteKey::Escalated,
         RouteKey::Action,
         RouteKey::Updated,
+        RouteKey::Unknown,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +56,7 @@ impl RouteKey {
             RouteKey::Escalated => "escalated",
             RouteKey::Action => "action",
             RouteKey::Updated => "updated",
+            RouteKey::Unknown => "unknown",
         }
     }
 
@@ -72,6 +76,7 @@ impl RouteKey {
             Some(Outcome::Failed) => RouteKey::Failed,
             Some(Outcome::Canceled) => RouteKey::Canceled,
             Some(Outcome::Escalated) => RouteKey::Escalated,
+            Some(Outcome::Unknown) => RouteKey::Unknown,
         }
     }
 
@@ -82,6 +87,7 @@ impl RouteKey {
             | RouteKey::Voicemail
             | RouteKey::Rescheduled
             | RouteKey::NoOutcome
+            | RouteKey::Unknown
             | RouteKey::Updated => Target::Crm,
             RouteKey::Escalated | RouteKey::Action => Target::Ticketing,
             RouteKey::NoAnswer | RouteKey::Busy | RouteKey::Failed | RouteKey::Canceled => {
