@@ -6,5 +6,6 @@ pub mod ingest;
 pub mod lifecycle;
 pub mod replay;
 pub mod review_intake;
+pub mod stale;
 pub mod sweep;
 pub mod whole_calls;

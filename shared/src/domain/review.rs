@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+use super::call::CallRecord;
 use super::event::CanonicalEvent;
 use super::text::{MAX_FIELD_BYTES, capped, truncate_utf8};
 use crate::limits::{RESPONSE_BODY_LIMIT, REVIEW_DETAIL_LIMIT};
@@ -35,6 +36,8 @@ pub enum ReviewReason {
     ProviderDeliveryFailed,
     /// A message that waits for an answer callhook cannot give (Vapi's tool calls).
     ResponseRequired,
+    /// A call given up on: no final webhook came and its provider's API gave no end.
+    StaleCall,
     /// `dlq:{queue}`: a message a queue's consumer gave up on.
     DeadLetter(String),
     /// Any other reason (kept as written, e.g. by an older version).
@@ -52,6 +55,7 @@ impl ReviewReason {
             ReviewReason::DispatchFailed => "dispatch_failed",
             ReviewReason::ProviderDeliveryFailed => "provider_delivery_failed",
             ReviewReason::ResponseRequired => "response_required",
+            ReviewReason::StaleCall => "stale_call",
             ReviewReason::DeadLetter(queue) => return Cow::Owned(format!("dlq:{queue}")),
             ReviewReason::Other(reason) => reason,
         })
@@ -67,6 +71,7 @@ impl ReviewReason {
             "dispatch_failed" => ReviewReason::DispatchFailed,
             "provider_delivery_failed" => ReviewReason::ProviderDeliveryFailed,
             "response_required" => ReviewReason::ResponseRequired,
+            "stale_call" => ReviewReason::StaleCall,
             other => match other.strip_prefix("dlq:") {
                 Some(queue) => ReviewReason::DeadLetter(queue.to_owned()),
                 None => ReviewReason::Other(other.to_owned()),
@@ -258,6 +263,25 @@ impl ReviewItem {
     /// The event id, when this is an event's item.
     pub fn event_id(&self) -> Option<&str> {
         self.pk.strip_prefix("event#")
+    }
+
+    /// `call#{call_id}`, reason `stale_call`: a call finalized as `unknown` because nobody
+    /// could say how it ended; `detail` says why. The payload is the record as it was.
+    pub fn stale_call(record: &CallRecord, detail: &str, now: DateTime<Utc>) -> ReviewItem {
+        let payload = serde_json::to_value(record.by_reference()).unwrap_or(Value::Null);
+        let mut item = ReviewItem::open(
+            format!("call#{}", record.call_id),
+            ReviewReason::StaleCall,
+            &record.call_id,
+            payload,
+            1,
+            detail,
+            None,
+            None,
+            now,
+        );
+        item.provider = Some(record.provider.clone());
+        item
     }
 
     /// `dispatch#{dispatch_id}`, reason `dispatch_failed`.

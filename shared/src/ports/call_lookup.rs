@@ -1,10 +1,9 @@
 //! Asking a provider's API about one call: the stale pass's way to learn how a call ended when
 //! its final webhook never came (docs/lifecycle.md, "Calls that never finish").
 
-use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 
-use crate::domain::event::Outcome;
+pub use crate::domain::call::FinalState;
 
 /// What a provider's API says about a call.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,21 +15,6 @@ pub enum Lookup {
     Ended(FinalState),
     /// The provider does not know the call (wrong, expired or deleted id).
     NotFound,
-}
-
-/// A call's end as a provider's API reports it, in callhook's vocabulary.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FinalState {
-    /// The provider's own word for the end (`completed`, `no-answer`, `ended`, …): becomes the
-    /// backfill event's type (`backfill.{status}`).
-    pub status: String,
-    /// `None` when the provider's answer does not say (the record's outcome stays as it is).
-    pub outcome: Option<Outcome>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub answered_at: Option<DateTime<Utc>>,
-    pub ended_at: Option<DateTime<Utc>>,
-    pub duration_secs: Option<u64>,
-    pub hangup_cause: Option<String>,
 }
 
 /// Why a lookup gave no answer. Never carries a credential.
@@ -54,4 +38,17 @@ pub trait CallLookup: Send + Sync {
 
     /// Asks about the call whose key (the call id after `{provider}#`) is `call_key`.
     fn lookup<'a>(&'a self, call_key: &'a str) -> BoxFuture<'a, Result<Lookup, LookupError>>;
+}
+
+/// The configured lookups, by provider.
+pub trait LookupSource: Send + Sync {
+    fn lookup_for(&self, provider: &str) -> Option<&dyn CallLookup>;
+}
+
+impl LookupSource for Vec<Box<dyn CallLookup>> {
+    fn lookup_for(&self, provider: &str) -> Option<&dyn CallLookup> {
+        self.iter()
+            .find(|l| l.provider() == provider)
+            .map(|l| l.as_ref())
+    }
 }

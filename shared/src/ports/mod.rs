@@ -9,8 +9,10 @@ mod ledger;
 mod queue;
 mod review;
 
-pub use call_lookup::{CallLookup, FinalState, Lookup, LookupError};
-pub use calls::{CallReader, CallStore, Commit, Committed, StoredCall};
+pub use call_lookup::{CallLookup, FinalState, Lookup, LookupError, LookupSource};
+pub use calls::{
+    Asked, CallReader, CallStore, Commit, Committed, OpenCalls, OpenKey, OpenPage, StoredCall,
+};
 pub use events::{
     EventReader, EventSelection, EventStatus, EventStore, Inserted, MarkForReview, NewEvent,
     PendingKey, PendingPage, StoredEvent,

@@ -24,3 +24,9 @@ pub trait QueueSender: Send + Sync {
         body: String,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
+
+impl<T: Queue> Queue for &T {
+    async fn send(&self, body: String, delay_secs: u32) -> Result<(), QueueError> {
+        (**self).send(body, delay_secs).await
+    }
+}

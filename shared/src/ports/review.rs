@@ -46,6 +46,16 @@ impl<S: ReviewStore> ReviewStore for Option<S> {
     }
 }
 
+impl<S: ReviewStore> ReviewStore for &S {
+    async fn put(&self, item: &ReviewItem) -> Result<(), StoreError> {
+        (**self).put(item).await
+    }
+
+    async fn open_event(&self, item: &ReviewItem) -> Result<(), StoreError> {
+        (**self).open_event(item).await
+    }
+}
+
 /// Reading and closing review items (operators, replay, the `review_open` gauge).
 pub trait ReviewAdmin: Send + Sync {
     /// One item, read consistently.

@@ -5,7 +5,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::domain::call::CallRecord;
-use crate::ports::{CallStore, Commit, Committed, EventStatus, StoreError, StoredCall};
+use chrono::{DateTime, Utc};
+
+use crate::ports::{
+    Asked, CallStore, Commit, Committed, EventStatus, OpenCalls, OpenKey, OpenPage, StoreError,
+    StoredCall,
+};
 
 /// Calls in memory with the DynamoDB store's conditions, for unit and property tests.
 #[derive(Default)]
@@ -14,6 +19,48 @@ pub struct MemoryCallStore {
     pub events: Mutex<HashMap<String, (EventStatus, Option<String>)>>,
     /// Commits that wrote (for tests counting writes).
     pub commits: AtomicUsize,
+}
+
+impl OpenCalls for MemoryCallStore {
+    async fn open_page(
+        &self,
+        opened_before: DateTime<Utc>,
+        _after: Option<&OpenKey>,
+    ) -> Result<OpenPage, StoreError> {
+        let mut calls: Vec<OpenKey> = self
+            .calls
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|c| !c.record.is_final())
+            .map(|c| OpenKey {
+                call_id: c.record.call_id.clone(),
+                opened_at: c
+                    .record
+                    .first_received_at
+                    .or(c.record.last_occurred_at)
+                    .map_or(0, |t| t.timestamp_millis()),
+            })
+            .filter(|k| k.opened_at <= opened_before.timestamp_millis())
+            .collect();
+        calls.sort_by(|a, b| a.call_id.cmp(&b.call_id));
+        Ok(OpenPage { calls, next: None })
+    }
+
+    async fn note_asked(
+        &self,
+        call_id: &str,
+        version: u64,
+        asked: Asked,
+    ) -> Result<(), StoreError> {
+        if let Some(c) = self.calls.lock().unwrap().get_mut(call_id)
+            && c.record.version == version
+            && c.record.finalized_at.is_none()
+        {
+            c.asked = Some(asked);
+        }
+        Ok(())
+    }
 }
 
 impl CallStore for MemoryCallStore {
@@ -40,6 +87,7 @@ impl CallStore for MemoryCallStore {
             StoredCall {
                 record: commit.record.clone(),
                 outbox: commit.outbox.to_vec(),
+                asked: None,
             },
         );
         Ok(Committed::Yes)

@@ -8,13 +8,17 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{Capacity, conditional_update, item_size, n, pk_of, s, unavailable};
 use crate::adapters::packing;
 use crate::domain::call::CallRecord;
 use crate::limits::MAX_ITEM_BYTES;
-use crate::ports::{CallStore, Commit, Committed, EventStatus, StoreError, StoredCall};
+use crate::ports::{
+    Asked, CallStore, Commit, Committed, EventStatus, OpenCalls, OpenKey, OpenPage, StoreError,
+    StoredCall,
+};
 
 #[derive(Clone)]
 pub struct DynamoCallStore {
@@ -72,7 +76,36 @@ pub(crate) fn call_of(item: &HashMap<String, AttributeValue>) -> Result<StoredCa
         Some(json) => serde_json::from_str(json).map_err(|_| corrupt("outbox"))?,
         None => Vec::new(),
     };
-    Ok(StoredCall { record, outbox })
+    let number = |name: &str| item.get(name).and_then(|v| v.as_n().ok());
+    let asked = match (number("ask_after"), number("asked")) {
+        (Some(after), Some(times)) => Some(Asked {
+            again_after: after
+                .parse()
+                .ok()
+                .and_then(DateTime::from_timestamp_millis)
+                .ok_or_else(|| corrupt("ask_after"))?,
+            times: times.parse().map_err(|_| corrupt("asked"))?,
+        }),
+        _ => None,
+    };
+    Ok(StoredCall {
+        record,
+        outbox,
+        asked,
+    })
+}
+
+/// The sparse index of calls not yet final, keyed by when each was opened (epoch ms): the key
+/// is set when a call is first written and never changes until the call is final, so a call's
+/// later writes do not write the index, and the keys spread a burst across partitions.
+pub const OPEN_INDEX: &str = "open";
+
+/// When the call was opened, for the index: its first webhook's receipt.
+fn opened_at(record: &CallRecord) -> i64 {
+    record
+        .first_received_at
+        .or(record.last_occurred_at)
+        .map_or(0, |t| t.timestamp_millis())
 }
 
 impl DynamoCallStore {
@@ -98,6 +131,79 @@ impl DynamoCallStore {
     }
 }
 
+fn open_key(item: &HashMap<String, AttributeValue>) -> Option<OpenKey> {
+    Some(OpenKey {
+        call_id: item.get("pk")?.as_s().ok()?.clone(),
+        opened_at: item.get("opened_at")?.as_n().ok()?.parse().ok()?,
+    })
+}
+
+impl OpenCalls for DynamoCallStore {
+    async fn open_page(
+        &self,
+        opened_before: DateTime<Utc>,
+        after: Option<&OpenKey>,
+    ) -> Result<OpenPage, StoreError> {
+        let start = after.map(|key| {
+            HashMap::from([
+                ("pk".to_owned(), s(&key.call_id)),
+                ("opened_at".to_owned(), n(key.opened_at)),
+            ])
+        });
+        // A scan of the sparse index (only open calls are in it), filtered on its own key.
+        let page = self
+            .capacity
+            .read(
+                self.client
+                    .scan()
+                    .table_name(&self.calls_table)
+                    .index_name(OPEN_INDEX)
+                    .filter_expression("opened_at <= :cutoff")
+                    .expression_attribute_values(":cutoff", n(opened_before.timestamp_millis()))
+                    .set_exclusive_start_key(start)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await,
+            )
+            .map_err(|e| unavailable("Scan", &e))?;
+        let unreadable = || StoreError::Corrupt(String::new(), "open index entry".into());
+        let calls = page
+            .items()
+            .iter()
+            .map(|item| open_key(item).ok_or_else(unreadable))
+            .collect::<Result<_, _>>()?;
+        let next = page
+            .last_evaluated_key()
+            .map(|last| open_key(last).ok_or_else(unreadable))
+            .transpose()?;
+        Ok(OpenPage { calls, next })
+    }
+
+    async fn note_asked(
+        &self,
+        call_id: &str,
+        version: u64,
+        asked: Asked,
+    ) -> Result<(), StoreError> {
+        let result = self.capacity.wrote(
+            self.client
+                .update_item()
+                .table_name(&self.calls_table)
+                .key("pk", s(call_id))
+                .update_expression("SET ask_after = :after, asked = :times")
+                .condition_expression("version = :v AND attribute_not_exists(finalized_at)")
+                .expression_attribute_values(":v", n(version))
+                .expression_attribute_values(":after", n(asked.again_after.timestamp_millis()))
+                .expression_attribute_values(":times", n(asked.times))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await,
+        );
+        // Written since: a new event (no longer quiet) or the end; nothing to remember.
+        conditional_update(result).map(drop)
+    }
+}
+
 impl CallStore for DynamoCallStore {
     async fn get(&self, call_id: &str) -> Result<Option<StoredCall>, StoreError> {
         self.read(call_id, true).await
@@ -117,9 +223,10 @@ impl CallStore for DynamoCallStore {
             ),
             ("version".to_owned(), n(record.version)),
         ]);
-        if let Some(at) = record.finalized_at {
-            item.insert("finalized_at".to_owned(), s(at.to_rfc3339()));
-        }
+        match record.finalized_at {
+            Some(at) => item.insert("finalized_at".to_owned(), s(at.to_rfc3339())),
+            None => item.insert("opened_at".to_owned(), n(opened_at(record))),
+        };
         if !commit.outbox.is_empty() {
             let outbox = serde_json::to_string(commit.outbox)
                 .map_err(|e| StoreError::Corrupt(record.call_id.clone(), e.to_string()))?;

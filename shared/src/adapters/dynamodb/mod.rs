@@ -8,7 +8,7 @@ mod ledger;
 mod reader;
 mod review;
 
-pub use calls::DynamoCallStore;
+pub use calls::{DynamoCallStore, OPEN_INDEX};
 pub use capacity::{Capacity, Units, item_size, write_units};
 pub use events::{DynamoEventStore, pack_request, unpack_request};
 pub use ledger::DynamoLedger;

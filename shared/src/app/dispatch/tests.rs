@@ -93,7 +93,7 @@ fn dispatcher(records: Vec<CallRecord>, http: Vec<HttpResult>) -> TestDispatcher
             r.call_id.clone(),
             StoredCall {
                 record: r,
-                outbox: Vec::new(),
+                ..StoredCall::default()
             },
         );
     }

@@ -5,6 +5,7 @@ mod effect;
 mod facts;
 mod record;
 mod reducer;
+pub mod stale;
 
 pub use applied::AppliedEvents;
 pub use effect::{
@@ -13,3 +14,4 @@ pub use effect::{
 pub use facts::{LARGE_FACT_BYTES, referenced_event};
 pub use record::{ActionRequest, CallRecord, CallStatus, ErrorReport, Source};
 pub use reducer::{MAX_LISTED, apply, apply_all};
+pub use stale::FinalState;
