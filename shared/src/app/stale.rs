@@ -288,6 +288,13 @@ mod tests {
         }
     }
 
+    type TestPass<'a> = StalePass<
+        &'a MemoryCallStore,
+        Vec<Box<dyn CallLookup>>,
+        &'a MemoryQueue,
+        &'a MemoryReviewStore,
+    >;
+
     struct World {
         lifecycle: Lifecycle<MemoryCallStore, MemoryQueue, MemoryReviewStore>,
         events: MemoryQueue,
@@ -306,15 +313,7 @@ mod tests {
             }
         }
 
-        fn pass<'a>(
-            &'a self,
-            lookups: Vec<Box<dyn CallLookup>>,
-        ) -> StalePass<
-            &'a MemoryCallStore,
-            Vec<Box<dyn CallLookup>>,
-            &'a MemoryQueue,
-            &'a MemoryReviewStore,
-        > {
+        fn pass(&self, lookups: Vec<Box<dyn CallLookup>>) -> TestPass<'_> {
             StalePass {
                 calls: &self.lifecycle.calls,
                 lookups,
