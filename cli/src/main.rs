@@ -176,6 +176,13 @@ enum CallsCommand {
         /// Only calls with activity at or after this RFC 3339 time.
         #[arg(long)]
         since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only calls not yet final.
+        #[arg(long)]
+        open: bool,
+        /// Only calls with no webhook for at least this long (e.g. 4h, 30m, 2d): the ones the
+        /// stale pass asks about.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: Option<std::time::Duration>,
         #[arg(long)]
         json: bool,
     },
@@ -270,8 +277,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 CallsCommand::List {
                     status,
                     since,
+                    open,
+                    older_than,
                     json,
-                } => calls::list(&calls::store(&target)?, status.as_deref(), since, json).await?,
+                } => {
+                    let filter = calls::Filter {
+                        status,
+                        since,
+                        open,
+                        quiet_for: older_than,
+                    };
+                    calls::list(&calls::store(&target)?, &filter, json).await?
+                }
             }
         }
         Command::Sweep { min_age, json } => {

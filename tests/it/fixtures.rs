@@ -232,7 +232,7 @@ async fn the_sweeper_fixture_gets_its_documented_answer() {
     let payload = fixtures::read(&dir.join(&entry.file)).unwrap();
     let event = lambda_runtime::LambdaEvent::new(payload, lambda_runtime::Context::default());
     let report = callhook_sweeper::handle(&function, event).await.unwrap();
-    assert_eq!(Some(report.requeued as usize), entry.expect.requeued);
+    assert_eq!(Some(report.sweep.requeued as usize), entry.expect.requeued);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

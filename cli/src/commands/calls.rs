@@ -4,6 +4,7 @@ use anyhow::{Context, Result, bail};
 use callhook::adapters::dynamodb::{DynamoCallStore, DynamoEventReader};
 use callhook::app::whole_calls::WholeCalls;
 use callhook::domain::call::CallRecord;
+use callhook::domain::call::stale::quiet_since;
 use callhook::ports::{CallReader, CallStore};
 use callhook::providers::Providers;
 use chrono::{DateTime, Utc};
@@ -39,18 +40,42 @@ pub async fn get(target: &Target, call_id: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub async fn list(
-    store: &DynamoCallStore,
-    status: Option<&str>,
-    since: Option<DateTime<Utc>>,
-    json: bool,
-) -> Result<()> {
+/// Which calls `calls list` shows.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// queued, initiated, ringing, answered or ended.
+    pub status: Option<String>,
+    /// Activity at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Not yet final.
+    pub open: bool,
+    /// No webhook for at least this long.
+    pub quiet_for: Option<std::time::Duration>,
+}
+
+impl Filter {
+    pub fn keeps(&self, call: &CallRecord, now: DateTime<Utc>) -> bool {
+        let status = call.status.map(|s| s.as_str());
+        let quiet_for = quiet_since(call).map(|t| now - t);
+        self.status.as_deref().is_none_or(|s| status == Some(s))
+            && self
+                .since
+                .is_none_or(|t| call.last_occurred_at.is_some_and(|at| at >= t))
+            && (!self.open || !call.is_final())
+            && self.quiet_for.is_none_or(|min| {
+                let min = chrono::Duration::from_std(min).unwrap_or(chrono::Duration::MAX);
+                quiet_for.is_some_and(|q| q >= min)
+            })
+    }
+}
+
+pub async fn list(store: &DynamoCallStore, filter: &Filter, json: bool) -> Result<()> {
+    let now = Utc::now();
     let calls: Vec<CallRecord> = store
         .list()
         .await?
         .into_iter()
-        .filter(|c| status.is_none_or(|s| c.status.map(|st| st.as_str()) == Some(s)))
-        .filter(|c| since.is_none_or(|t| c.last_occurred_at.is_some_and(|at| at >= t)))
+        .filter(|c| filter.keeps(c, now))
         .collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&calls)?);
@@ -117,5 +142,30 @@ fn print_record(c: &CallRecord) {
     ];
     for (name, value) in rows {
         println!("{name:<10} {value}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_and_quiet_filters_keep_the_calls_the_stale_pass_would_ask_about() {
+        let now = Utc::now();
+        let mut quiet = CallRecord::new("twilio#CA1", "twilio");
+        quiet.last_received_at = Some(now - chrono::Duration::hours(5));
+        let mut busy = quiet.clone();
+        busy.last_received_at = Some(now - chrono::Duration::minutes(5));
+        let mut done = quiet.clone();
+        done.final_event_id = Some("twilio#end".into());
+        let filter = Filter {
+            open: true,
+            quiet_for: Some(std::time::Duration::from_secs(4 * 3600)),
+            ..Filter::default()
+        };
+        assert!(filter.keeps(&quiet, now));
+        assert!(!filter.keeps(&busy, now));
+        assert!(!filter.keeps(&done, now));
+        assert!(Filter::default().keeps(&done, now));
     }
 }

@@ -1,17 +1,21 @@
-//! `callhook sweep`: one pass of the sweeper over the running `callhook dev` — re-enqueue
-//! events that stayed RECEIVED longer than `--min-age` (a lost SendMessage). The same code the
-//! scheduled sweeper Lambda runs (`callhook::app::sweep`).
+//! `callhook sweep`: one run of the sweeper over the running `callhook dev` (or `--stack`) —
+//! re-enqueue events that stayed RECEIVED longer than `--min-age` (a lost SendMessage), then the
+//! stale pass over calls whose final webhook never came. The same code the scheduled sweeper
+//! Lambda runs (`callhook::app::sweep`, `callhook::app::stale`).
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use callhook::adapters::dynamodb::DynamoEventReader;
 use callhook::adapters::sqs::SqsQueue;
+use callhook::app::stale::StaleReport;
 use callhook::app::sweep::{SweepReport, Sweeper};
 use callhook::providers::Providers;
 use chrono::Utc;
 
-use crate::local::schedule::LocalSweeper;
+use serde::Serialize;
+
+use crate::local::schedule::{self, LocalSweeper};
 use crate::target::Target;
 
 /// The sweeper of the target (local dev or a deployed stack).
@@ -24,23 +28,45 @@ pub fn target_sweeper(target: &Target, min_age: Duration) -> Result<LocalSweeper
     })
 }
 
+/// Both passes' reports, as `--json` prints them.
+#[derive(Debug, Serialize)]
+pub struct Swept {
+    #[serde(flatten)]
+    pub sweep: SweepReport,
+    pub stale: StaleReport,
+}
+
 /// `callhook sweep [--min-age SECS] [--json]`.
-pub async fn run(target: &Target, min_age_secs: u64, json: bool) -> Result<SweepReport> {
+pub async fn run(target: &Target, min_age_secs: u64, json: bool) -> Result<Swept> {
     let sweeper = target_sweeper(target, Duration::from_secs(min_age_secs))?;
-    let report = sweeper
-        .sweep(Utc::now())
+    let now = Utc::now();
+    let sweep = sweeper
+        .sweep(now)
         .await
         .with_context(|| format!("sweeping the events table of {}", target.label))?;
-    print(&report, json)?;
-    Ok(report)
+    let stale = schedule::stale_pass(
+        &target.env,
+        &target.dynamo,
+        &target.sqs,
+        &target.tables,
+        &target.queues,
+    )?
+    .run(now)
+    .await
+    .with_context(|| format!("the stale pass over the calls of {}", target.label))?;
+    let swept = Swept { sweep, stale };
+    print(&swept, json)?;
+    Ok(swept)
 }
 
 /// The report as one JSON object, or as rows for people.
-pub fn print(report: &SweepReport, json: bool) -> Result<()> {
+pub fn print(swept: &Swept, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
+        println!("{}", serde_json::to_string_pretty(swept)?);
         return Ok(());
     }
+    let report = &swept.sweep;
+    println!("lost sends");
     let rows = [
         ("received before", report.cutoff.to_rfc3339()),
         ("scanned", report.scanned.to_string()),
@@ -50,10 +76,27 @@ pub fn print(report: &SweepReport, json: bool) -> Result<()> {
         ("unreadable", report.skipped_unreadable.to_string()),
     ];
     for (name, value) in rows {
-        println!("{name:<16} {value}");
+        println!("  {name:<22} {value}");
     }
     if report.skipped_unconfigured > 0 {
         eprintln!("events of providers not configured here stay RECEIVED until they are");
+    }
+    let stale = &swept.stale;
+    println!("calls that never finished");
+    let rows = [
+        ("open, old enough", stale.open_scanned),
+        ("stale", stale.stale),
+        ("asked", stale.asked),
+        ("finalized by backfill", stale.backfilled),
+        ("still alive", stale.still_alive),
+        ("not found", stale.not_found),
+        ("errors", stale.errors),
+        ("left for next run", stale.capped),
+        ("gave up", stale.gave_up),
+        ("waiting", stale.waiting),
+    ];
+    for (name, value) in rows {
+        println!("  {name:<22} {value}");
     }
     Ok(())
 }

@@ -4,11 +4,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use callhook::adapters::dynamodb::DynamoEventReader;
+use anyhow::{Context, Result, anyhow};
+use callhook::adapters::dynamodb::{DynamoCallStore, DynamoEventReader, DynamoReviewStore};
 use callhook::adapters::sqs::SqsQueue;
+use callhook::app::stale::StalePass;
 use callhook::app::sweep::Sweeper;
-use callhook::config::Env;
+use callhook::config::{Env, StaleConfig};
+use callhook::ports::CallLookup;
 use callhook::providers::Providers;
 use chrono::Utc;
 
@@ -16,37 +18,81 @@ use super::emulator;
 
 pub type LocalSweeper = Sweeper<DynamoEventReader, SqsQueue>;
 
-/// A sweeper over the local stack's events table and queue (logical names from
-/// template.yaml), with providers configured from `env`.
+pub type LocalStale =
+    StalePass<DynamoCallStore, Vec<Box<dyn CallLookup>>, SqsQueue, Option<DynamoReviewStore>>;
+
+/// What the scheduled sweeper function runs: the lost-send sweep and the stale pass.
+pub struct LocalSweeps {
+    pub sweeper: LocalSweeper,
+    pub stale: LocalStale,
+}
+
+fn named<'a>(map: &'a BTreeMap<String, String>, id: &str) -> Result<&'a str> {
+    map.get(id)
+        .map(String::as_str)
+        .with_context(|| format!("the stack has no {id}"))
+}
+
+/// The stale pass over a stack's calls table (logical names from template.yaml), settings
+/// (STALE_AFTER_SECS, …) from `env`.
+pub fn stale_pass(
+    env: &Env,
+    dynamo: &aws_sdk_dynamodb::Client,
+    sqs: &aws_sdk_sqs::Client,
+    tables: &BTreeMap<String, String>,
+    queues: &BTreeMap<String, String>,
+) -> Result<LocalStale> {
+    let calls_table = named(tables, "CallsTable")?;
+    let config = StaleConfig::from_env(env, calls_table).map_err(|e| anyhow!("{e}"))?;
+    Ok(StalePass {
+        calls: DynamoCallStore::new(dynamo.clone(), calls_table, ""),
+        lookups: Vec::new(),
+        queue: SqsQueue::new(sqs.clone(), named(queues, "EventsQueue")?),
+        review: tables
+            .get("ReviewTable")
+            .map(|table| DynamoReviewStore::new(dynamo.clone(), table)),
+        policy: config.policy,
+        max_lookups: config.max_lookups,
+    })
+}
+
+/// The sweeps over the local stack's tables and queue, with providers configured from `env`.
 pub fn sweeper(
     env: &Env,
     aws_endpoint: &str,
     tables: &BTreeMap<String, String>,
     queues: &BTreeMap<String, String>,
     min_age: Duration,
-) -> Result<LocalSweeper> {
-    let events_table = tables
-        .get("EventsTable")
-        .context("the local stack has no EventsTable")?;
-    let events_queue = queues
-        .get("EventsQueue")
-        .context("the local stack has no EventsQueue")?;
+) -> Result<LocalSweeps> {
     let providers = Providers::from_env(env).context("provider configuration")?;
     let (dynamo, sqs) = emulator::clients(aws_endpoint);
-    Ok(Sweeper {
-        store: DynamoEventReader::new(dynamo, events_table),
-        queue: SqsQueue::new(sqs, events_queue),
-        providers,
-        min_age,
+    Ok(LocalSweeps {
+        stale: stale_pass(env, &dynamo, &sqs, tables, queues)?,
+        sweeper: Sweeper {
+            store: DynamoEventReader::new(dynamo, named(tables, "EventsTable")?),
+            queue: SqsQueue::new(sqs, named(queues, "EventsQueue")?),
+            providers,
+            min_age,
+        },
     })
 }
 
-/// Sweeps every `interval` until aborted, as the EventBridge schedule does (for `callhook dev`).
-pub async fn every(sweeper: &LocalSweeper, interval: Duration) {
+/// Runs both sweeps every `interval` until aborted, as the EventBridge schedule does (for
+/// `callhook dev`).
+pub async fn every(sweeps: &LocalSweeps, interval: Duration) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
+        match sweeps.stale.run(Utc::now()).await {
+            Ok(report) if report.asked + report.gave_up > 0 => eprintln!(
+                "stale pass: asked {}, finalized by backfill {}, gave up {}, still alive {}, errors {}",
+                report.asked, report.backfilled, report.gave_up, report.still_alive, report.errors
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!("stale pass: {e}"),
+        }
+        let sweeper = &sweeps.sweeper;
         match sweeper.sweep(Utc::now()).await {
             Ok(report)
                 if report.requeued + report.skipped_unconfigured + report.skipped_unreadable

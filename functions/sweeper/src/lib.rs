@@ -1,25 +1,46 @@
-//! The sweeper Lambda: on an EventBridge schedule, re-enqueue events that stayed RECEIVED past
-//! SWEEP_MIN_AGE_SECS (`callhook::app::sweep`). The schedule's event is not read: every invocation
-//! is one sweep as of now.
+//! The sweeper Lambda, on an EventBridge schedule: re-enqueue events that stayed RECEIVED past
+//! SWEEP_MIN_AGE_SECS (`callhook::app::sweep`), then, where CALLS_TABLE is set, the stale pass
+//! over calls whose final webhook never came (`callhook::app::stale`). The schedule's event is
+//! not read: every invocation is one run as of now.
 
 use std::time::Duration;
 
-use callhook::adapters::dynamodb::{DynamoEventReader, DynamoReviewStore};
+use callhook::adapters::dynamodb::{DynamoCallStore, DynamoEventReader, DynamoReviewStore};
 use callhook::adapters::sqs::SqsQueue;
+use callhook::app::stale::{StalePass, StaleReport};
 use callhook::app::sweep::{SweepReport, Sweeper};
 use callhook::config::{ConfigError, Env, SweepConfig};
 use callhook::observability::emf::{Metrics, Sink, Unit};
 use callhook::observability::metrics;
-use callhook::ports::ReviewAdmin;
+use callhook::ports::{CallLookup, ReviewAdmin};
 use callhook::providers::Providers;
 use chrono::Utc;
 use lambda_runtime::{Error, LambdaEvent};
+use serde::{Deserialize, Serialize};
 
-/// The sweep, and the review table whose open items it counts each run (`review_open`).
+/// The configured provider APIs (none yet wired here: every call is given up on after
+/// STALE_GIVE_UP_SECS).
+pub type Lookups = Vec<Box<dyn CallLookup>>;
+
+pub type Stale = StalePass<DynamoCallStore, Lookups, SqsQueue, Option<DynamoReviewStore>>;
+
+/// The sweep, the stale pass, and the review table whose open items each run counts
+/// (`review_open`).
 pub struct SweeperFunction {
     pub sweeper: Sweeper<DynamoEventReader, SqsQueue>,
+    /// CALLS_TABLE; unset, no stale pass.
+    pub stale: Option<Stale>,
     /// REVIEW_TABLE; unset, no `review_open` gauge is written.
     pub review: Option<DynamoReviewStore>,
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunReport {
+    #[serde(flatten)]
+    pub sweep: SweepReport,
+    /// `None` when the stale pass is not configured here.
+    pub stale: Option<StaleReport>,
 }
 
 /// Everything the function needs, built once per cold start; any configuration problem is one
@@ -30,16 +51,27 @@ pub fn build(env: &Env) -> Result<SweeperFunction, ConfigError> {
     let providers = Providers::from_env(env)?;
     let sdk = callhook::adapters::aws::sdk_config(env)?;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let review = config
+        .review_table
+        .map(|table| DynamoReviewStore::new(dynamo.clone(), table));
+    let stale = config.stale.map(|stale| StalePass {
+        calls: DynamoCallStore::new(dynamo.clone(), stale.calls_table, ""),
+        lookups: Lookups::new(),
+        queue: SqsQueue::new(sqs.clone(), config.events_queue_url.clone()),
+        review: review.clone(),
+        policy: stale.policy,
+        max_lookups: stale.max_lookups,
+    });
     Ok(SweeperFunction {
         sweeper: Sweeper {
-            store: DynamoEventReader::new(dynamo.clone(), config.events_table),
-            queue: SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.events_queue_url),
+            store: DynamoEventReader::new(dynamo, config.events_table),
+            queue: SqsQueue::new(sqs, config.events_queue_url),
             providers,
             min_age: Duration::from_secs(config.min_age_secs),
         },
-        review: config
-            .review_table
-            .map(|table| DynamoReviewStore::new(dynamo, table)),
+        stale,
+        review,
     })
 }
 
@@ -49,34 +81,47 @@ pub fn build(env: &Env) -> Result<SweeperFunction, ConfigError> {
 pub async fn handle(
     function: &SweeperFunction,
     event: LambdaEvent<serde_json::Value>,
-) -> Result<SweepReport, Error> {
+) -> Result<RunReport, Error> {
     handle_with(function, event, &Sink::Stdout).await
 }
 
-/// [`handle`], writing the `review_open` gauge to `sink`.
+/// [`handle`], writing the `review_open`, `stale_calls` and `backfill_results` metrics to
+/// `sink`. Each pass runs whatever the other did: a failing one must not starve the other.
 pub async fn handle_with(
     function: &SweeperFunction,
     _event: LambdaEvent<serde_json::Value>,
     sink: &Sink,
-) -> Result<SweepReport, Error> {
-    let swept = function.sweeper.sweep(Utc::now()).await;
-    // Counted even when the sweep failed: the alarm on open items must not go quiet then.
+) -> Result<RunReport, Error> {
+    let now = Utc::now();
+    let swept = function.sweeper.sweep(now).await;
+    let stale = match &function.stale {
+        Some(pass) => Some(pass.run(now).await),
+        None => None,
+    };
+    let mut metrics = Metrics::now();
+    if let Some(Ok(report)) = &stale {
+        metrics::record_stale(&mut metrics, report);
+        log_stale(report);
+    }
+    // Counted even when a pass failed: the alarm on open items must not go quiet then.
     if let Some(review) = &function.review {
         match review.count_open().await {
             Ok(open) => {
-                let mut metrics = Metrics::now();
                 metrics.gauge(metrics::REVIEW_OPEN, Unit::Count, &[], open as f64);
-                metrics.flush(sink);
                 tracing::info!(review_open = open, "review items open");
             }
             Err(err) => tracing::warn!(error = %err, "could not count open review items"),
         }
     }
-    let report = swept.inspect_err(|err| {
+    metrics.flush(sink);
+    let sweep = swept.inspect_err(|err| {
         tracing::error!(error = %err, "sweep failed");
     })?;
-    log(&report);
-    Ok(report)
+    log(&sweep);
+    let stale = stale
+        .transpose()
+        .inspect_err(|err| tracing::error!(error = %err, "stale pass failed"))?;
+    Ok(RunReport { sweep, stale })
 }
 
 pub fn log(report: &SweepReport) {
@@ -88,6 +133,21 @@ pub fn log(report: &SweepReport) {
         skipped_unconfigured = report.skipped_unconfigured,
         skipped_unreadable = report.skipped_unreadable,
         "sweep"
+    );
+}
+
+pub fn log_stale(report: &StaleReport) {
+    tracing::info!(
+        open_scanned = report.open_scanned,
+        stale = report.stale,
+        asked = report.asked,
+        backfilled = report.backfilled,
+        still_alive = report.still_alive,
+        not_found = report.not_found,
+        errors = report.errors,
+        capped = report.capped,
+        gave_up = report.gave_up,
+        "stale pass"
     );
 }
 
@@ -111,6 +171,11 @@ mod tests {
         assert_eq!(function.sweeper.min_age, Duration::from_secs(120));
         assert_eq!(function.sweeper.providers.names().count(), 0);
         assert!(function.review.is_none());
+        assert!(function.stale.is_none(), "no CALLS_TABLE, no stale pass");
+        let mut with_calls = env();
+        with_calls.set("CALLS_TABLE", "calls");
+        let stale = build(&with_calls).unwrap().stale.unwrap();
+        assert_eq!(stale.policy.after, chrono::Duration::hours(4));
     }
 
     #[test]

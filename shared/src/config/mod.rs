@@ -13,7 +13,7 @@ pub use dispatch::DispatchConfig;
 pub use ingest::{DEFAULT_RAW_RETENTION_DAYS, DEFAULT_RESEND_AFTER_SECS, IngestConfig};
 pub use lifecycle::{DEFAULT_SETTLE_SECS, LifecycleConfig};
 pub use review::{ReviewConfig, Source, Sources};
-pub use sweeper::{DEFAULT_SWEEP_MIN_AGE_SECS, SweepConfig};
+pub use sweeper::{DEFAULT_SWEEP_MIN_AGE_SECS, StaleConfig, SweepConfig};
 
 use std::collections::BTreeMap;
 

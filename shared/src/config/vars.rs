@@ -43,6 +43,12 @@ pub const DISPATCH_TIMEOUT_SECS: &str = "DISPATCH_TIMEOUT_SECS";
 
 // ---- Sweeper
 pub const SWEEP_MIN_AGE_SECS: &str = "SWEEP_MIN_AGE_SECS";
+/// Quiet this long, an open call is asked about at its provider's API (the stale pass).
+pub const STALE_AFTER_SECS: &str = "STALE_AFTER_SECS";
+/// Quiet this long with no final answer, an open call is given up on.
+pub const STALE_GIVE_UP_SECS: &str = "STALE_GIVE_UP_SECS";
+/// The most provider API questions one stale pass asks.
+pub const STALE_MAX_LOOKUPS: &str = "STALE_MAX_LOOKUPS";
 
 // ---- Providers (each provider's file reads its own)
 pub const TELNYX_PUBLIC_KEYS: &str = "TELNYX_PUBLIC_KEYS";

@@ -27,6 +27,36 @@ pub const DISPATCH_ATTEMPTS: &str = "dispatch_attempts";
 pub const DISPATCH_FAILURES: &str = "dispatch_failures";
 /// sweeper: open review items (a gauge); no dimensions.
 pub const REVIEW_OPEN: &str = "review_open";
+/// sweeper: open calls quiet for STALE_AFTER_SECS or more (a gauge); no dimensions.
+pub const STALE_CALLS: &str = "stale_calls";
+/// sweeper: what the stale pass got for each call it acted on; dims `provider`, `result`.
+pub const BACKFILL_RESULTS: &str = "backfill_results";
+
+/// The `result` labels of [`BACKFILL_RESULTS`].
+pub const BACKFILL_RESULT_LABELS: [&str; 7] = [
+    "finalized",
+    "alive",
+    "not_found",
+    "rate_limited",
+    "unavailable",
+    "refused",
+    "gave_up",
+];
+
+/// sweeper, one stale pass: `stale_calls` and `backfill_results{provider,result}`.
+pub fn record_stale(metrics: &mut Metrics, report: &crate::app::stale::StaleReport) {
+    metrics.gauge(STALE_CALLS, Unit::Count, &[], report.stale as f64);
+    for (provider, results) in &report.results {
+        for (result, n) in results {
+            let result = BACKFILL_RESULT_LABELS
+                .into_iter()
+                .find(|label| label == result)
+                .unwrap_or("other");
+            let dims = [("provider", provider_label(provider)), ("result", result)];
+            metrics.count(BACKFILL_RESULTS, &dims, *n);
+        }
+    }
+}
 
 /// The `provider` label of a name that is not a supported provider (the path segment is the
 /// caller's choice; labels stay a small fixed set).
