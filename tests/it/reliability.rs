@@ -255,7 +255,7 @@ async fn the_emulator_going_away_mid_burst_loses_nothing_acknowledged() {
         Duration::ZERO,
     )
     .unwrap();
-    sweeper.sweep(Utc::now()).await.unwrap();
+    sweeper.sweeper.sweep(Utc::now()).await.unwrap();
 
     local.drain_lifecycle().await;
     local.drain_dispatch().await;

@@ -135,7 +135,7 @@ async fn two_concurrent_sweeps_still_apply_and_finalize_once() {
     .unwrap();
     let direct = sweeper(&stack, 0);
     let now = Utc::now();
-    let (a, b) = tokio::join!(direct.sweep(now), from_cli.sweep(now));
+    let (a, b) = tokio::join!(direct.sweep(now), from_cli.sweeper.sweep(now));
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!((a.requeued, b.requeued), (2, 2), "{a:?} {b:?}");
     let _ = std::fs::remove_dir_all(&state_dir);
