@@ -1,6 +1,7 @@
 //! callhook's integration tests: one binary (the SDK is linked once), one module per area. Each
 //! test starts the emulators it needs (moto server, DynamoDB Local) on free loopback ports.
 
+mod analytics;
 mod bad_input;
 mod bounds;
 mod capacity;
@@ -16,4 +17,5 @@ mod pipeline;
 mod reliability;
 mod review;
 mod review_function;
+mod stale;
 mod sweeper;

@@ -95,6 +95,7 @@ impl Pipeline {
             dispatch_queue: SqsQueue::new(sqs.clone(), &dispatch_queue),
             settle_secs: 0,
             review: review(),
+            analytics: None,
         };
         let mut dispatch_env = stack.function_env("DispatchFunction");
         dispatch_env.set("CRM_WEBHOOK_URL", crm.url.clone());

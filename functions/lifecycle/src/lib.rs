@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use callhook::adapters::dynamodb::{DynamoCallStore, DynamoReviewStore};
+use callhook::adapters::eventbridge::EventBridgeAnalytics;
 use callhook::adapters::sqs::SqsQueue;
 use callhook::app::events_queue;
 use callhook::app::lifecycle::{Lifecycle, Processed};
@@ -17,8 +18,10 @@ use callhook_lambda::sqs_batch::{self, GroupHandler, Order, Record, Settled};
 use chrono::{DateTime, Utc};
 use lambda_runtime::{Error, LambdaEvent};
 
-/// The review table is optional: with REVIEW_TABLE unset, events are only marked `REVIEW`.
-pub type LifecycleFunction = Lifecycle<DynamoCallStore, SqsQueue, Option<DynamoReviewStore>>;
+/// The review table is optional (with REVIEW_TABLE unset, events are only marked `REVIEW`), and
+/// so is the analytics bus.
+pub type LifecycleFunction =
+    Lifecycle<DynamoCallStore, SqsQueue, Option<DynamoReviewStore>, Option<EventBridgeAnalytics>>;
 
 pub fn build(env: &Env) -> Result<LifecycleFunction, ConfigError> {
     let config = LifecycleConfig::from_env(env)?;
@@ -31,6 +34,9 @@ pub fn build(env: &Env) -> Result<LifecycleFunction, ConfigError> {
         review: config
             .review_table
             .map(|table| DynamoReviewStore::new(dynamo, table)),
+        analytics: config
+            .analytics_bus
+            .map(|bus| EventBridgeAnalytics::new(aws_sdk_eventbridge::Client::new(&sdk), bus)),
     })
 }
 
@@ -110,6 +116,12 @@ pub async fn process_batch_with(
             .await;
     for (provider, occurred_at, applied_at) in reports.into_iter().flatten().flatten() {
         metrics::record_processed(&mut metrics, &provider, occurred_at, applied_at);
+    }
+    if let Some(analytics) = &function.analytics {
+        let lost = analytics.take_lost();
+        if lost > 0 {
+            metrics.count(metrics::ANALYTICS_LOST, &[], lost);
+        }
     }
     metrics.flush(sink);
     response

@@ -2,6 +2,7 @@
 
 pub mod aws;
 pub mod dynamodb;
+pub mod eventbridge;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod packing;

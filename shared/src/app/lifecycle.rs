@@ -12,10 +12,12 @@ use chrono::Utc;
 use super::events_queue::{Unreadable, parse};
 use crate::domain::call::{self, CallRecord, Effect};
 use crate::domain::dispatch::DispatchMessage;
+use crate::domain::dispatch::call_view;
 use crate::domain::event::CanonicalEvent;
 use crate::domain::review::{ReviewItem, ReviewReason};
 use crate::ports::{
-    CallStore, Commit, Committed, EventStatus, NoReview, Queue, QueueError, ReviewStore, StoreError,
+    Analytics, CallStore, Commit, Committed, EventStatus, NoAnalytics, NoReview, Publication,
+    Queue, QueueError, ReviewStore, StoreError,
 };
 
 /// Attempts at a commit that keeps losing optimistic-concurrency races before the messages are
@@ -71,7 +73,7 @@ impl Processed {
     }
 }
 
-pub struct Lifecycle<C, Q, R = NoReview> {
+pub struct Lifecycle<C, Q, R = NoReview, A = NoAnalytics> {
     pub calls: C,
     pub dispatch_queue: Q,
     /// Delay on a finalization's dispatch so facts arriving just behind the terminal one are in
@@ -80,6 +82,9 @@ pub struct Lifecycle<C, Q, R = NoReview> {
     /// Where an event marked `REVIEW` gets its item for a person (`event#{event_id}`);
     /// [`NoReview`] (or `None`) when REVIEW_TABLE is unset: the event is only marked.
     pub review: R,
+    /// Where applied events and record changes are published (ANALYTICS_BUS_NAME);
+    /// [`NoAnalytics`] (or `None`) when unset.
+    pub analytics: A,
 }
 
 /// What the reducer made of one event of a group, before anything is written.
@@ -100,6 +105,8 @@ struct Pass {
     steps: Vec<Step>,
     owed: Vec<Effect>,
     finalizing: bool,
+    /// A final call's visible record changed (a `call.updated`).
+    updated: bool,
 }
 
 /// Applies `events` (all naming the same call) to `record`, in order.
@@ -108,6 +115,7 @@ fn reduce(record: Option<&CallRecord>, events: &[&CanonicalEvent]) -> Pass {
     let mut steps = Vec::with_capacity(events.len());
     let mut owed = Vec::new();
     let mut finalizing = false;
+    let mut updated = false;
     for event in events {
         let (reduced, effects) = call::apply(next.clone(), event);
         if let Some(Effect::Review { reason, .. }) = effects.first() {
@@ -121,6 +129,7 @@ fn reduce(record: Option<&CallRecord>, events: &[&CanonicalEvent]) -> Pass {
             continue;
         }
         finalizing |= effects.iter().any(|e| matches!(e, Effect::Finalize { .. }));
+        updated |= effects.iter().any(|e| matches!(e, Effect::Enrich { .. }));
         let before = owed.len();
         owed.extend(effects.into_iter().filter(|e| e.dispatch_id().is_some()));
         steps.push(Step::Changed {
@@ -133,10 +142,11 @@ fn reduce(record: Option<&CallRecord>, events: &[&CanonicalEvent]) -> Pass {
         steps,
         owed,
         finalizing,
+        updated,
     }
 }
 
-impl<C: CallStore, Q: Queue, R: ReviewStore> Lifecycle<C, Q, R> {
+impl<C: CallStore, Q: Queue, R: ReviewStore, A: Analytics> Lifecycle<C, Q, R, A> {
     /// Processes one events-queue message body.
     pub async fn process(&self, body: &str) -> Result<Processed, ProcessError> {
         self.apply(&parse(body)?).await
@@ -198,6 +208,7 @@ impl<C: CallStore, Q: Queue, R: ReviewStore> Lifecycle<C, Q, R> {
             };
             let expected_version = record.as_ref().map(|r| r.version);
             let pass = reduce(record.as_ref(), events);
+            let mut written = None;
             let version = match pass.next {
                 None => expected_version,
                 Some(mut next) => {
@@ -214,7 +225,11 @@ impl<C: CallStore, Q: Queue, R: ReviewStore> Lifecycle<C, Q, R> {
                     };
                     match self.calls.commit(&commit).await? {
                         Committed::Conflict => continue,
-                        Committed::Yes => Some(next.version),
+                        Committed::Yes => {
+                            let version = next.version;
+                            written = Some(next);
+                            Some(version)
+                        }
                     }
                 }
             };
@@ -229,6 +244,10 @@ impl<C: CallStore, Q: Queue, R: ReviewStore> Lifecycle<C, Q, R> {
                     })
                     .sum::<usize>();
             self.flush(call_id, version, &owed).await?;
+            if let Some(written) = &written {
+                self.publish(events, &pass.steps, written, pass.finalizing, pass.updated)
+                    .await;
+            }
             let mut results = Vec::with_capacity(events.len());
             for (i, (event, step)) in events.iter().zip(pass.steps).enumerate() {
                 let carried = if i == 0 { carried } else { 0 };
@@ -237,6 +256,48 @@ impl<C: CallStore, Q: Queue, R: ReviewStore> Lifecycle<C, Q, R> {
             return Ok(results);
         }
         Err(ProcessError::Contended(call_id.to_owned()))
+    }
+
+    /// Publishes the events applied and what became of the call (never fails the lifecycle:
+    /// what cannot be published is counted by the publisher).
+    async fn publish(
+        &self,
+        events: &[&CanonicalEvent],
+        steps: &[Step],
+        record: &CallRecord,
+        finalized: bool,
+        updated: bool,
+    ) {
+        let mut publications: Vec<Publication> = events
+            .iter()
+            .zip(steps)
+            .filter(|(_, step)| matches!(step, Step::Changed { .. }))
+            .map(|(event, _)| {
+                let mut envelope = event.envelope();
+                envelope.facts.by_reference(&event.event_id);
+                Publication {
+                    detail_type: "call.event",
+                    detail: serde_json::to_value(&envelope).unwrap_or_default(),
+                }
+            })
+            .collect();
+        let change = if finalized {
+            Some("call.completed")
+        } else if updated {
+            Some("call.updated")
+        } else {
+            None
+        };
+        if let Some(detail_type) = change {
+            publications.push(Publication {
+                detail_type,
+                detail: call_view(&record.by_reference()),
+            });
+        }
+        // Boxed for the same reason as the review write: it keeps the batch future shallow.
+        let publish: Pin<Box<dyn Future<Output = usize> + Send + '_>> =
+            Box::pin(self.analytics.publish(publications));
+        publish.await;
     }
 
     /// After the commit: marks the event (an applied event whose mark is lost stays PENDING;
@@ -408,6 +469,7 @@ mod tests {
             dispatch_queue: MemoryQueue::default(),
             settle_secs: 5,
             review: NoReview,
+            analytics: crate::ports::NoAnalytics,
         }
     }
 
@@ -639,6 +701,7 @@ mod tests {
             dispatch_queue: MemoryQueue::default(),
             settle_secs: 5,
             review: MemoryReviewStore::default(),
+            analytics: crate::ports::NoAnalytics,
         };
         let mut unknown = CanonicalEvent::new("telnyx", "u1", "call.teleported", Utc::now());
         crate::providers::mark_unknown(&mut unknown);

@@ -308,6 +308,7 @@ mod tests {
                     dispatch_queue: MemoryQueue::default(),
                     settle_secs: 0,
                     review: MemoryReviewStore::default(),
+                    analytics: crate::ports::NoAnalytics,
                 },
                 events: MemoryQueue::default(),
             }

@@ -432,6 +432,7 @@ mod tests {
             dispatch_queue: MemoryQueue::default(),
             settle_secs: 0,
             review: crate::ports::NoReview,
+            analytics: crate::ports::NoAnalytics,
         };
         for message in &messages {
             reconciler.process(message).await.unwrap();

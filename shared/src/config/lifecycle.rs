@@ -16,6 +16,8 @@ pub struct LifecycleConfig {
     pub settle_secs: u32,
     /// Unset: events are only marked `REVIEW`.
     pub review_table: Option<String>,
+    /// The EventBridge bus applied events and record changes are published to; unset, none.
+    pub analytics_bus: Option<String>,
 }
 
 impl LifecycleConfig {
@@ -36,6 +38,7 @@ impl LifecycleConfig {
             dispatch_queue_url,
             settle_secs: settle as u32,
             review_table: env.get(vars::REVIEW_TABLE).map(str::to_owned),
+            analytics_bus: env.get(vars::ANALYTICS_BUS_NAME).map(str::to_owned),
         })
     }
 }

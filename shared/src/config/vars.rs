@@ -43,6 +43,8 @@ pub const DISPATCH_TIMEOUT_SECS: &str = "DISPATCH_TIMEOUT_SECS";
 
 // ---- Sweeper
 pub const SWEEP_MIN_AGE_SECS: &str = "SWEEP_MIN_AGE_SECS";
+/// The EventBridge bus the lifecycle publishes to (analytics); unset, nothing is published.
+pub const ANALYTICS_BUS_NAME: &str = "ANALYTICS_BUS_NAME";
 /// Quiet this long, an open call is asked about at its provider's API (the stale pass).
 pub const STALE_AFTER_SECS: &str = "STALE_AFTER_SECS";
 /// Quiet this long with no final answer, an open call is given up on.

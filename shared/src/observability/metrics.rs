@@ -27,6 +27,8 @@ pub const DISPATCH_ATTEMPTS: &str = "dispatch_attempts";
 pub const DISPATCH_FAILURES: &str = "dispatch_failures";
 /// sweeper: open review items (a gauge); no dimensions.
 pub const REVIEW_OPEN: &str = "review_open";
+/// lifecycle: analytics publications lost after retry (a count); no dimensions.
+pub const ANALYTICS_LOST: &str = "analytics_lost";
 /// sweeper: open calls quiet for STALE_AFTER_SECS or more (a gauge); no dimensions.
 pub const STALE_CALLS: &str = "stale_calls";
 /// sweeper: what the stale pass got for each call it acted on; dims `provider`, `result`.

@@ -1,6 +1,7 @@
 //! Ports: every trait the application needs from storage, queues and HTTP, in one place. The AWS
 //! implementations are in `adapters`, the in-memory ones in `testing`.
 
+mod analytics;
 mod call_lookup;
 mod calls;
 mod events;
@@ -9,6 +10,7 @@ mod ledger;
 mod queue;
 mod review;
 
+pub use analytics::{Analytics, NoAnalytics, Publication};
 pub use call_lookup::{CallLookup, FinalState, Lookup, LookupError, LookupSource};
 pub use calls::{
     Asked, CallReader, CallStore, Commit, Committed, OpenCalls, OpenKey, OpenPage, StoredCall,

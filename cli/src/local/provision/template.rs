@@ -299,7 +299,9 @@ fn queue_spec(id: &str, res: &Value) -> Result<QueueSpec> {
 }
 
 /// Reads the tables and queues declared in `template.yaml`. Pure; errors name the resource and
-/// the property that is missing or not understood.
+/// the property that is missing or not understood. A resource with a `Condition` is an optional
+/// feature switched on by a parameter (analytics' example queue): locally parameters are unset,
+/// so it is left out.
 pub fn plan_from_template(yaml: &str) -> Result<Plan> {
     let doc = parse_template(yaml)?;
     let mut plan = Plan {
@@ -310,6 +312,9 @@ pub fn plan_from_template(yaml: &str) -> Result<Plan> {
         let id = id
             .as_str()
             .ok_or_else(|| anyhow!("resource id {id:?} is not a string"))?;
+        if res.get("Condition").is_some() {
+            continue;
+        }
         match res.get("Type").and_then(Value::as_str) {
             Some("AWS::DynamoDB::Table") => plan.tables.push(table_spec(id, res)?),
             Some("AWS::SQS::Queue") => plan.queues.push(queue_spec(id, res)?),

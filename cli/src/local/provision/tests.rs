@@ -55,6 +55,34 @@ fn plan_reads_the_events_table() {
 }
 
 #[test]
+fn plan_reads_the_calls_tables_open_index_and_skips_optional_resources() {
+    let plan = plan_from_template(TEMPLATE).unwrap();
+    let calls = plan
+        .tables
+        .iter()
+        .find(|t| t.logical_id == "CallsTable")
+        .unwrap();
+    assert_eq!(calls.gsis[0].name, "open");
+    assert_eq!(calls.gsis[0].hash_key, "opened_at");
+    // Analytics' example queue exists only where AnalyticsBusName is set.
+    assert!(
+        plan.queues
+            .iter()
+            .all(|q| q.logical_id != "AnalyticsExampleQueue")
+    );
+    let unconditional = edited_template(|doc| {
+        let queue = &mut doc["Resources"]["AnalyticsExampleQueue"];
+        queue.as_mapping_mut().unwrap().remove("Condition");
+    });
+    let plan = plan_from_template(&unconditional).unwrap();
+    assert!(
+        plan.queues
+            .iter()
+            .any(|q| q.logical_id == "AnalyticsExampleQueue")
+    );
+}
+
+#[test]
 fn plan_reads_the_events_queue_and_its_dlq() {
     let plan = plan_from_template(TEMPLATE).unwrap();
     let q = |id: &str| {
