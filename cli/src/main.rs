@@ -28,7 +28,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the whole stack locally: emulator, tables and queues from template.yaml, dev keys,
-    /// and ingest on http://127.0.0.1:PORT. Ctrl-C stops everything it started.
+    /// and ingest on http://127.0.0.1:PORT. Prints one line per request, applied event and
+    /// dispatch (coloured on a terminal); the functions' JSON logs go to STATE_DIR/functions.log
+    /// and their metrics to STATE_DIR/emf.jsonl. Ctrl-C stops everything it started.
     Dev {
         #[arg(long, default_value_t = 3000)]
         port: u16,
@@ -44,6 +46,10 @@ enum Command {
         /// Prefix of the local table and queue names.
         #[arg(long, default_value = "callhook-dev")]
         prefix: String,
+        /// Also print the functions' CloudWatch EMF metric lines on stdout (they always go to
+        /// STATE_DIR/emf.jsonl, exactly as Lambda would write them).
+        #[arg(long)]
+        emf: bool,
     },
     /// Sign bodies with the provider's dev key at the current time and post them to ingest.
     /// A file may be a raw body or an API Gateway event fixture (its body is sent); `-` is stdin.
@@ -227,6 +233,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             aws_endpoint,
             template,
             prefix,
+            emf,
         } => {
             dev::run(dev::Options {
                 port,
@@ -235,6 +242,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 template,
                 prefix,
                 state_dir: cli.state_dir,
+                emf,
             })
             .await?;
         }
