@@ -112,7 +112,7 @@ fn token_in(query: &str) -> Option<String> {
 }
 
 /// The headers of every answer: no script, style only from the console, forms only to it, no
-/// framing, no referrer (the URL may hold the token), nothing cached.
+/// framing, no referrer to another site (the first URL holds the token), nothing cached.
 pub fn harden(headers: &mut HeaderMap) {
     let fixed = [
         (
@@ -122,7 +122,9 @@ pub fn harden(headers: &mut HeaderMap) {
         ),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // Not `no-referrer`: under it a browser sends `Origin: null` with a form, and the
+        // origin check below could not tell this console's forms from another site's.
+        (header::REFERRER_POLICY, "same-origin"),
         (header::CACHE_CONTROL, "no-store"),
     ];
     for (name, value) in fixed {

@@ -422,7 +422,7 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("&lt;script&gt;x&lt;/script&gt;"), "{body}");
         assert!(!body.contains("<script>x"));
-        assert_eq!(headers["referrer-policy"], "no-referrer");
+        assert_eq!(headers["referrer-policy"], "same-origin");
         assert_eq!(headers["x-frame-options"], "DENY");
     }
 

@@ -199,10 +199,12 @@ pub fn changes(before: Option<&CallRecord>, after: Option<&CallRecord>) -> Vec<C
         .filter_map(|field| {
             let old = before.get(*field).unwrap_or(&Value::Null);
             let new = after.get(*field).unwrap_or(&Value::Null);
-            (old != new).then(|| Change {
+            let (before, after) = (show_value(old), show_value(new));
+            // `null` and `[]` both read "—": not a change a person would see.
+            (old != new && before != after).then_some(Change {
                 field,
-                before: show_value(old),
-                after: show_value(new),
+                before,
+                after,
             })
         })
         .collect()
@@ -605,6 +607,10 @@ mod tests {
         let hangup = &story.events[2];
         let fields: Vec<&str> = hangup.changes.iter().map(|c| c.field).collect();
         assert!(fields.contains(&"status"), "{fields:?}");
+        assert!(
+            !fields.contains(&"errors"),
+            "none → [] is no change: {fields:?}"
+        );
         let status = hangup.changes.iter().find(|c| c.field == "status").unwrap();
         assert_eq!(
             (status.before.as_str(), status.after.as_str()),
