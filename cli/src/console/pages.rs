@@ -667,8 +667,10 @@ mod tests {
             Utc::now(),
             Duration::hours(1),
         );
-        let mut filter = CallFilter::default();
-        filter.state = Some("\"><script>".into());
+        let filter = CallFilter {
+            state: Some("\"><script>".into()),
+            ..CallFilter::default()
+        };
         let html = calls("the local stack", &page, &filter).into_string();
         assert_no_markup(&html);
         // The link to the call carries the id percent-encoded.
@@ -764,7 +766,7 @@ mod tests {
         )
         .into_string();
         assert_inert(&html);
-        let html = review_list("t", &[item.clone()], "open").into_string();
+        let html = review_list("t", std::slice::from_ref(&item), "open").into_string();
         assert_inert(&html);
         let html = confirm("t", &item, "replay", "csrf-token").into_string();
         assert_inert(&html);
