@@ -9,7 +9,7 @@ export CALLHOOK_DYNAMODB_LOCAL := $(CURDIR)/$(DDB_LOCAL)/node_modules/dynamo-db-
 CARGO ?= cargo
 
 .PHONY: help venv dev test fmt-check clippy cfn-lint fixtures bench bench-lambda fuzz clean \
-	build-venv validate build deploy logs
+	build-venv validate build deploy logs console browser-deps browser-test
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -25,9 +25,24 @@ venv: $(VENV)/.installed ## Install the local emulator and linters into .venv
 dev: venv ## Run callhook locally: moto, tables/queues from template.yaml, ingest on :3000
 	$(CARGO) run --quiet --bin callhook -- dev $(DEV_ARGS)
 
-test: venv ddb-local cfn-lint fmt-check clippy ## Run every test (unit, property, fixtures, integration on moto)
+test: venv ddb-local cfn-lint fmt-check clippy browser-deps ## Run every test (unit, property, fixtures, integration on moto, browser)
 	$(CARGO) test --workspace --tests --benches
 	$(CARGO) run --quiet --bin callhook -- fixtures sign --check
+	CONSOLE_SCREENSHOTS=$(CURDIR)/.callhook/screenshots $(PY) -m pytest -p no:cacheprovider tests/browser
+
+console: ## The local web console over the running `make dev` (prints its URL with a token)
+	$(CARGO) run --quiet --bin callhook -- console $(CONSOLE_ARGS)
+
+# Debian's chromium and chromium-driver (root, or sudo): selenium drives them headless.
+browser-deps:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "installing chromium and chromium-driver (Debian packages) for the browser tests"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; }
+
+# The console in headless Chromium against `callhook dev` on moto; screenshots to docs/console/.
+browser-test: venv browser-deps ## Browser tests of the console; refreshes docs/console/*.png
+	$(PY) -m pytest -p no:cacheprovider tests/browser
 
 .PHONY: ddb-local
 ddb-local: $(DDB_LOCAL)/node_modules/.installed ## Install DynamoDB Local (store conformance suite; needs Java 17)

@@ -2,6 +2,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use callhook_cli::commands::{calls, dev, fixtures, replay, review, send, sweep};
+use callhook_cli::console;
 use callhook_cli::local::keys;
 use callhook_cli::local::state::DevState;
 use callhook_cli::target::{Target, TargetOptions};
@@ -28,7 +29,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the whole stack locally: emulator, tables and queues from template.yaml, dev keys,
-    /// and ingest on http://127.0.0.1:PORT. Ctrl-C stops everything it started.
+    /// and ingest on http://127.0.0.1:PORT. Prints one line per request, applied event and
+    /// dispatch (coloured on a terminal); the functions' JSON logs go to STATE_DIR/functions.log
+    /// and their metrics to STATE_DIR/emf.jsonl. Ctrl-C stops everything it started.
     Dev {
         #[arg(long, default_value_t = 3000)]
         port: u16,
@@ -44,6 +47,24 @@ enum Command {
         /// Prefix of the local table and queue names.
         #[arg(long, default_value = "callhook-dev")]
         prefix: String,
+        /// Also print the functions' CloudWatch EMF metric lines on stdout (they always go to
+        /// STATE_DIR/emf.jsonl, exactly as Lambda would write them).
+        #[arg(long)]
+        emf: bool,
+    },
+    /// A local web page over the running `callhook dev` (or --stack NAME, with your AWS
+    /// credentials): the calls, each call's events by occurrence and by receipt with what each
+    /// changed and its dispatches, the review items with replay and discard, and the last hour.
+    ///
+    /// It listens on 127.0.0.1 only and prints a URL holding a random token: open it (the token
+    /// becomes a cookie). Nothing is deployed. See docs/console.md.
+    Console {
+        /// Port on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 3002)]
+        port: u16,
+        /// Minutes an unfinished call may go without an event before it shows as stale.
+        #[arg(long, default_value_t = 60)]
+        stale_after: u32,
     },
     /// Sign bodies with the provider's dev key at the current time and post them to ingest.
     /// A file may be a raw body or an API Gateway event fixture (its body is sent); `-` is stdin.
@@ -234,6 +255,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             aws_endpoint,
             template,
             prefix,
+            emf,
         } => {
             dev::run(dev::Options {
                 port,
@@ -241,6 +263,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 aws_endpoint,
                 template,
                 prefix,
+                state_dir: cli.state_dir,
+                emf,
+            })
+            .await?;
+        }
+        Command::Console { port, stale_after } => {
+            console::run(console::Options {
+                port,
+                stale_after: chrono::Duration::minutes(i64::from(stale_after)),
+                target: target_options,
                 state_dir: cli.state_dir,
             })
             .await?;

@@ -63,11 +63,13 @@ async fn a_mixed_burst_gives_exact_emf_totals_through_ingest_lifecycle_and_dispa
     let ingest = callhook_ingest::build(&env).unwrap();
 
     // ---- ingest ----------------------------------------------------------------------------
-    let past = Utc::now() - chrono::Duration::seconds(5);
+    // Facts that occurred a day ago (a provider's late retry, or a replayed fixture): the lag is
+    // callhook's own, from receipt, not a day.
+    let past = Utc::now() - chrono::Duration::days(1);
     let initiated = telnyx("call.initiated", "m1", "sess-m", past);
     let answered = telnyx("call.answered", "m2", "sess-m", past);
     let hangup = telnyx("call.hangup", "m3", "sess-m", past);
-    // A provider clock ahead of ours: a lag of 0, never negative.
+    // A provider clock ahead of ours changes nothing either.
     let ahead = telnyx(
         "call.initiated",
         "m4",
@@ -193,12 +195,11 @@ async fn a_mixed_burst_gives_exact_emf_totals_through_ingest_lifecycle_and_dispa
     lags.sort_by(f64::total_cmp);
     // One per event applied to its call; review events are not processed.
     assert_eq!(lags.len(), 4, "{lags:?}");
-    assert_eq!(lags[0], 0.0, "a provider clock ahead: clamped to 0");
-    for lag in &lags[1..] {
-        // Occurred 5 s before ingest; processed within the pump.
-        let upper = (Utc::now() - past).num_milliseconds() as f64 + 1.0;
+    for lag in &lags {
+        // Received during this test and applied within the pump, whenever the facts occurred.
+        let upper = (Utc::now().timestamp_millis() - started_ms) as f64 + 1.0;
         assert!(
-            (5000.0..=upper).contains(lag),
+            (0.0..=upper).contains(lag),
             "{lag} ms (pump took {pumped_ms} ms)"
         );
     }

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use crate::local::dotenv::read_dotenv;
 use crate::local::emulator::{self, Moto};
 use crate::local::state::DevState;
-use crate::local::{gateway, keys, provision, schedule};
+use crate::local::{gateway, keys, provision, schedule, terminal};
 
 pub struct Options {
     pub port: u16,
@@ -27,9 +27,16 @@ pub struct Options {
     pub template: PathBuf,
     pub prefix: String,
     pub state_dir: PathBuf,
+    /// Also print the functions' EMF metric lines on stdout (they always go to
+    /// `state_dir/emf.jsonl`).
+    pub emf: bool,
 }
 
 pub async fn run(options: Options) -> Result<()> {
+    terminal::install(&options.state_dir)?;
+    // Exactly what Lambda would write to stdout, in a file (and on stdout with --emf): the
+    // terminal gets one readable line per request, event and dispatch instead.
+    let metrics = terminal::emf_sink(&options.state_dir, options.emf)?;
     let addr = SocketAddr::from(([127, 0, 0, 1], options.port));
     let listener = TcpListener::bind(addr).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
@@ -146,24 +153,20 @@ pub async fn run(options: Options) -> Result<()> {
         tokio::spawn(
             async move { schedule::every(&sweeper, std::time::Duration::from_secs(60)).await },
         ),
-        tokio::spawn(poll_forever(
-            "lifecycle",
-            sqs.clone(),
-            events_queue,
-            move |event| {
-                let lifecycle = lifecycle.clone();
-                async move { callhook_lifecycle::process_batch(&lifecycle, &event).await }
-            },
-        )),
-        tokio::spawn(poll_forever(
-            "dispatch",
-            sqs.clone(),
-            dispatch_queue,
-            move |event| {
-                let dispatch = dispatch.clone();
-                async move { callhook_dispatch::process_batch(&dispatch, &event).await }
-            },
-        )),
+        tokio::spawn({
+            let metrics = metrics.clone();
+            poll_forever("lifecycle", sqs.clone(), events_queue, move |event| {
+                let (lifecycle, metrics) = (lifecycle.clone(), metrics.clone());
+                async move { callhook_lifecycle::process_batch_with(&lifecycle, &event, &metrics).await }
+            })
+        }),
+        tokio::spawn({
+            let metrics = metrics.clone();
+            poll_forever("dispatch", sqs.clone(), dispatch_queue, move |event| {
+                let (dispatch, metrics) = (dispatch.clone(), metrics.clone());
+                async move { callhook_dispatch::process_batch_with(&dispatch, &event, &metrics).await }
+            })
+        }),
     ];
     // The review function's event sources (template.yaml): the review queue and every DLQ.
     for queue in [
@@ -201,7 +204,14 @@ pub async fn run(options: Options) -> Result<()> {
         "ingest on {url}/webhooks/{{provider}}[/{{token}}] for: {}",
         ingest.providers.names().collect::<Vec<_>>().join(", ")
     );
+    eprintln!(
+        "function logs (JSON) in {}, metrics (EMF) in {}{}",
+        options.state_dir.join(terminal::LOG_FILE).display(),
+        options.state_dir.join(terminal::EMF_FILE).display(),
+        if options.emf { " and on stdout" } else { "" }
+    );
     eprintln!("try:  callhook send telnyx events/telnyx/call-initiated.json");
+    eprintln!("      callhook console   (a local web page of the calls, events and review items)");
     eprintln!("Ctrl-C stops everything this command started.");
 
     // Ctrl-C, or a TERM from a supervisor: either stops everything this command started.
@@ -218,10 +228,15 @@ pub async fn run(options: Options) -> Result<()> {
                     Err(e) => { eprintln!("accept failed: {e}"); continue; }
                 };
                 let ingest = ingest.clone();
+                let metrics = metrics.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
-                        let ingest = ingest.clone();
-                        async move { Ok::<_, std::convert::Infallible>(gateway::serve(&ingest, req).await) }
+                        let (ingest, metrics) = (ingest.clone(), metrics.clone());
+                        async move {
+                            Ok::<_, std::convert::Infallible>(
+                                gateway::serve_with(&ingest, req, &metrics).await,
+                            )
+                        }
                     });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -282,11 +297,11 @@ async fn poll_forever<F, Fut>(
     Fut: std::future::Future<Output = aws_lambda_events::sqs::SqsBatchResponse>,
 {
     loop {
+        // Each event and dispatch of a batch has its own terminal line (the functions' logs).
         match crate::local::poller::poll_once(&sqs, &queue_url, 10, 1, &handler).await {
-            Ok(0) => {}
-            Ok(n) => eprintln!("{name}: processed a batch of {n}"),
+            Ok(_) => {}
             Err(e) => {
-                eprintln!("{name}: polling {queue_url} failed: {e:#}");
+                tracing::warn!(function = name, queue = %queue_url, error = format!("{e:#}"), "polling failed");
                 tokio::time::sleep(std::time::Duration::from_secs(2)).await;
             }
         }

@@ -7,7 +7,7 @@ use std::io::Write;
 use anyhow::{Context, Result, bail};
 use callhook::adapters::dynamodb::{DynamoEventReader, DynamoReviewStore};
 use callhook::adapters::sqs::SqsQueue;
-use callhook::app::replay::ReplayOutcome;
+use callhook::app::replay::{EventResult, ReplayOutcome};
 use callhook::app::review_intake::is_cut;
 use callhook::domain::review::{ReviewItem, ReviewReason, ReviewStatus, dispatch_pk, event_pk};
 use callhook::limits::REVIEW_PAYLOAD_LIMIT as PAYLOAD_LIMIT;
@@ -158,6 +158,55 @@ pub async fn show(
     Ok(())
 }
 
+/// What `review replay` did with an item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Replayed {
+    /// An event was replayed from its stored raw bytes (`result` says whether it was sent).
+    Event {
+        pk: String,
+        event_id: String,
+        result: EventResult,
+    },
+    /// A message went back, as it was, on the queue it came from.
+    Message {
+        pk: String,
+        subject_id: String,
+        queue: &'static str,
+    },
+}
+
+impl Replayed {
+    /// An error when nothing was sent (e.g. the event is still an unknown type).
+    pub fn sent(&self) -> Result<()> {
+        match self {
+            Replayed::Event {
+                event_id, result, ..
+            } if result.outcome != ReplayOutcome::Requeued => bail!(
+                "{event_id} not replayed: {}{}",
+                result.outcome.as_str(),
+                result
+                    .detail
+                    .as_ref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// One line for a person.
+    pub fn describe(&self) -> String {
+        match self {
+            Replayed::Event { pk, event_id, .. } => {
+                format!("re-enqueued {event_id}; {pk} is now replayed")
+            }
+            Replayed::Message {
+                subject_id, queue, ..
+            } => format!("re-enqueued {subject_id} on {queue}"),
+        }
+    }
+}
+
 /// `review replay ID`: an event item (and a dead letter naming a stored event) is normalized
 /// again from the raw bytes and re-enqueued (`callhook replay` rules); a dispatch item's message
 /// goes back on the dispatch queue (the ledger keeps it from being sent twice); any other dead
@@ -169,6 +218,25 @@ pub async fn replay(
     id: &str,
     json: bool,
 ) -> Result<()> {
+    let replayed = replay_item(target, store, id).await?;
+    if json {
+        let value = match &replayed {
+            Replayed::Event { result, .. } => serde_json::to_value(result)?,
+            Replayed::Message { pk, queue, .. } => {
+                json!({"id": pk, "outcome": "requeued", "queue": queue})
+            }
+        };
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    }
+    replayed.sent()?;
+    if !json {
+        println!("{}", replayed.describe());
+    }
+    Ok(())
+}
+
+/// [`replay`] without printing: what the CLI and the console (`callhook console`) both run.
+pub async fn replay_item(target: &Target, store: &DynamoReviewStore, id: &str) -> Result<Replayed> {
     let item = find(store, id).await?;
     if item.status == ReviewStatus::Discarded {
         bail!(
@@ -191,25 +259,18 @@ pub async fn replay(
     if let Some(event_id) = event_id {
         let replayer = replay::replayer(target, false)?;
         let result = replayer.replay_one(&event_id).await?;
-        if json {
-            println!("{}", serde_json::to_string_pretty(&result)?);
-        }
-        if result.outcome != ReplayOutcome::Requeued {
-            bail!(
-                "{event_id} not replayed: {}{}",
-                result.outcome.as_str(),
-                result.detail.map(|d| format!(" ({d})")).unwrap_or_default()
-            );
-        }
-        if !result.review_replayed || item.event_id().is_none() {
+        if result.outcome == ReplayOutcome::Requeued
+            && (!result.review_replayed || item.event_id().is_none())
+        {
             // The event was not in REVIEW (e.g. still RECEIVED), or this is a dead letter's
             // item: the item is done all the same.
             store.set_status(&item.pk, ReviewStatus::Replayed).await?;
         }
-        if !json {
-            println!("re-enqueued {event_id}; {} is now replayed", item.pk);
-        }
-        return Ok(());
+        return Ok(Replayed::Event {
+            pk: item.pk,
+            event_id,
+            result,
+        });
     }
     let source_queue = match (&item.reason, dead_letter_queue) {
         (ReviewReason::DispatchFailed, _) | (_, Some("dispatch")) => "DispatchQueue",
@@ -238,38 +299,38 @@ pub async fn replay(
     SqsQueue::new(target.sqs.clone(), queue)
         .send(message, 0)
         .await?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({"id": item.pk, "outcome": "requeued", "queue": source_queue})
-            )?
-        );
-    } else {
-        println!("re-enqueued {} on {source_queue}", item.subject_id);
-    }
-    Ok(())
+    Ok(Replayed::Message {
+        pk: item.pk,
+        subject_id: item.subject_id,
+        queue: source_queue,
+    })
 }
 
 /// `review discard ID`: a person decided nothing is to be done; the lifecycle keeps it
 /// discarded if the event comes again.
 pub async fn discard(store: &DynamoReviewStore, id: &str, json: bool) -> Result<()> {
-    let item = find(store, id).await?;
-    if !store.set_status(&item.pk, ReviewStatus::Discarded).await? {
-        bail!("{} disappeared meanwhile", item.pk);
-    }
+    let pk = discard_item(store, id).await?;
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({"id": item.pk, "status": "discarded"}))?
+            serde_json::to_string_pretty(&json!({"id": pk, "status": "discarded"}))?
         );
     } else {
-        println!("discarded {}", item.pk);
+        println!("discarded {pk}");
     }
     Ok(())
 }
 
-async fn stored_event(target: &Target, event_id: &str) -> Result<Option<StoredEvent>> {
+/// [`discard`] without printing (the CLI and the console); the item's pk.
+pub async fn discard_item(store: &DynamoReviewStore, id: &str) -> Result<String> {
+    let item = find(store, id).await?;
+    if !store.set_status(&item.pk, ReviewStatus::Discarded).await? {
+        bail!("{} disappeared meanwhile", item.pk);
+    }
+    Ok(item.pk)
+}
+
+pub async fn stored_event(target: &Target, event_id: &str) -> Result<Option<StoredEvent>> {
     Ok(
         DynamoEventReader::new(target.dynamo.clone(), target.table("EventsTable")?)
             .get_event(event_id)

@@ -6,6 +6,7 @@ use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::encodings::Body as LambdaBody;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use callhook::observability::emf::Sink;
 use callhook_ingest::IngestFunction;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -23,8 +24,19 @@ fn json_response(status: u16, body: serde_json::Value) -> Response<Full<Bytes>> 
         .expect("static response parts are valid")
 }
 
-/// One HTTP request through the Lambda handler, as API Gateway would pass it.
+/// One HTTP request through the Lambda handler, as API Gateway would pass it; its metrics (EMF)
+/// go to stdout, as on Lambda.
 pub async fn serve(ingest: &IngestFunction, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    static STDOUT: Sink = Sink::Stdout;
+    serve_with(ingest, req, &STDOUT).await
+}
+
+/// [`serve`], its metrics written to `sink` (`callhook dev`: a file in the state directory).
+pub async fn serve_with(
+    ingest: &IngestFunction,
+    req: Request<Incoming>,
+    sink: &Sink,
+) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let Some(path_parameters) = route(parts.uri.path()) else {
         return json_response(404, json!({ "message": "Not Found" }));
@@ -37,7 +49,7 @@ pub async fn serve(ingest: &IngestFunction, req: Request<Incoming>) -> Response<
         Ok(event) => event,
         Err(e) => return json_response(400, json!({ "message": e.to_string() })),
     };
-    let response = callhook_ingest::respond(ingest, &event).await;
+    let response = callhook_ingest::respond_with(ingest, &event, sink).await;
     let mut builder = Response::builder().status(response.status_code as u16);
     for (name, value) in &response.headers {
         builder = builder.header(name, value);

@@ -1,6 +1,6 @@
 //! The local stack without Docker: an AWS emulator, the tables and queues of template.yaml, dev
 //! keys, the environment, API Gateway's stand-in, the queue pollers, the sweeper's schedule and
-//! a CRM sink.
+//! a CRM sink, and the readable terminal.
 
 pub mod dotenv;
 pub mod emulator;
@@ -11,3 +11,4 @@ pub mod provision;
 pub mod schedule;
 pub mod sink;
 pub mod state;
+pub mod terminal;

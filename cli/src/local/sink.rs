@@ -81,12 +81,14 @@ pub async fn serve(listener: TcpListener, sink: Arc<Sink>) -> Result<()> {
                         })
                         .collect();
                     let entry = sink.record(parts.uri.path(), &headers, &bytes);
-                    eprintln!(
-                        "sink: {} {} {} signature {}",
-                        entry["path"].as_str().unwrap_or(""),
-                        entry["body"]["type"].as_str().unwrap_or("?"),
-                        entry["webhook_id"].as_str().unwrap_or("-"),
-                        entry["signature"].as_str().unwrap_or("")
+                    // One line in `callhook dev`'s terminal (local/terminal.rs).
+                    tracing::info!(
+                        path = entry["path"].as_str().unwrap_or(""),
+                        message_type = entry["body"]["type"].as_str().unwrap_or("?"),
+                        call_id = entry["body"]["call"]["call_id"].as_str().unwrap_or(""),
+                        webhook_id = entry["webhook_id"].as_str().unwrap_or("-"),
+                        signature = entry["signature"].as_str().unwrap_or(""),
+                        "delivered"
                     );
                     if let Some(log) = &sink.log
                         && let Ok(mut file) = log.lock()

@@ -40,12 +40,24 @@ pub fn build(env: &Env) -> Result<LifecycleFunction, ConfigError> {
     })
 }
 
-/// The events of one call in a batch, applied together; reports each applied event's provider
-/// and time (`processing_lag`).
+/// The events of one call in a batch, applied together; reports each applied event's provider,
+/// when callhook took it on and when it was applied (`processing_lag`).
 struct Calls<'a>(&'a LifecycleFunction);
 
+/// When callhook took the event on: its receipt, or, for a message queued later (a replay, the
+/// sweeper), when that message was queued (SQS's `SentTimestamp`). Not the provider's
+/// `occurred_at`: a provider's own delay, or a fixture's years-old time, is not callhook's lag.
+fn taken_on(event: &CanonicalEvent, message: &SqsMessage) -> DateTime<Utc> {
+    let sent = message
+        .attributes
+        .get("SentTimestamp")
+        .and_then(|ms| ms.parse::<i64>().ok())
+        .and_then(DateTime::from_timestamp_millis);
+    sent.map_or(event.received_at, |sent| sent.max(event.received_at))
+}
+
 impl GroupHandler for Calls<'_> {
-    /// The applied event's provider and time, and when it was applied.
+    /// The applied event's provider, when callhook took it on, and when it was applied.
     type Report = Option<(String, DateTime<Utc>, DateTime<Utc>)>;
 
     async fn handle_group<'a>(&'a self, group: &'a [Record<'a>]) -> Vec<(Settled, Self::Report)> {
@@ -69,7 +81,11 @@ impl GroupHandler for Calls<'_> {
             out.push(match result {
                 Ok(Processed::Applied { .. }) => (
                     Settled::Done,
-                    Some((event.provider.clone(), event.occurred_at, Utc::now())),
+                    Some((
+                        event.provider.clone(),
+                        taken_on(event, record.message),
+                        Utc::now(),
+                    )),
                 ),
                 Ok(_) => (Settled::Done, None),
                 Err(_) => (retry, None),
@@ -114,8 +130,8 @@ pub async fn process_batch_with(
     let (response, reports) =
         sqs_batch::process_groups(&Calls(function), event, Order::ConcurrentBy(call_of), None)
             .await;
-    for (provider, occurred_at, applied_at) in reports.into_iter().flatten().flatten() {
-        metrics::record_processed(&mut metrics, &provider, occurred_at, applied_at);
+    for (provider, taken_on, applied_at) in reports.into_iter().flatten().flatten() {
+        metrics::record_processed(&mut metrics, &provider, taken_on, applied_at);
     }
     if let Some(analytics) = &function.analytics {
         let lost = analytics.take_lost();

@@ -233,6 +233,16 @@ impl Metrics {
                     print!("{line}");
                 }
             }
+            Sink::Writer(writer) => {
+                let mut out = writer.0.lock().unwrap_or_else(|e| e.into_inner());
+                for line in self.lines() {
+                    if let Err(err) = out.write_all(line.as_bytes()) {
+                        tracing::warn!(error = %err, "metrics not written");
+                        break;
+                    }
+                }
+                let _ = out.flush();
+            }
             Sink::Memory(memory) => {
                 let lines = self.lines();
                 memory
@@ -372,6 +382,9 @@ pub enum Sink {
     Stdout,
     /// Tests: kept in memory.
     Memory(MemorySink),
+    /// Any writer, shared by clones (`callhook dev`: a file in its state directory), each line
+    /// written whole.
+    Writer(SharedWriter),
     Discard,
 }
 
@@ -381,12 +394,27 @@ impl Sink {
         Sink::Memory(MemorySink::default())
     }
 
+    /// A sink writing to `out` (e.g. a file opened for appending).
+    pub fn writer(out: impl Write + Send + 'static) -> Sink {
+        Sink::Writer(SharedWriter(Arc::new(Mutex::new(Box::new(out)))))
+    }
+
     /// The lines a memory sink received (empty for the others).
     pub fn lines(&self) -> Vec<String> {
         match self {
             Sink::Memory(memory) => memory.lines(),
             _ => Vec::new(),
         }
+    }
+}
+
+/// A writer shared by clones of a [`Sink::Writer`].
+#[derive(Clone)]
+pub struct SharedWriter(Arc<Mutex<Box<dyn Write + Send>>>);
+
+impl std::fmt::Debug for SharedWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedWriter")
     }
 }
 

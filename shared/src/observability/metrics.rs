@@ -19,7 +19,7 @@ pub const DUPLICATES: &str = "duplicates";
 pub const UNKNOWN_TYPES: &str = "unknown_types";
 /// ingest: new authentic bodies that are not the documented shape; dims `provider`.
 pub const MALFORMED: &str = "malformed";
-/// lifecycle: occurred → applied, in ms; dims `provider`.
+/// lifecycle: received (or queued again) → applied, in ms; dims `provider`.
 pub const PROCESSING_LAG: &str = "processing_lag";
 /// dispatch: delivery attempts (POST or SendMessage); dims `route`.
 pub const DISPATCH_ATTEMPTS: &str = "dispatch_attempts";
@@ -97,30 +97,32 @@ pub fn record_ingest(metrics: &mut Metrics, provider: Option<&str>, outcome: &In
     }
 }
 
-/// Milliseconds from `occurred_at` to `now`; 0 when the provider's clock is ahead of ours.
-pub fn lag_ms(occurred_at: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
-    (now - occurred_at).num_milliseconds().max(0) as f64
+/// Milliseconds from `since` to `now`; 0 when `since` is ahead (another machine's clock).
+pub fn lag_ms(since: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
+    (now - since).num_milliseconds().max(0) as f64
 }
 
-/// lifecycle, one event applied to its call: `processing_lag{provider}`. The canonical event's
-/// `occurred_at` is the receipt time where the provider gives no time of its own.
+/// lifecycle, one event applied to its call: `processing_lag{provider}`, from `taken_on` — when
+/// callhook received the event, or queued it again (replay, sweeper) — to `now`. Never from the
+/// provider's `occurred_at`: the provider's own delivery delay (or a replayed fixture's
+/// years-old time) is not callhook's lag (docs/metrics.md).
 pub fn record_processed(
     metrics: &mut Metrics,
     provider: &str,
-    occurred_at: DateTime<Utc>,
+    taken_on: DateTime<Utc>,
     now: DateTime<Utc>,
 ) {
     metrics.observe(
         PROCESSING_LAG,
         Unit::Milliseconds,
         &[("provider", provider_label(provider))],
-        lag_ms(occurred_at, now),
+        lag_ms(taken_on, now),
     );
 }
 
-/// [`record_processed`] for `event`, applied now.
+/// [`record_processed`] for `event`, received at `event.received_at` and applied now.
 pub fn record_applied(metrics: &mut Metrics, event: &CanonicalEvent) {
-    record_processed(metrics, &event.provider, event.occurred_at, Utc::now());
+    record_processed(metrics, &event.provider, event.received_at, Utc::now());
 }
 
 /// dispatch, one delivery attempt on `route` (a [`crate::domain::dispatch::Routes::destination`]

@@ -297,3 +297,29 @@ fn lag_is_clamped_at_zero() {
     assert_eq!(provider_label("telnyx"), "telnyx");
     assert_eq!(provider_label("Telnyx"), OTHER_PROVIDER);
 }
+
+#[test]
+fn a_writer_sink_gets_exactly_the_lines_stdout_would() {
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let out = Shared::default();
+    let sink = Sink::writer(out.clone());
+    let mut m = Metrics::at_millis(T);
+    record_ingest(&mut m, Some("telnyx"), &Outcome::Duplicate);
+    record_dispatch_attempt(&mut m, "crm", true);
+    let expected = m.lines().concat();
+    m.flush(&sink.clone());
+    assert!(m.is_empty());
+    let written = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    assert!(!expected.is_empty());
+    assert_eq!(written, expected);
+}
