@@ -243,7 +243,11 @@ impl<C: CallStore, Q: Queue, R: ReviewStore, A: Analytics> Lifecycle<C, Q, R, A>
                         _ => 0,
                     })
                     .sum::<usize>();
-            self.flush(call_id, version, &owed).await?;
+            let finalized_at = written
+                .as_ref()
+                .or(record.as_ref())
+                .and_then(|r| r.finalized_at);
+            self.flush(call_id, version, &owed, finalized_at).await?;
             if let Some(written) = &written {
                 self.publish(events, &pass.steps, written, pass.finalizing, pass.updated)
                     .await;
@@ -366,13 +370,19 @@ impl<C: CallStore, Q: Queue, R: ReviewStore, A: Analytics> Lifecycle<C, Q, R, A>
         call_id: &str,
         version: Option<u64>,
         outbox: &[Effect],
+        finalized_at: Option<chrono::DateTime<Utc>>,
     ) -> Result<(), ProcessError> {
         let Some(version) = version.filter(|_| !outbox.is_empty()) else {
             return Ok(());
         };
+        // The seconds the finalization's dispatch still waits on the queue, if it does.
+        let settling = finalized_at.map_or(0, |at| {
+            let left = i64::from(self.settle_secs) - (Utc::now() - at).num_seconds();
+            left.clamp(0, i64::from(self.settle_secs)) as u32
+        });
         for effect in outbox {
             if let Some(message) = DispatchMessage::from_effect(effect) {
-                let delay = message.delay_secs(self.settle_secs);
+                let delay = message.delay_secs(self.settle_secs, settling);
                 let body = serde_json::to_string(&message)
                     .map_err(|e| ProcessError::Poison(e.to_string()))?;
                 self.dispatch_queue.send(body, delay).await?;
@@ -690,6 +700,32 @@ mod tests {
             serde_json::from_str(&r.dispatch_queue.taken()[0]).unwrap();
         assert_eq!(message["type"], "call.completed");
         assert_eq!(*r.dispatch_queue.delays.lock().unwrap(), vec![5]);
+    }
+
+    #[tokio::test]
+    async fn an_update_right_behind_the_completion_is_sent_after_it() {
+        let r = lifecycle();
+        r.process(&event("e3", Kind::Ended, 60, true))
+            .await
+            .unwrap();
+        let mut late = CanonicalEvent::new("telnyx", "rec", "call.recording.saved", Utc::now());
+        late.kind = Kind::Report;
+        late.call_id = Some("telnyx#c1".into());
+        late.facts.recording_url = Some("https://r.example/1.mp3".into());
+        r.apply(&late).await.unwrap();
+        let types: Vec<String> = r
+            .dispatch_queue
+            .taken()
+            .iter()
+            .map(|m| serde_json::from_str::<serde_json::Value>(m).unwrap()["type"].to_string())
+            .collect();
+        assert_eq!(types, ["\"call.completed\"", "\"call.updated\""]);
+        let delays = r.dispatch_queue.delays.lock().unwrap().clone();
+        assert_eq!(delays[0], 5);
+        assert!(
+            delays[1] > delays[0],
+            "the update waits past the completion: {delays:?}"
+        );
     }
 
     #[tokio::test]

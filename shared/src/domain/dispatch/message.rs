@@ -90,11 +90,16 @@ impl DispatchMessage {
     }
 
     /// The SQS `DelaySeconds` to send it with: the finalization waits `settle` seconds so that
-    /// facts arriving just behind the terminal one are in the record it sends; others go at once.
-    pub fn delay_secs(&self, settle: u32) -> u32 {
-        match self.message_type {
-            MessageType::Completed => settle.min(SQS_MAX_DELAY_SECS),
+    /// facts arriving just behind the terminal one are in the record it sends. An update while
+    /// the finalization is still waiting (`settling`: the seconds it has left) waits until just
+    /// after it, so a receiver never sees `call.updated` before `call.completed`. Others go at
+    /// once.
+    pub fn delay_secs(&self, settle: u32, settling: u32) -> u32 {
+        let delay = match self.message_type {
+            MessageType::Completed => settle,
+            MessageType::Updated if settling > 0 => settling + 1,
             _ => 0,
-        }
+        };
+        delay.min(SQS_MAX_DELAY_SECS)
     }
 }

@@ -21,7 +21,7 @@ fn messages_from_effects() {
         json!({"dispatch_id": "telnyx#call-1#completed", "type": "call.completed",
                "call_id": CALL, "event_id": "telnyx#e2", "outcome": "busy"})
     );
-    assert_eq!(m.delay_secs(5), 5);
+    assert_eq!(m.delay_secs(5, 0), 5);
     let enrich = DispatchMessage::from_effect(&Effect::Enrich {
         call_id: CALL.into(),
         event_id: "telnyx#e3".into(),
@@ -30,7 +30,12 @@ fn messages_from_effects() {
     .unwrap();
     assert_eq!(enrich.message_type, MessageType::Updated);
     assert_eq!(enrich.outcome, None);
-    assert_eq!(enrich.delay_secs(5), 0);
+    assert_eq!(enrich.delay_secs(5, 0), 0);
+    assert_eq!(
+        enrich.delay_secs(5, 3),
+        4,
+        "after the completion still settling"
+    );
     let escalate = DispatchMessage::from_effect(&Effect::Escalate {
         call_id: CALL.into(),
         event_id: "e".into(),
@@ -38,7 +43,7 @@ fn messages_from_effects() {
     })
     .unwrap();
     assert_eq!(escalate.message_type.as_str(), "call.escalated");
-    assert_eq!(escalate.delay_secs(5), 0);
+    assert_eq!(escalate.delay_secs(5, 3), 0);
     let action = DispatchMessage::from_effect(&Effect::Action {
         call_id: CALL.into(),
         event_id: "e".into(),
