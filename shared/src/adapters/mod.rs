@@ -5,4 +5,6 @@ pub mod dynamodb;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod packing;
+#[cfg(feature = "http")]
+pub mod provider_api;
 pub mod sqs;
