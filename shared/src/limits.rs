@@ -34,3 +34,8 @@ pub const REVIEW_DETAIL_LIMIT: usize = 4096;
 pub const REVIEW_PAYLOAD_LIMIT: usize = 300 * 1024;
 /// The longest retention callhook accepts, in days (100 years).
 pub const MAX_RETENTION_DAYS: u64 = 36_500;
+/// The largest answer read from a provider's fetch-one-call API: a long voice-AI call's
+/// transcript with word timings runs to a few MB; anything larger is refused, not parsed.
+pub const PROVIDER_API_BODY_LIMIT: usize = 8 * 1024 * 1024;
+/// How much of a provider API's unexpected answer an error text quotes.
+pub const PROVIDER_API_ERROR_QUOTE: usize = 200;

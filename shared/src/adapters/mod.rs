@@ -6,4 +6,6 @@ pub mod eventbridge;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod packing;
+#[cfg(feature = "http")]
+pub mod provider_api;
 pub mod sqs;

@@ -5,6 +5,7 @@
 mod dispatch;
 mod ingest;
 mod lifecycle;
+pub mod provider_api;
 mod review;
 mod sweeper;
 pub mod vars;
@@ -12,6 +13,7 @@ pub mod vars;
 pub use dispatch::DispatchConfig;
 pub use ingest::{DEFAULT_RAW_RETENTION_DAYS, DEFAULT_RESEND_AFTER_SECS, IngestConfig};
 pub use lifecycle::{DEFAULT_SETTLE_SECS, LifecycleConfig};
+pub use provider_api::ProviderApiConfig;
 pub use review::{ReviewConfig, Source, Sources};
 pub use sweeper::{DEFAULT_SWEEP_MIN_AGE_SECS, StaleConfig, SweepConfig};
 

@@ -92,5 +92,31 @@ pub const VONAGE_TOLERANCE_SECS: &str = "VONAGE_TOLERANCE_SECS";
 pub const PLIVO_AUTH_TOKENS: &str = "PLIVO_AUTH_TOKENS";
 pub const PLIVO_WEBHOOK_URL: &str = "PLIVO_WEBHOOK_URL";
 
+// ---- Provider APIs: fetch one call (config/provider_api.rs). Unset credentials: no lookup.
+pub const PROVIDER_API_TIMEOUT_SECS: &str = "PROVIDER_API_TIMEOUT_SECS";
+pub const PROVIDER_API_ATTEMPTS: &str = "PROVIDER_API_ATTEMPTS";
+pub const TELNYX_API_KEY: &str = "TELNYX_API_KEY";
+pub const TELNYX_API_URL: &str = "TELNYX_API_URL";
+pub const TWILIO_ACCOUNT_SID: &str = "TWILIO_ACCOUNT_SID";
+pub const TWILIO_API_KEY: &str = "TWILIO_API_KEY";
+pub const TWILIO_API_KEY_SID: &str = "TWILIO_API_KEY_SID";
+pub const TWILIO_API_URL: &str = "TWILIO_API_URL";
+pub const VONAGE_APPLICATION_ID: &str = "VONAGE_APPLICATION_ID";
+pub const VONAGE_PRIVATE_KEY: &str = "VONAGE_PRIVATE_KEY";
+pub const VONAGE_API_URL: &str = "VONAGE_API_URL";
+pub const PLIVO_AUTH_ID: &str = "PLIVO_AUTH_ID";
+pub const PLIVO_API_TOKEN: &str = "PLIVO_API_TOKEN";
+pub const PLIVO_API_URL: &str = "PLIVO_API_URL";
+pub const RETELL_API_KEY: &str = "RETELL_API_KEY";
+pub const RETELL_API_URL: &str = "RETELL_API_URL";
+pub const ELEVENLABS_API_KEY: &str = "ELEVENLABS_API_KEY";
+pub const ELEVENLABS_API_URL: &str = "ELEVENLABS_API_URL";
+pub const VAPI_API_KEY: &str = "VAPI_API_KEY";
+pub const VAPI_API_URL: &str = "VAPI_API_URL";
+pub const BIRD_API_KEY: &str = "BIRD_API_KEY";
+pub const BIRD_WORKSPACE_ID: &str = "BIRD_WORKSPACE_ID";
+pub const BIRD_CHANNEL_IDS: &str = "BIRD_CHANNEL_IDS";
+pub const BIRD_API_URL: &str = "BIRD_API_URL";
+
 // ---- Logs
 pub const RUST_LOG: &str = "RUST_LOG";

@@ -23,7 +23,7 @@ use super::{
 #[cfg(any(test, feature = "dev"))]
 use super::{DevSigner, Signed};
 use crate::config::{ConfigError, Env, vars};
-use crate::domain::event::{CanonicalEvent, Direction, Kind, Outcome, ReviewNote};
+use crate::domain::event::{CanonicalEvent, Direction, Facts, Kind, Outcome, ReviewNote};
 use crate::signing::{self as verify, AuthError};
 
 pub const NAME: &str = "bird";
@@ -208,11 +208,11 @@ impl Provider for Bird {
         event.from = str_at(&payload, "/from").map(str::to_owned);
         event.to = str_at(&payload, "/to").map(str::to_owned);
 
-        match MAPPING.iter().find(|(s, _, _, _)| *s == status.as_str()) {
-            Some((_, kind, outcome, is_final)) => {
-                event.kind = *kind;
-                event.outcome = *outcome;
-                event.is_final = *is_final;
+        match status_of(&status) {
+            Some((kind, outcome, is_final)) => {
+                event.kind = kind;
+                event.outcome = outcome;
+                event.is_final = is_final;
                 fill_facts(&mut event, &payload);
             }
             None => {
@@ -229,20 +229,37 @@ impl Provider for Bird {
 }
 
 fn fill_facts(event: &mut CanonicalEvent, payload: &Value) {
-    let facts = &mut event.facts;
-    facts.started_at = time_at(payload, "/createdAt");
-    facts.answered_at = time_at(payload, "/answeredAt");
-    facts.ended_at = time_at(payload, "/endedAt");
-    if event.is_final && facts.ended_at.is_none() {
-        facts.ended_at = Some(event.occurred_at);
+    event.facts = call_facts(payload);
+    if event.is_final && event.facts.ended_at.is_none() {
+        event.facts.ended_at = Some(event.occurred_at);
     }
-    facts.duration_secs = payload.get("duration").and_then(as_u64);
+}
+
+/// A call `status` ([`MAPPING`]) → kind, outcome, and whether it is terminal; `None` for a
+/// status not listed there.
+pub fn status_of(status: &str) -> Option<(Kind, Option<Outcome>, bool)> {
+    MAPPING
+        .iter()
+        .find(|(s, ..)| *s == status)
+        .map(|(_, kind, outcome, is_final)| (*kind, *outcome, *is_final))
+}
+
+/// The facts of a call object (the webhook's `payload`; the get-call API answers the same
+/// object), times absent where it has none.
+pub fn call_facts(payload: &Value) -> Facts {
     let code = payload.get("hangupCauseCode").and_then(as_text);
     let reason = payload.get("reason").and_then(as_text);
-    facts.hangup_cause = match (code, reason) {
-        (Some(code), Some(reason)) => Some(format!("{code}: {reason}")),
-        (code, reason) => code.or(reason),
-    };
+    Facts {
+        started_at: time_at(payload, "/createdAt"),
+        answered_at: time_at(payload, "/answeredAt"),
+        ended_at: time_at(payload, "/endedAt"),
+        duration_secs: payload.get("duration").and_then(as_u64),
+        hangup_cause: match (code, reason) {
+            (Some(code), Some(reason)) => Some(format!("{code}: {reason}")),
+            (code, reason) => code.or(reason),
+        },
+        ..Facts::default()
+    }
 }
 
 /// A non-negative whole number sent as a number or a numeric string.

@@ -33,7 +33,7 @@ use super::{
 #[cfg(any(test, feature = "dev"))]
 use super::{DevSigner, Signed};
 use crate::config::{ConfigError, Env, vars};
-use crate::domain::event::{CanonicalEvent, Direction, Kind, Outcome};
+use crate::domain::event::{CanonicalEvent, Direction, Facts, Kind, Outcome};
 use crate::signing::{self as verify, AuthError};
 
 pub const NAME: &str = "elevenlabs";
@@ -248,29 +248,39 @@ fn transcription(event: &mut CanonicalEvent, data: &Value) {
         };
         event.direction = direction;
     }
-    event.outcome = Some(transcription_outcome(data));
-    let facts = &mut event.facts;
-    facts.started_at = secs_at(metadata, "/start_time_unix_secs");
-    facts.answered_at = secs_at(metadata, "/accepted_time_unix_secs");
+    let (outcome, mut facts) = conversation_end(data);
+    facts.ended_at = facts.ended_at.or(Some(event.occurred_at));
+    event.outcome = Some(outcome);
+    event.facts = facts;
+}
+
+/// How a conversation ended, from the conversation object (a `post_call_transcription`'s
+/// `data`; the get-conversation API answers the same shape): [`transcription_outcome`] and
+/// the facts. `ended_at` is the start plus the duration, absent when either is.
+pub fn conversation_end(data: &Value) -> (Outcome, Facts) {
+    let metadata = data.get("metadata").unwrap_or(&Value::Null);
+    let started_at = secs_at(metadata, "/start_time_unix_secs");
     let duration = integer_at(metadata, "/call_duration_secs").and_then(|s| u64::try_from(s).ok());
-    facts.duration_secs = duration;
-    facts.ended_at = facts
-        .started_at
-        .zip(duration)
-        .and_then(|(start, secs)| {
+    let facts = Facts {
+        started_at,
+        answered_at: secs_at(metadata, "/accepted_time_unix_secs"),
+        duration_secs: duration,
+        ended_at: started_at.zip(duration).and_then(|(start, secs)| {
             let secs = chrono::Duration::try_seconds(i64::try_from(secs).ok()?)?;
             start.checked_add_signed(secs)
-        })
-        .or(Some(event.occurred_at));
-    facts.hangup_cause = str_at(metadata, "/termination_reason").map(str::to_owned);
-    facts.transcript = data.get("transcript").filter(|t| !t.is_null()).cloned();
-    facts.analysis = data.get("analysis").filter(|a| !a.is_null()).cloned();
-    facts.cost = metadata.get("cost").filter(|c| !c.is_null()).cloned();
-    facts.errors = metadata.get("error").filter(|e| !e.is_null()).cloned();
-    facts.metadata = data
-        .get("conversation_initiation_client_data")
-        .filter(|m| !m.is_null())
-        .cloned();
+        }),
+        hangup_cause: str_at(metadata, "/termination_reason").map(str::to_owned),
+        transcript: data.get("transcript").filter(|t| !t.is_null()).cloned(),
+        analysis: data.get("analysis").filter(|a| !a.is_null()).cloned(),
+        cost: metadata.get("cost").filter(|c| !c.is_null()).cloned(),
+        errors: metadata.get("error").filter(|e| !e.is_null()).cloned(),
+        metadata: data
+            .get("conversation_initiation_client_data")
+            .filter(|m| !m.is_null())
+            .cloned(),
+        ..Facts::default()
+    };
+    (transcription_outcome(data), facts)
 }
 
 fn initiation_failure(event: &mut CanonicalEvent, data: &Value) {

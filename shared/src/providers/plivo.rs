@@ -293,9 +293,13 @@ fn status_of(status: &str) -> Option<(Kind, Option<Outcome>)> {
         .map(|(_, kind, outcome)| (*kind, *outcome))
 }
 
-/// A time as Plivo writes it (`2023-11-14 22:13:20`, UTC; fractions and an offset accepted).
 fn time(params: &Form, name: &str) -> Option<DateTime<Utc>> {
-    let value = params.get(name)?.trim();
+    parse_time(params.get(name)?)
+}
+
+/// A time as Plivo writes it (`2023-11-14 22:13:20`, UTC; fractions and an offset accepted).
+pub fn parse_time(value: &str) -> Option<DateTime<Utc>> {
+    let value = value.trim();
     DateTime::parse_from_rfc3339(value)
         .or_else(|_| DateTime::parse_from_str(value, "%Y-%m-%d %H:%M:%S%.f%:z"))
         .map(|t| t.with_timezone(&Utc))
@@ -307,6 +311,22 @@ fn time(params: &Form, name: &str) -> Option<DateTime<Utc>> {
         })
 }
 
+/// A hangup cause code's outcome by [`HANGUP_CAUSE_RANGES`]; any other code: failed.
+pub fn cause_code_outcome(code: u32) -> Outcome {
+    HANGUP_CAUSE_RANGES
+        .iter()
+        .find(|(low, high, _)| (*low..=*high).contains(&code))
+        .map_or(Outcome::Failed, |(.., outcome)| *outcome)
+}
+
+/// The hangup cause as the record keeps it: `{name} ({code})`, else whichever is there.
+pub fn cause_text(name: Option<&str>, code: Option<&str>, cause: Option<&str>) -> Option<String> {
+    match (name, code) {
+        (Some(name), Some(code)) => Some(format!("{name} ({code})")),
+        (name, code) => name.or(code).or(cause).map(str::to_owned),
+    }
+}
+
 fn hangup(event: &mut CanonicalEvent, params: &Form, status: Option<&str>) {
     let code = params
         .get("HangupCauseCode")
@@ -316,14 +336,7 @@ fn hangup(event: &mut CanonicalEvent, params: &Form, status: Option<&str>) {
             Some((Ended, outcome)) => outcome,
             _ => None,
         }
-        .or_else(|| {
-            code.and_then(|code| {
-                HANGUP_CAUSE_RANGES
-                    .iter()
-                    .find(|(low, high, _)| (*low..=*high).contains(&code))
-                    .map(|(.., outcome)| *outcome)
-            })
-        })
+        .or_else(|| code.map(cause_code_outcome))
         .unwrap_or(Outcome::Failed),
     );
     event.occurred_at = time(params, "EndTime").unwrap_or(event.received_at);
@@ -332,13 +345,11 @@ fn hangup(event: &mut CanonicalEvent, params: &Form, status: Option<&str>) {
     facts.answered_at = time(params, "AnswerTime");
     facts.ended_at = Some(event.occurred_at);
     facts.duration_secs = params.get("Duration").and_then(|d| d.trim().parse().ok());
-    facts.hangup_cause = match (params.get("HangupCauseName"), params.get("HangupCauseCode")) {
-        (Some(name), Some(code)) => Some(format!("{name} ({code})")),
-        (name, code) => name
-            .or(code)
-            .or(params.get("HangupCause"))
-            .map(str::to_owned),
-    };
+    facts.hangup_cause = cause_text(
+        params.get("HangupCauseName"),
+        params.get("HangupCauseCode"),
+        params.get("HangupCause"),
+    );
     let cost: Map<String, Value> = ["TotalCost", "BillRate", "BillDuration"]
         .iter()
         .filter_map(|k| {

@@ -36,7 +36,7 @@ use super::{
 #[cfg(any(test, feature = "dev"))]
 use super::{DevSigner, Signed};
 use crate::config::{ConfigError, Env, vars};
-use crate::domain::event::{CanonicalEvent, Direction, Kind, Outcome};
+use crate::domain::event::{CanonicalEvent, Direction, Facts, Kind, Outcome};
 use crate::signing::{self as verify, AuthError};
 use chrono::{DateTime, Utc};
 
@@ -273,25 +273,40 @@ impl Provider for Retell {
 /// Every event carries the call object as it is at that moment: its fields are the facts
 /// (absent until Retell has them, e.g. `call_analysis` until `call_analyzed`).
 fn fill_facts(event: &mut CanonicalEvent, call: &Value) {
-    let facts = &mut event.facts;
-    facts.started_at = millis_at(call, "/start_timestamp");
-    facts.ended_at = millis_at(call, "/end_timestamp");
-    facts.duration_secs = integer_at(call, "/duration_ms")
-        .and_then(|ms| u64::try_from(ms).ok())
-        .map(|ms| ms.saturating_add(500) / 1000);
-    facts.recording_url = str_at(call, "/recording_url").map(str::to_owned);
-    facts.transcript = str_at(call, "/transcript").map(Value::from);
-    facts.analysis = call.get("call_analysis").filter(|v| v.is_object()).cloned();
-    facts.cost = call.get("call_cost").filter(|v| !v.is_null()).cloned();
-    facts.metadata = call
-        .get("metadata")
-        .filter(|m| m.as_object().is_some_and(|m| !m.is_empty()))
-        .cloned();
-    if event.kind == Ended {
+    let ended = event.kind == Ended;
+    let (outcome, facts) = call_facts(call, ended);
+    event.facts = facts;
+    if ended {
+        event.outcome = outcome;
+    }
+}
+
+/// The facts of a call object (webhook events and the get-call API share its shape), and when
+/// `ended`, the outcome of its `disconnection_reason` (the raw reason in `hangup_cause`).
+pub fn call_facts(call: &Value, ended: bool) -> (Option<Outcome>, Facts) {
+    let mut facts = Facts {
+        started_at: millis_at(call, "/start_timestamp"),
+        ended_at: millis_at(call, "/end_timestamp"),
+        duration_secs: integer_at(call, "/duration_ms")
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map(|ms| ms.saturating_add(500) / 1000),
+        recording_url: str_at(call, "/recording_url").map(str::to_owned),
+        transcript: str_at(call, "/transcript").map(Value::from),
+        analysis: call.get("call_analysis").filter(|v| v.is_object()).cloned(),
+        cost: call.get("call_cost").filter(|v| !v.is_null()).cloned(),
+        metadata: call
+            .get("metadata")
+            .filter(|m| m.as_object().is_some_and(|m| !m.is_empty()))
+            .cloned(),
+        ..Facts::default()
+    };
+    let mut outcome = None;
+    if ended {
         let reason = str_at(call, "/disconnection_reason");
-        event.outcome = reason.and_then(disconnection_outcome);
+        outcome = reason.and_then(disconnection_outcome);
         facts.hangup_cause = reason.map(str::to_owned);
     }
+    (outcome, facts)
 }
 
 #[cfg(any(test, feature = "dev"))]

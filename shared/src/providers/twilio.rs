@@ -466,14 +466,13 @@ fn status_callback(event: &mut CanonicalEvent, params: &Form, status: &str) {
     event.direction = params.get("Direction").and_then(Direction::parse);
     event.from = params.get("From").map(str::to_owned);
     event.to = params.get("To").map(str::to_owned);
-    let Some((_, kind, outcome, is_final)) = CALL_STATUSES.iter().find(|(s, ..)| *s == status)
-    else {
+    let Some((kind, outcome, is_final)) = call_status(status) else {
         mark_unknown(event);
         return;
     };
-    event.kind = *kind;
-    event.outcome = *outcome;
-    event.is_final = *is_final;
+    event.kind = kind;
+    event.outcome = outcome;
+    event.is_final = is_final;
     let facts = &mut event.facts;
     match kind {
         Initiated => facts.started_at = at,
@@ -485,15 +484,30 @@ fn status_callback(event: &mut CanonicalEvent, params: &Form, status: &str) {
                 .and_then(|d| d.trim().parse().ok());
             facts.hangup_cause = params.get("SipResponseCode").map(|c| format!("SIP {c}"));
             facts.recording_url = params.get("RecordingUrl").map(str::to_owned);
-            let machine = params
-                .get("AnsweredBy")
-                .and_then(|a| ANSWERED_BY.iter().find(|(name, _)| *name == a))
-                .and_then(|(_, outcome)| *outcome);
-            if event.outcome == Some(Outcome::Completed) && machine.is_some() {
-                event.outcome = machine;
-            }
+            event.outcome = ended_outcome(outcome, params.get("AnsweredBy"));
         }
         _ => {}
+    }
+}
+
+/// A call status (a status callback's `CallStatus`, the Call resource's `status`) → kind,
+/// outcome, and whether it is terminal; `None` for a status Twilio does not document.
+pub fn call_status(status: &str) -> Option<(Kind, Option<Outcome>, bool)> {
+    CALL_STATUSES
+        .iter()
+        .find(|(s, ..)| *s == status)
+        .map(|(_, kind, outcome, is_final)| (*kind, *outcome, *is_final))
+}
+
+/// A terminal status's outcome with answering machine detection's verdict: a `completed` call
+/// that a machine answered is `voicemail`.
+pub fn ended_outcome(outcome: Option<Outcome>, answered_by: Option<&str>) -> Option<Outcome> {
+    let machine = answered_by
+        .and_then(|a| ANSWERED_BY.iter().find(|(name, _)| *name == a))
+        .and_then(|(_, outcome)| *outcome);
+    match (outcome, machine) {
+        (Some(Outcome::Completed), Some(machine)) => Some(machine),
+        _ => outcome,
     }
 }
 

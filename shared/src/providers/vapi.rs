@@ -48,9 +48,10 @@ use super::{
 #[cfg(any(test, feature = "dev"))]
 use super::{DevSigner, Signed};
 use crate::config::{ConfigError, Env, vars};
-use crate::domain::event::{CanonicalEvent, Direction, Kind, Outcome, ReviewNote};
+use crate::domain::event::{CanonicalEvent, Direction, Facts, Kind, Outcome, ReviewNote};
 use crate::domain::review::ReviewReason;
 use crate::signing::{self as verify, AuthError};
+use chrono::{DateTime, Utc};
 
 pub const NAME: &str = "vapi";
 const AUTH_VAR: &str = vars::VAPI_AUTH;
@@ -549,29 +550,18 @@ fn parties(event: &mut CanonicalEvent, message: &Value) {
 }
 
 fn fill_facts(event: &mut CanonicalEvent, message: &Value) {
-    let either = |field: &str| {
-        time_at(message, &format!("/{field}"))
-            .or_else(|| time_at(message, &format!("/call/{field}")))
-    };
-    let facts = &mut event.facts;
-    facts.started_at = either("startedAt");
+    let (outcome, end) = call_end(message);
+    event.facts.started_at = end.started_at;
     if event.kind != Ended {
         return;
     }
-    let reason = str_at(message, "/endedReason").or_else(|| str_at(message, "/call/endedReason"));
-    event.outcome = reason.and_then(ended_reason_outcome);
-    facts.hangup_cause = reason.map(str::to_owned);
-    facts.ended_at = either("endedAt").or(Some(event.occurred_at));
-    facts.duration_secs = message
-        .get("durationSeconds")
-        .and_then(Value::as_f64)
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(|s| s.round() as u64)
-        .or_else(|| {
-            let (start, end) = facts.started_at.zip(facts.ended_at)?;
-            let millis = u64::try_from((end - start).num_milliseconds()).ok()?;
-            Some(millis.saturating_add(500) / 1000)
-        });
+    event.outcome = outcome;
+    let facts = &mut event.facts;
+    facts.hangup_cause = end.hangup_cause;
+    facts.ended_at = end.ended_at.or(Some(event.occurred_at));
+    facts.duration_secs = end
+        .duration_secs
+        .or_else(|| whole_secs(facts.started_at?, facts.ended_at?));
     if event.is_final {
         facts.recording_url = str_at(message, "/artifact/recording/mono/combinedUrl")
             .or_else(|| str_at(message, "/artifact/recordingUrl"))
@@ -592,6 +582,38 @@ fn fill_facts(event: &mut CanonicalEvent, message: &Value) {
             .filter(|c| !c.is_null())
             .cloned();
     }
+}
+
+/// How a call ended, from a message or from the call object itself (the get-call API answers
+/// the call): the outcome of `endedReason` (raw in `hangup_cause`), `startedAt`, `endedAt`, and
+/// the duration (`durationSeconds`, else end − start). Times absent where the body has none.
+pub fn call_end(message: &Value) -> (Option<Outcome>, Facts) {
+    let either = |field: &str| {
+        time_at(message, &format!("/{field}"))
+            .or_else(|| time_at(message, &format!("/call/{field}")))
+    };
+    let reason = str_at(message, "/endedReason").or_else(|| str_at(message, "/call/endedReason"));
+    let started_at = either("startedAt");
+    let ended_at = either("endedAt");
+    let facts = Facts {
+        started_at,
+        ended_at,
+        duration_secs: message
+            .get("durationSeconds")
+            .and_then(Value::as_f64)
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| s.round() as u64)
+            .or_else(|| whole_secs(started_at?, ended_at?)),
+        hangup_cause: reason.map(str::to_owned),
+        ..Facts::default()
+    };
+    (reason.and_then(ended_reason_outcome), facts)
+}
+
+/// Whole seconds from `start` to `end`, rounded; `None` when `end` is before `start`.
+fn whole_secs(start: DateTime<Utc>, end: DateTime<Utc>) -> Option<u64> {
+    let millis = u64::try_from((end - start).num_milliseconds()).ok()?;
+    Some(millis.saturating_add(500) / 1000)
 }
 
 #[cfg(any(test, feature = "dev"))]

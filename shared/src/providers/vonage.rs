@@ -35,7 +35,7 @@ use super::{
 #[cfg(any(test, feature = "dev"))]
 use super::{DevSigner, Signed};
 use crate::config::{ConfigError, Env, vars};
-use crate::domain::event::{CanonicalEvent, Direction, Kind, Outcome};
+use crate::domain::event::{CanonicalEvent, Direction, Facts, Kind, Outcome};
 use crate::signing::{self as verify, AuthError};
 
 pub const NAME: &str = "vonage";
@@ -353,11 +353,11 @@ impl Provider for Vonage {
         event.from = str_at(&body, "/from").map(str::to_owned);
         event.to = str_at(&body, "/to").map(str::to_owned);
         match event_kind {
-            Event::Status(status) => match MAPPING.iter().find(|(s, ..)| *s == status) {
-                Some((_, kind, outcome, is_final)) => {
-                    event.kind = *kind;
-                    event.outcome = *outcome;
-                    event.is_final = *is_final;
+            Event::Status(status) => match status_of(status) {
+                Some((kind, outcome, is_final)) => {
+                    event.kind = kind;
+                    event.outcome = outcome;
+                    event.is_final = is_final;
                     status_facts(&mut event, &body);
                 }
                 None => mark_unknown(&mut event),
@@ -388,32 +388,55 @@ impl Provider for Vonage {
     }
 }
 
+/// A leg's `status` (a call event's, or the call resource's in the Voice API) → kind, outcome
+/// and whether it is the terminal fact ([`MAPPING`]); `None` for a status not listed there.
+pub fn status_of(status: &str) -> Option<(Kind, Option<Outcome>, bool)> {
+    MAPPING
+        .iter()
+        .find(|(s, ..)| *s == status)
+        .map(|(_, kind, outcome, is_final)| (*kind, *outcome, *is_final))
+}
+
+/// How a leg in an ended `status` ended, from the fields a call event and the call resource
+/// share (`start_time`, `end_time`, `duration`, `detail`, `price`, `rate`): the outcome
+/// (`completed` only when the leg lasted) and the facts, times absent where the body has none.
+pub fn leg_end(status: &str, body: &Value) -> (Option<Outcome>, Facts) {
+    let mut facts = Facts {
+        started_at: time_at(body, "/start_time"),
+        ended_at: time_at(body, "/end_time"),
+        duration_secs: body.get("duration").and_then(|d| match d {
+            Value::String(s) => s.trim().parse().ok(),
+            other => other.as_u64(),
+        }),
+        hangup_cause: str_at(body, "/detail").map(str::to_owned),
+        ..Facts::default()
+    };
+    let mut outcome = status_of(status).and_then(|(_, outcome, _)| outcome);
+    if status == "completed" && facts.duration_secs.is_some_and(|d| d > 0) {
+        outcome = Some(Outcome::Completed);
+    }
+    let cost: Map<String, Value> = ["price", "rate"]
+        .iter()
+        .filter_map(|k| {
+            body.get(*k)
+                .filter(|v| !v.is_null())
+                .map(|v| ((*k).to_owned(), v.clone()))
+        })
+        .collect();
+    if !cost.is_empty() {
+        facts.cost = Some(Value::Object(cost));
+    }
+    (outcome, facts)
+}
+
 fn status_facts(event: &mut CanonicalEvent, body: &Value) {
-    let facts = &mut event.facts;
     match event.kind {
-        Initiated => facts.started_at = Some(event.occurred_at),
+        Initiated => event.facts.started_at = Some(event.occurred_at),
         Ended => {
-            facts.started_at = time_at(body, "/start_time");
-            facts.ended_at = time_at(body, "/end_time").or(Some(event.occurred_at));
-            facts.duration_secs = body.get("duration").and_then(|d| match d {
-                Value::String(s) => s.trim().parse().ok(),
-                other => other.as_u64(),
-            });
-            if event.event_type == "completed" && facts.duration_secs.is_some_and(|d| d > 0) {
-                event.outcome = Some(Outcome::Completed);
-            }
-            facts.hangup_cause = str_at(body, "/detail").map(str::to_owned);
-            let cost: Map<String, Value> = ["price", "rate"]
-                .iter()
-                .filter_map(|k| {
-                    body.get(*k)
-                        .filter(|v| !v.is_null())
-                        .map(|v| ((*k).to_owned(), v.clone()))
-                })
-                .collect();
-            if !cost.is_empty() {
-                facts.cost = Some(Value::Object(cost));
-            }
+            let (outcome, mut facts) = leg_end(&event.event_type, body);
+            facts.ended_at = facts.ended_at.or(Some(event.occurred_at));
+            event.outcome = outcome;
+            event.facts = facts;
         }
         _ => {}
     }

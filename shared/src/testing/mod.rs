@@ -6,6 +6,7 @@
 mod calls;
 pub mod dispatch;
 mod events;
+pub mod fake_api;
 mod ledger;
 mod queue;
 mod review;
