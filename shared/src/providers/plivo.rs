@@ -448,7 +448,7 @@ mod tests {
             .finish()
     }
 
-    /// providers-next.md §3.4 computed hangup callback (cross-checked with plivo-python).
+    /// A computed hangup callback (cross-checked with plivo-python).
     const HANGUP_URL: &str = "https://hooks.example.com/voice/plivo/hangup?tenant=acme";
     const HANGUP_NONCE: &str = "05429567804466091622";
     const HANGUP_BODY: &str = "CallUUID=3e82ae9d-2c78-4d85-b1a4-6eae7dbafb36&CallStatus=completed&Direction=outbound&Event=Hangup&From=14155550100&To=15005550006&Duration=42&BillDuration=60&HangupCause=NORMAL_CLEARING&HangupCauseCode=4000&HangupCauseName=Normal+Hangup&HangupSource=Callee&StartTime=2023-11-14+22%3A12%3A38&AnswerTime=2023-11-14+22%3A12%3A44&EndTime=2023-11-14+22%3A13%3A20";

@@ -352,7 +352,7 @@ mod tests {
     const R1_BODY: &str = r#"{"event":"call_ended"}"#;
     const R1_DIGEST: &str = "07024cabe7dd8f6d1c6e4a8324ca92c812e6ad4a7ee506c04f7e462e3321823e";
 
-    /// R2 and R3 (providers-voice-ai.md §1.2, computed with the SDK's verifier).
+    /// R2 and R3 (computed with the Retell SDK's verifier).
     const KEY: &str = "key_9f8e7d6c5b4a39281706f5e4d3c2b1a0";
     const R2_V: i64 = 1_714_608_492_512;
     const R2_BODY: &str = r#"{"event":"call_ended","call":{"call_type":"phone_call","from_number":"+14155550199","to_number":"+14155550123","direction":"outbound","call_id":"Jabr9TXYYJHfvl6Syypi88rdAHYHmcq6","agent_id":"oBeDLoLOeuAbiuaMFXRtDOLriTJ5tSxD","agent_version":3,"call_status":"ended","metadata":{"crm_lead_id":"L-1042"},"start_timestamp":1714608475945,"end_timestamp":1714608491736,"duration_ms":15791,"disconnection_reason":"user_hangup","transcript":"Agent: Hi, this is Ava from Acme Dental. User: Not interested, thanks.","telephony_identifier":{"twilio_call_sid":"CA0123456789abcdef0123456789abcdef"},"opt_out_sensitive_data_storage":false}}"#;

@@ -572,7 +572,7 @@ mod tests {
     const SDK_BODY: &str = "CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309&To=%2B18005551212";
     const SDK_SIG: &str = "RSOYDt4T1cUTdK1PDd93/VVr8B8=";
 
-    /// providers-next.md §1.4 computed status callback (cross-checked with twilio-python).
+    /// A computed status callback (cross-checked with twilio-python).
     const REAL_TOKEN: &str = "0123456789abcdef0123456789abcdef";
     const REAL_URL: &str = "https://hooks.example.com/voice/twilio/status?tenant=acme";
     const REAL_BODY: &str = "AccountSid=AC00000000000000000000000000000000&ApiVersion=2010-04-01&CallDuration=42&CallSid=CA11111111111111111111111111111111&CallStatus=completed&CallbackSource=call-progress-events&Called=%2B15005550006&Caller=%2B14155550100&Direction=outbound-api&Duration=1&From=%2B14155550100&SequenceNumber=3&SipResponseCode=200&Timestamp=Tue%2C+14+Nov+2023+22%3A13%3A20+%2B0000&To=%2B15005550006";

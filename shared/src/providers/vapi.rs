@@ -681,7 +681,7 @@ mod tests {
     use chrono::{DateTime, TimeZone, Utc};
     use serde_json::json;
 
-    /// The shared body of providers-voice-ai.md §3.2 (842 bytes).
+    /// The body the Vapi vectors share (842 bytes).
     const V_BODY: &str = r#"{"message":{"timestamp":1714608492512,"type":"end-of-call-report","endedReason":"customer-ended-call","startedAt":"2024-05-02T00:07:55.945Z","endedAt":"2024-05-02T00:08:11.736Z","cost":0.0431,"call":{"id":"3f1a9c2e-7b4d-4e8a-9c1f-2d3e4f5a6b7c","orgId":"9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d","type":"outboundPhoneCall","status":"ended","phoneCallProvider":"twilio","phoneCallProviderId":"CA0123456789abcdef0123456789abcdef","customer":{"number":"+14155550123"},"phoneNumberId":"5c4b3a29-1807-4f6e-9d5c-4b3a29180706"},"phoneNumber":{"id":"5c4b3a29-1807-4f6e-9d5c-4b3a29180706","number":"+14155550199","provider":"twilio"},"customer":{"number":"+14155550123"},"artifact":{"transcript":"AI: Hi, this is Ava from Acme Dental. User: Not interested, thanks.","messages":[]},"analysis":{"summary":"The callee declined.","successEvaluation":"false"}}}"#;
     const SECRET: &str = "vapi-hmac-secret-2f4e6a8c0b1d3f5e7a9c";
     const TS: &str = "1714608492512";

@@ -521,7 +521,7 @@ mod tests {
     const PY_SECRET: &str = "qwertyuiopasdfghjklzxcvbnm123456";
     const PY_IAT: i64 = 1_697_634_680;
 
-    /// providers-next.md §2.4 computed vector, with its body.
+    /// A computed Vonage vector, with its body.
     const BODY: &str = r#"{"end_time":"2023-11-14T22:13:20.000Z","uuid":"aaaaaaaa-bbbb-cccc-dddd-0123456789ab","network":"GB-FIXED","duration":"42","start_time":"2023-11-14T22:12:38.000Z","rate":"0.00450000","price":"0.00315000","from":"447700900000","to":"442079460000","conversation_uuid":"CON-aaaaaaaa-bbbb-cccc-dddd-0123456789ab","status":"completed","direction":"outbound","timestamp":"2023-11-14T22:13:20.000Z"}"#;
     const BODY_HASH: &str = "0c193941ddcebd38f27d80eccd91c35a2a1e7fa57cf6297dde2638a2cd41d065";
     const CLAIMS: &str = r#"{"iat":1700000000,"jti":"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0","iss":"Vonage","payload_hash":"0c193941ddcebd38f27d80eccd91c35a2a1e7fa57cf6297dde2638a2cd41d065","api_key":"a1b2c3d","application_id":"aaaaaaaa-bbbb-cccc-dddd-0123456789ab"}"#;
