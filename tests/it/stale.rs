@@ -167,3 +167,131 @@ fn stack_review(stack: &Stack) -> callhook::adapters::dynamodb::DynamoReviewStor
         &stack.provisioned.tables["ReviewTable"],
     )
 }
+
+/// An open call of `provider`, last heard of five hours ago.
+async fn open_call(
+    lifecycle: &callhook_lifecycle::LifecycleFunction,
+    provider: &str,
+    key: &str,
+) -> String {
+    let call_id = format!("{provider}#{key}");
+    let heard = Utc::now() - Duration::hours(5);
+    let mut answered =
+        callhook::domain::event::CanonicalEvent::new(provider, "answered-1", "answered", heard);
+    answered.kind = callhook::domain::event::Kind::Answered;
+    answered.call_id = Some(call_id.clone());
+    lifecycle.apply(&answered).await.unwrap();
+    call_id
+}
+
+/// For every provider with an API: a call whose hangup never came finalizes from the (fake) API
+/// with the API's end time, duration and outcome, and is dispatched once; a second run asks
+/// nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_providers_api_finishes_a_call_whose_hangup_never_came() {
+    use callhook::testing::api_cases::cases;
+    use callhook::testing::fake_api::FakeApi;
+    let stack = Stack::start().await;
+    let lifecycle = stack.lifecycle();
+    for case in cases() {
+        let api = FakeApi::start(case.ended).await.unwrap();
+        let call_id = open_call(&lifecycle, case.provider, case.key).await;
+        let mut env = stack.function_env("SweeperFunction");
+        for (name, value) in (case.vars)() {
+            env.set(name, value);
+        }
+        env.set(case.url_var, api.url());
+        let sweeper = callhook_sweeper::build(&env).unwrap();
+        let sink = Sink::memory();
+        run_sweeper(&sweeper, &sink).await;
+        assert_eq!(
+            sink.sum(
+                "backfill_results",
+                &[("provider", case.provider), ("result", "finalized")]
+            ),
+            1.0,
+            "{}: {:?}",
+            case.provider,
+            sink.lines()
+        );
+        stack.pump_lifecycle(&lifecycle).await;
+        let expected = (case.expected)();
+        let call = lifecycle.calls.get(&call_id).await.unwrap().unwrap().record;
+        assert!(call.is_final(), "{}", case.provider);
+        assert_eq!(call.ended_at, expected.ended_at, "{}", case.provider);
+        assert_eq!(
+            call.duration_secs, expected.duration_secs,
+            "{}",
+            case.provider
+        );
+        assert_eq!(call.outcome, expected.outcome, "{}", case.provider);
+        assert!(!call.incomplete);
+        let dispatches = stack
+            .drain(&stack.provisioned.queues["DispatchQueue"])
+            .await;
+        assert_eq!(dispatches.len(), 1, "{}: {dispatches:?}", case.provider);
+        assert!(
+            dispatches[0].contains("call.completed"),
+            "{}",
+            case.provider
+        );
+
+        // Final now: nothing more to ask.
+        let asked = api.count();
+        run_sweeper(&sweeper, &Sink::memory()).await;
+        assert_eq!(api.count(), asked, "{}", case.provider);
+    }
+}
+
+/// A provider API that is down, then limiting, delays the call but never loses it: each failure
+/// is remembered with backoff, and the answer that finally comes finishes the call once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_down_then_limiting_delays_but_never_loses_the_call() {
+    use callhook::testing::api_cases::cases;
+    use callhook::testing::fake_api::{FakeApi, Reply};
+    let stack = Stack::start().await;
+    let lifecycle = stack.lifecycle();
+    let case = cases()
+        .into_iter()
+        .find(|c| c.provider == "twilio")
+        .unwrap();
+    let ended = case.ended;
+    let answers = std::sync::atomic::AtomicUsize::new(0);
+    // Three 503s (the client's attempts in the first run), three 429s, then the answer.
+    let api = FakeApi::start(move |request| {
+        match answers.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0..=2 => Reply::status(503),
+            3..=5 => Reply::status(429),
+            _ => ended(request),
+        }
+    })
+    .await
+    .unwrap();
+    let call_id = open_call(&lifecycle, case.provider, case.key).await;
+    let mut env = stack.function_env("SweeperFunction");
+    for (name, value) in (case.vars)() {
+        env.set(name, value);
+    }
+    env.set(case.url_var, api.url());
+    env.set("PROVIDER_API_TIMEOUT_SECS", "5");
+    let sweeper = callhook_sweeper::build(&env).unwrap();
+    let pass = sweeper.stale.as_ref().unwrap();
+    let now = Utc::now();
+    let down = pass.run(now).await.unwrap();
+    assert_eq!((down.asked, down.errors), (1, 1), "{down:?}");
+    assert_eq!(pass.run(now).await.unwrap().asked, 0, "in its backoff");
+    let limited = pass.run(now + Duration::minutes(20)).await.unwrap();
+    assert_eq!(limited.results["twilio"]["rate_limited"], 1, "{limited:?}");
+    let answered = pass.run(now + Duration::hours(2)).await.unwrap();
+    assert_eq!(answered.backfilled, 1, "{answered:?}");
+    stack.pump_lifecycle(&lifecycle).await;
+    let call = lifecycle.calls.get(&call_id).await.unwrap().unwrap().record;
+    assert_eq!(call.ended_at, (case.expected)().ended_at);
+    assert_eq!(
+        stack
+            .drain(&stack.provisioned.queues["DispatchQueue"])
+            .await
+            .len(),
+        1
+    );
+}

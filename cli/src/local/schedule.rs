@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use callhook::adapters::dynamodb::{DynamoCallStore, DynamoEventReader, DynamoReviewStore};
+use callhook::adapters::provider_api::Lookups;
 use callhook::adapters::sqs::SqsQueue;
 use callhook::app::stale::StalePass;
 use callhook::app::sweep::Sweeper;
 use callhook::config::{Env, StaleConfig};
-use callhook::ports::CallLookup;
 use callhook::providers::Providers;
 use chrono::Utc;
 
@@ -18,8 +18,7 @@ use super::emulator;
 
 pub type LocalSweeper = Sweeper<DynamoEventReader, SqsQueue>;
 
-pub type LocalStale =
-    StalePass<DynamoCallStore, Vec<Box<dyn CallLookup>>, SqsQueue, Option<DynamoReviewStore>>;
+pub type LocalStale = StalePass<DynamoCallStore, Lookups, SqsQueue, Option<DynamoReviewStore>>;
 
 /// What the scheduled sweeper function runs: the lost-send sweep and the stale pass.
 pub struct LocalSweeps {
@@ -46,13 +45,14 @@ pub fn stale_pass(
     let config = StaleConfig::from_env(env, calls_table).map_err(|e| anyhow!("{e}"))?;
     Ok(StalePass {
         calls: DynamoCallStore::new(dynamo.clone(), calls_table, ""),
-        lookups: Vec::new(),
+        lookups: Lookups::from_env(env).map_err(|e| anyhow!("{e}"))?,
         queue: SqsQueue::new(sqs.clone(), named(queues, "EventsQueue")?),
         review: tables
             .get("ReviewTable")
             .map(|table| DynamoReviewStore::new(dynamo.clone(), table)),
         policy: config.policy,
         max_lookups: config.max_lookups,
+        budget: config.budget,
     })
 }
 

@@ -6,21 +6,18 @@
 use std::time::Duration;
 
 use callhook::adapters::dynamodb::{DynamoCallStore, DynamoEventReader, DynamoReviewStore};
+use callhook::adapters::provider_api::Lookups;
 use callhook::adapters::sqs::SqsQueue;
 use callhook::app::stale::{StalePass, StaleReport};
 use callhook::app::sweep::{SweepReport, Sweeper};
 use callhook::config::{ConfigError, Env, SweepConfig};
 use callhook::observability::emf::{Metrics, Sink, Unit};
 use callhook::observability::metrics;
-use callhook::ports::{CallLookup, ReviewAdmin};
+use callhook::ports::ReviewAdmin;
 use callhook::providers::Providers;
 use chrono::Utc;
 use lambda_runtime::{Error, LambdaEvent};
 use serde::{Deserialize, Serialize};
-
-/// The configured provider APIs (none yet wired here: every call is given up on after
-/// STALE_GIVE_UP_SECS).
-pub type Lookups = Vec<Box<dyn CallLookup>>;
 
 pub type Stale = StalePass<DynamoCallStore, Lookups, SqsQueue, Option<DynamoReviewStore>>;
 
@@ -55,13 +52,16 @@ pub fn build(env: &Env) -> Result<SweeperFunction, ConfigError> {
     let review = config
         .review_table
         .map(|table| DynamoReviewStore::new(dynamo.clone(), table));
+    // Provider APIs for the stale pass: those with credentials configured.
+    let lookups = Lookups::from_env(env)?;
     let stale = config.stale.map(|stale| StalePass {
         calls: DynamoCallStore::new(dynamo.clone(), stale.calls_table, ""),
-        lookups: Lookups::new(),
+        lookups,
         queue: SqsQueue::new(sqs.clone(), config.events_queue_url.clone()),
         review: review.clone(),
         policy: stale.policy,
         max_lookups: stale.max_lookups,
+        budget: stale.budget,
     });
     Ok(SweeperFunction {
         sweeper: Sweeper {

@@ -42,8 +42,8 @@ pub struct StaleReport {
     pub not_found: u64,
     /// … that failed (down, rate limiting, refusing): asked again later.
     pub errors: u64,
-    /// Left for the next pass: the cap on questions per pass was reached, or its provider
-    /// rate-limited this pass.
+    /// Left for the next pass: the cap on questions per pass or the pass's time budget was
+    /// reached, or its provider rate-limited this pass.
     pub capped: u64,
     /// Finalized as `unknown`, `incomplete`, with a review item.
     pub gave_up: u64,
@@ -82,6 +82,9 @@ pub struct StalePass<C, L, Q, R> {
     /// The most provider API questions one pass asks (a backlog must not exhaust a provider's
     /// rate limit); the rest wait for the next pass.
     pub max_lookups: u32,
+    /// No question is started after this long into the pass (a slow API must not run the
+    /// function past its timeout); the rest wait for the next pass.
+    pub budget: std::time::Duration,
 }
 
 impl<C, L, Q, R> StalePass<C, L, Q, R>
@@ -99,12 +102,14 @@ where
             .checked_sub_signed(self.policy.after)
             .unwrap_or(DateTime::UNIX_EPOCH);
         let mut limited: BTreeSet<String> = BTreeSet::new();
+        let started = std::time::Instant::now();
         let mut after: Option<OpenKey> = None;
         loop {
             let page = self.calls.open_page(opened_before, after.as_ref()).await?;
             for key in &page.calls {
                 report.open_scanned += 1;
-                self.one(&key.call_id, now, &mut report, &mut limited)
+                let out_of_time = started.elapsed() >= self.budget;
+                self.one(&key.call_id, now, &mut report, &mut limited, out_of_time)
                     .await?;
             }
             match page.next {
@@ -120,6 +125,7 @@ where
         now: DateTime<Utc>,
         report: &mut StaleReport,
         limited: &mut BTreeSet<String>,
+        out_of_time: bool,
     ) -> Result<(), StaleError> {
         let Some(stored) = self.calls.get_eventual(call_id).await? else {
             return Ok(());
@@ -154,7 +160,8 @@ where
                 report.count(&record.provider, "gave_up");
             }
             Next::Ask
-                if report.asked >= u64::from(self.max_lookups)
+                if out_of_time
+                    || report.asked >= u64::from(self.max_lookups)
                     || limited.contains(&record.provider) =>
             {
                 report.capped += 1;
@@ -322,6 +329,7 @@ mod tests {
                 review: &self.lifecycle.review,
                 policy: StalePolicy::default(),
                 max_lookups: 100,
+                budget: std::time::Duration::from_secs(60),
             }
         }
 
@@ -536,6 +544,20 @@ mod tests {
         let sent = world.dispatched();
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0]["type"], "call.updated", "never a second completion");
+    }
+
+    #[tokio::test]
+    async fn a_pass_out_of_time_asks_nothing_more() {
+        let world = World::new();
+        world.answered("CC1", 0.0).await;
+        let api: Vec<Box<dyn CallLookup>> =
+            vec![Box::new(Scripted::new("twilio", vec![Ok(Lookup::Alive)]))];
+        let pass = StalePass {
+            budget: std::time::Duration::ZERO,
+            ..world.pass(api)
+        };
+        let report = pass.run(at(5.0)).await.unwrap();
+        assert_eq!((report.asked, report.capped), (0, 1));
     }
 
     #[tokio::test]

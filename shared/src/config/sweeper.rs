@@ -26,7 +26,13 @@ pub struct StaleConfig {
     pub calls_table: String,
     pub policy: StalePolicy,
     pub max_lookups: u32,
+    /// No provider API question is started after this long into a pass.
+    pub budget: std::time::Duration,
 }
+
+/// The stale pass's time budget: the template gives the sweeper 180 s, and one question takes
+/// at most PROVIDER_API_ATTEMPTS × PROVIDER_API_TIMEOUT_SECS plus backoff (40 s by default).
+pub const STALE_PASS_BUDGET_SECS: u64 = 120;
 
 pub const DEFAULT_STALE_AFTER_SECS: u64 = 4 * 3600;
 pub const DEFAULT_STALE_GIVE_UP_SECS: u64 = 24 * 3600;
@@ -68,6 +74,7 @@ impl StaleConfig {
                 ..StalePolicy::default()
             },
             max_lookups: max_lookups as u32,
+            budget: std::time::Duration::from_secs(STALE_PASS_BUDGET_SECS),
         })
     }
 }

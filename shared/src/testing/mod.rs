@@ -3,6 +3,8 @@
 //! the fixtures tests share. Built only for tests and with the `dev` feature, never into a
 //! Lambda.
 
+#[cfg(feature = "http")]
+pub mod api_cases;
 mod calls;
 pub mod dispatch;
 mod events;

@@ -49,6 +49,7 @@ use crate::config::provider_api::ProviderApiConfig;
 use crate::config::{ConfigError, Env, vars};
 use crate::domain::event::{Facts, Outcome};
 use crate::limits::{PROVIDER_API_BODY_LIMIT, PROVIDER_API_ERROR_QUOTE};
+use crate::ports::LookupSource;
 use crate::ports::{CallLookup, FinalState, LookupError};
 
 const USER_AGENT: &str = concat!("callhook-lookup/", env!("CARGO_PKG_VERSION"));
@@ -585,5 +586,11 @@ impl Lookups {
 
     pub fn is_empty(&self) -> bool {
         self.lookups.is_empty()
+    }
+}
+
+impl LookupSource for Lookups {
+    fn lookup_for(&self, provider: &str) -> Option<&dyn CallLookup> {
+        self.get(provider)
     }
 }
