@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ids;
-use super::review::ReviewReason;
+use super::reason::ReviewReason;
 
 /// Where a fact sits in a call's life. Ranked facts (queued … ended) move a call forward;
 /// the others enrich it.

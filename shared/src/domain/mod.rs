@@ -5,5 +5,6 @@ pub mod call;
 pub mod dispatch;
 pub mod event;
 pub mod ids;
+pub mod reason;
 pub mod review;
 pub mod text;
