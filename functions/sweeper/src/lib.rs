@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use callhook::adapters::dynamodb::{DynamoEventReader, DynamoReviewStore};
+use callhook::adapters::s3::S3BlobStore;
 use callhook::adapters::sqs::SqsQueue;
 use callhook::app::sweep::{SweepReport, Sweeper};
 use callhook::config::{ConfigError, Env, SweepConfig};
@@ -32,7 +33,9 @@ pub fn build(env: &Env) -> Result<SweeperFunction, ConfigError> {
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     Ok(SweeperFunction {
         sweeper: Sweeper {
-            store: DynamoEventReader::new(dynamo.clone(), config.events_table),
+            store: DynamoEventReader::new(dynamo.clone(), config.events_table).with_bodies(
+                S3BlobStore::new(S3BlobStore::client(&sdk), config.events_bucket),
+            ),
             queue: SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.events_queue_url),
             providers,
             min_age: Duration::from_secs(config.min_age_secs),
@@ -98,6 +101,7 @@ mod tests {
     fn env() -> Env {
         Env::from_pairs([
             ("EVENTS_TABLE", "events"),
+            ("EVENTS_BUCKET", "bodies"),
             ("EVENTS_QUEUE_URL", "http://127.0.0.1:1/queue/events"),
             ("AWS_REGION", "us-east-1"),
             ("AWS_ACCESS_KEY_ID", "test"),

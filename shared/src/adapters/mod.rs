@@ -1,8 +1,10 @@
 //! Adapters: the AWS (and HTTP) implementations of the ports, one per file.
 
 pub mod aws;
+pub mod bodies;
 pub mod dynamodb;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod packing;
+pub mod s3;
 pub mod sqs;

@@ -1,6 +1,7 @@
 //! Ports: every trait the application needs from storage, queues and HTTP, in one place. The AWS
 //! implementations are in `adapters`, the in-memory ones in `testing`.
 
+mod blobs;
 mod calls;
 mod events;
 mod http;
@@ -8,6 +9,7 @@ mod ledger;
 mod queue;
 mod review;
 
+pub use blobs::{BlobFuture, BlobStore};
 pub use calls::{CallReader, CallStore, Commit, Committed, StoredCall};
 pub use events::{
     EventReader, EventSelection, EventStatus, EventStore, Inserted, MarkForReview, NewEvent,

@@ -3,6 +3,7 @@
 //! the fixtures tests share. Built only for tests and with the `dev` feature, never into a
 //! Lambda.
 
+mod blobs;
 mod calls;
 pub mod dispatch;
 mod events;
@@ -10,6 +11,7 @@ mod ledger;
 mod queue;
 mod review;
 
+pub use blobs::MemoryBlobStore;
 pub use calls::MemoryCallStore;
 pub use events::{MEMORY_PAGE_SIZE, MemoryEventStore};
 pub use ledger::MemoryLedger;
