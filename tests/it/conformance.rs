@@ -67,10 +67,14 @@ impl Backend {
         let tables_only = Plan {
             tables: plan.tables.clone(),
             queues: Vec::new(),
+            buckets: Vec::new(),
         };
-        let provisioned = provision::apply(&tables_only, "callhook-conformance", &dynamo, &sqs)
-            .await
-            .unwrap_or_else(|e| panic!("provisioning template.yaml's tables on {name}: {e:#}"));
+        // Tables only: the S3 client has nothing to create.
+        let s3 = emulator::s3_client(endpoint);
+        let provisioned =
+            provision::apply(&tables_only, "callhook-conformance", &dynamo, &sqs, &s3)
+                .await
+                .unwrap_or_else(|e| panic!("provisioning template.yaml's tables on {name}: {e:#}"));
         Backend {
             name,
             expires_items,

@@ -1,11 +1,11 @@
 //! The sweeper on its schedule, as the template's EventBridge rule runs it, over the local
 //! stack.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use callhook::adapters::dynamodb::DynamoEventReader;
+use callhook::adapters::s3::S3BlobStore;
 use callhook::adapters::sqs::SqsQueue;
 use callhook::app::sweep::Sweeper;
 use callhook::config::Env;
@@ -13,28 +13,37 @@ use callhook::providers::Providers;
 use chrono::Utc;
 
 use super::emulator;
+use super::provision::Provisioned;
 
 pub type LocalSweeper = Sweeper<DynamoEventReader, SqsQueue>;
 
-/// A sweeper over the local stack's events table and queue (logical names from
+/// A sweeper over the local stack's events table, bucket and queue (logical names from
 /// template.yaml), with providers configured from `env`.
 pub fn sweeper(
     env: &Env,
     aws_endpoint: &str,
-    tables: &BTreeMap<String, String>,
-    queues: &BTreeMap<String, String>,
+    provisioned: &Provisioned,
     min_age: Duration,
 ) -> Result<LocalSweeper> {
-    let events_table = tables
+    let events_table = provisioned
+        .tables
         .get("EventsTable")
         .context("the local stack has no EventsTable")?;
-    let events_queue = queues
+    let events_bucket = provisioned
+        .buckets
+        .get("EventsBucket")
+        .context("the local stack has no EventsBucket")?;
+    let events_queue = provisioned
+        .queues
         .get("EventsQueue")
         .context("the local stack has no EventsQueue")?;
     let providers = Providers::from_env(env).context("provider configuration")?;
     let (dynamo, sqs) = emulator::clients(aws_endpoint);
     Ok(Sweeper {
-        store: DynamoEventReader::new(dynamo, events_table),
+        store: DynamoEventReader::new(dynamo, events_table).with_bodies(S3BlobStore::new(
+            emulator::s3_client(aws_endpoint),
+            events_bucket,
+        )),
         queue: SqsQueue::new(sqs, events_queue),
         providers,
         min_age,
