@@ -10,6 +10,7 @@ mod dispatch;
 mod end_to_end;
 mod fixtures;
 mod ingest;
+mod large_bodies;
 mod lifecycle;
 mod metrics;
 mod pipeline;
