@@ -120,7 +120,7 @@ fn call_ended(call_id: &str, size: usize, seed: u64) -> (String, String) {
     // Only as many timed turns as fit the size (the transcript stays whole).
     let mut room = size.saturating_sub(frame("").len());
     let mut kept = 0;
-    while kept < turns.len() && turns[kept].len() + 1 <= room {
+    while kept < turns.len() && turns[kept].len() < room {
         room -= turns[kept].len() + 1;
         kept += 1;
     }
@@ -252,6 +252,18 @@ async fn a_2_mb_retell_call_ended_is_kept_in_s3_read_back_exact_and_finalizes_on
     assert!(rest.is_empty(), "the body is not in the item too");
     let size = item_size(&item);
     assert!(size < 1024, "the item is {size} bytes");
+    let object = stack
+        .s3
+        .head_object()
+        .bucket(stack.events_bucket())
+        .key(&keys[0])
+        .send()
+        .await
+        .unwrap();
+    eprintln!(
+        "2 MB call_ended: item {size} bytes, object {} bytes",
+        object.content_length().unwrap_or_default()
+    );
 
     // Read back through the one path every reader takes: byte-exact, and it verifies again.
     let stored = stack.stored_event(&event_id).await.unwrap();

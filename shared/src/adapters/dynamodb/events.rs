@@ -56,15 +56,15 @@ impl DynamoEventStore {
     }
 }
 
+/// A body kept apart: where it goes, and its bytes packed.
+pub(crate) type Apart = (BodyObject, Vec<u8>);
+
 /// The item for `event`, and the body to write to the blob store first when `apart` allows it
 /// and the body is too large for the item (docs/architecture.md, "Large bodies").
 pub(crate) fn item_of(
     event: &NewEvent<'_>,
     apart: bool,
-) -> (
-    HashMap<String, AttributeValue>,
-    Option<(BodyObject, Vec<u8>)>,
-) {
+) -> (HashMap<String, AttributeValue>, Option<Apart>) {
     let line = header_line(event.headers);
     let body = event.raw_body;
     // Packing never grows a value by more than its format byte: a request this small stays
