@@ -1,14 +1,15 @@
 //! Where the operator commands (`calls`, `review`, `replay`, `sweep`) act: the running
 //! `callhook dev` (its `.callhook/dev.json`), or a deployed stack (`--stack NAME`), whose table
-//! names and queue URLs come from the CloudFormation outputs, reached with the default AWS
-//! credential chain.
+//! names, queue URLs and bucket names come from the CloudFormation outputs, reached with the
+//! default AWS credential chain.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use aws_config::BehaviorVersion;
-use callhook::adapters::dynamodb::{DEFAULT_RETENTION_DAYS, DynamoReviewStore};
+use callhook::adapters::dynamodb::{DEFAULT_RETENTION_DAYS, DynamoEventReader, DynamoReviewStore};
+use callhook::adapters::s3::S3BlobStore;
 use callhook::config::Env;
 
 use crate::local::state::DevState;
@@ -26,10 +27,13 @@ pub struct Target {
     pub label: String,
     pub dynamo: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub s3: aws_sdk_s3::Client,
     /// Logical id (template.yaml) → table name.
     pub tables: BTreeMap<String, String>,
     /// Logical id → queue URL.
     pub queues: BTreeMap<String, String>,
+    /// Logical id → bucket name.
+    pub buckets: BTreeMap<String, String>,
     /// Provider configuration for normalizing stored events again (replay, sweep): `.env`, the
     /// process environment, and dev keys for providers both leave unset. Normalizing needs no
     /// secret (events were verified when received), so the dev keys only make a provider known.
@@ -58,8 +62,10 @@ impl Target {
             label: "the local stack".to_owned(),
             dynamo,
             sqs,
+            s3: emulator::s3_client(&state.aws_endpoint),
             tables: state.tables.clone(),
             queues: state.queues.clone(),
+            buckets: state.buckets.clone(),
             env: dotenv::dev_env(state_dir)?,
         })
     }
@@ -87,17 +93,20 @@ impl Target {
             .stacks()
             .first()
             .ok_or_else(|| anyhow!("stack {name} not found in {region}"))?;
-        let outputs = stack
+        let outputs: Vec<(&str, &str)> = stack
             .outputs()
             .iter()
-            .filter_map(|o| Some((o.output_key()?, o.output_value()?)));
-        let (tables, queues) = resources_of(outputs);
+            .filter_map(|o| Some((o.output_key()?, o.output_value()?)))
+            .collect();
+        let (tables, queues) = resources_of(outputs.iter().copied());
         Ok(Target {
             label,
             dynamo: aws_sdk_dynamodb::Client::new(&sdk),
             sqs: aws_sdk_sqs::Client::new(&sdk),
+            s3: aws_sdk_s3::Client::new(&sdk),
             tables,
             queues,
+            buckets: buckets_of(outputs.iter().copied()),
             env: dotenv::dev_env(state_dir)?,
         })
     }
@@ -128,6 +137,16 @@ impl Target {
             })
     }
 
+    /// The events table, reading a body kept apart from its item in the events bucket (a stack
+    /// deployed before the bucket existed has none, and no such bodies).
+    pub fn events_reader(&self) -> Result<DynamoEventReader> {
+        let reader = DynamoEventReader::new(self.dynamo.clone(), self.table("EventsTable")?);
+        Ok(match self.buckets.get("EventsBucket") {
+            Some(bucket) => reader.with_bodies(S3BlobStore::new(self.s3.clone(), bucket)),
+            None => reader,
+        })
+    }
+
     /// The review table, closing items with the configured retention (RAW_RETENTION_DAYS).
     pub fn review_store(&self) -> Result<DynamoReviewStore> {
         let days = self
@@ -156,6 +175,19 @@ pub fn resources_of<'a>(
         }
     }
     (tables, queues)
+}
+
+/// Stack outputs → buckets by logical id: `XBucketName` is bucket `XBucket`.
+pub fn buckets_of<'a>(
+    outputs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> BTreeMap<String, String> {
+    outputs
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let bucket = key.strip_suffix("Name").filter(|k| k.ends_with("Bucket"))?;
+            Some((bucket.to_owned(), value.to_owned()))
+        })
+        .collect()
 }
 
 /// DescribeStacks failed: say whether it was the stack, the credentials or the network, without
@@ -217,11 +249,21 @@ mod tests {
         assert_eq!(queues["EventsQueue"], "https://sqs/1/events");
         assert_eq!(queues["EventsDeadLetterQueue"], "https://sqs/1/events-dlq");
         assert_eq!(queues.len(), 2, "{queues:?}");
+        let buckets = buckets_of([
+            ("EventsBucketName", "callhook-eventsbucket-1"),
+            ("EventsTableName", "callhook-EventsTable-1"),
+            ("ApiUrl", "https://api"),
+        ]);
+        assert_eq!(
+            buckets,
+            BTreeMap::from([("EventsBucket".into(), "callhook-eventsbucket-1".into())])
+        );
     }
 
     #[test]
     fn every_table_and_queue_of_the_template_is_an_output() {
-        // `--stack` finds resources only through the outputs: each table and queue needs one.
+        // `--stack` finds resources only through the outputs: each table, queue and bucket
+        // needs one.
         let template = include_str!("../../template.yaml");
         let plan = crate::local::provision::plan_from_template(template).unwrap();
         let outputs: Vec<String> = template
@@ -236,6 +278,11 @@ mod tests {
         }
         for queue in &plan.queues {
             let output = format!("{}Url", queue.logical_id);
+            assert!(outputs.contains(&output), "no output {output}");
+        }
+        assert!(!plan.buckets.is_empty());
+        for bucket in &plan.buckets {
+            let output = format!("{}Name", bucket.logical_id);
             assert!(outputs.contains(&output), "no output {output}");
         }
     }

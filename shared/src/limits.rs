@@ -13,16 +13,31 @@ pub const MAX_MESSAGE_BYTES: usize = 250 * 1024;
 pub const MAX_ITEM_BYTES: usize = 400 * 1024 - 2048;
 /// serde_json (the lifecycle reading a queue message) refuses JSON nested deeper than this.
 pub const MAX_JSON_DEPTH: usize = 127;
+/// Lambda: the largest request payload of a synchronous invocation (6 MB, counted in MiB).
+pub const LAMBDA_SYNC_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+/// What API Gateway's payload 2.0 event spends besides the body: the headers (an HTTP API
+/// accepts at most 10 KiB of request line and headers), the request context and the JSON
+/// around them, with room.
+pub const GATEWAY_ENVELOPE_BYTES: usize = 32 * 1024;
 
 // ---- What callhook accepts and keeps
 
 /// The longest dedupe key kept as it is in an event id (real provider ids are under 64 bytes);
 /// a longer one is hashed.
 pub const MAX_KEY_BYTES: usize = 256;
-/// MAX_BODY_BYTES's default.
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 256 * 1024;
-/// The largest body that still fits one events-table item beside its envelope and headers.
-pub const MAX_STORABLE_BODY_BYTES: u64 = 384 * 1024;
+/// The largest body Lambda can be handed synchronously: API Gateway base64-encodes a binary
+/// body (4 characters for every 3 bytes) inside an event that also carries the headers, so
+/// (6 MiB − 32 KiB) / 4 × 3 = 4,694,016 bytes. MAX_BODY_BYTES's default and its upper bound.
+pub const LARGEST_BODY_BYTES: u64 =
+    ((LAMBDA_SYNC_PAYLOAD_BYTES - GATEWAY_ENVELOPE_BYTES) / 4 * 3) as u64;
+/// MAX_BODY_BYTES's default: everything Lambda can be handed.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = LARGEST_BODY_BYTES;
+/// A request (its header line and its packed body) larger than this keeps its body in the
+/// events bucket instead of its item: from here on an S3 PUT (and a GET per read) costs less
+/// than the write units of the larger item (docs/architecture.md, "Large bodies").
+pub const BODY_IN_ITEM_BYTES: usize = 4 * 1024;
+/// The largest object read back from the events bucket: any body packed, with room.
+pub const MAX_BODY_OBJECT_BYTES: u64 = 8 * 1024 * 1024;
 /// How much of a failure's description the dispatch ledger keeps.
 pub const LEDGER_DETAIL_LIMIT: usize = 1024;
 /// How much of a receiver's response body a review item keeps.

@@ -225,6 +225,9 @@ async fn consumed_capacity_per_event_stays_within_the_budget() {
 
     // Every call finalized once and reached the CRM once.
     assert_eq!(pipeline.crm_received("call.completed").len(), CALLS);
+    // Typical bodies stay in their item: no S3 request is part of their cost.
+    let objects = pipeline.stack.bucket_keys().await;
+    assert!(objects.is_empty(), "typical bodies went to S3: {objects:?}");
 
     let events = (CALLS * EVENTS_PER_CALL) as f64;
     let units = capacity.units();

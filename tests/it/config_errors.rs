@@ -41,6 +41,7 @@ fn base() -> Vec<(String, String)> {
         ("AWS_SECRET_ACCESS_KEY", "aws-secret-access-key-example"),
         ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
         ("EVENTS_TABLE", "callhook-events"),
+        ("EVENTS_BUCKET", "callhook-eventsbucket"),
         ("CALLS_TABLE", "callhook-calls"),
         ("REVIEW_TABLE", "callhook-review"),
         ("LEDGER_TABLE", "callhook-ledger"),
@@ -151,6 +152,7 @@ fn cases() -> Vec<Case> {
     // Providers are configured by ingest and by the sweeper (which normalizes again).
     const P: &[Function] = &[Ingest, Sweeper];
     const ILSR: &[Function] = &[Ingest, Lifecycle, Sweeper, Review];
+    const IDS: &[Function] = &[Ingest, Dispatch, Sweeper];
 
     let telnyx_key = |len: usize| B64.encode(vec![0x5au8; len]);
     let good_telnyx = providers::dev_signer("telnyx", &FIXTURE_SEED)
@@ -165,6 +167,9 @@ fn cases() -> Vec<Case> {
         set(ILSR, "EVENTS_TABLE", ""),
         set(ILSR, "EVENTS_TABLE", "   "),
         unset(P, "EVENTS_QUEUE_URL"),
+        // Ingest writes large bodies there; dispatch and the sweeper read them.
+        unset(IDS, "EVENTS_BUCKET"),
+        set(IDS, "EVENTS_BUCKET", " "),
         unset(R, "REVIEW_TABLE"),
         // ---- the sweeper and the review function
         set(S, "SWEEP_MIN_AGE_SECS", "10"),
@@ -195,8 +200,10 @@ fn cases() -> Vec<Case> {
         set(I, "MAX_BODY_BYTES", "00000"),
         set(I, "MAX_BODY_BYTES", "2.5e5"),
         set(I, "MAX_BODY_BYTES", "99999999999999999999999"),
-        // Lambda's payload limit: more than one DynamoDB item holds (at most 393216).
+        // Lambda's payload limit itself: a base64 body that large does not fit it (at most
+        // 4694016).
         set(I, "MAX_BODY_BYTES", "6291456"),
+        set(I, "MAX_BODY_BYTES", "4694017"),
         set(I, "RAW_RETENTION_DAYS", "thirty"),
         set(I, "RAW_RETENTION_DAYS", "00000"),
         set(I, "RESEND_AFTER_SECS", "soon-ish"),
@@ -345,6 +352,7 @@ async fn the_base_environment_starts_every_function() {
             ("RECHO_BEARER_TOKENS", Some("token-one,token-two")),
         ],
         &[("MAX_BODY_BYTES", Some("393216"))],
+        &[("MAX_BODY_BYTES", Some("4694016"))],
         &[
             ("TELNYX_PUBLIC_KEYS", Some("")),
             ("BIRD_SIGNING_KEYS", None),

@@ -6,8 +6,8 @@
 //! table's conditional put returning the stored copy (ALL_OLD) of a duplicate, the calls store's
 //! conditional put (a stale version is refused, finalization happens once, the record is packed
 //! and its large facts kept by reference), the ledger's conditional claim, the review store's UpdateItem (`if_not_exists`, `ADD`,
-//! the condition that keeps a discarded item discarded), the `expires_at` TTL attribute and the
-//! sparse `pending` index — checked through the stores' own methods, with raw reads only where
+//! the condition that keeps a discarded item discarded), the `expires_at` TTL attribute, the
+//! sparse `pending` index, and a large body kept apart from its item — checked through the stores' own methods, with raw reads only where
 //! the attribute itself is the contract.
 //!
 //! [`concurrency`] runs on DynamoDB Local only: moto checks a write's condition and then stores
@@ -20,6 +20,7 @@
 //! DynamoDB Local test fails and says so.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
@@ -29,6 +30,7 @@ use callhook::adapters::dynamodb::DynamoEventReader;
 use callhook::adapters::dynamodb::DynamoEventStore;
 use callhook::adapters::dynamodb::DynamoLedger;
 use callhook::adapters::dynamodb::DynamoReviewStore;
+use callhook::adapters::dynamodb::item_size;
 use callhook::domain::call::{CallRecord, CallStatus, Effect};
 use callhook::domain::event::{CanonicalEvent, Outcome};
 use callhook::domain::review::{ReviewItem, ReviewStatus};
@@ -39,8 +41,9 @@ use callhook::ports::ReviewAdmin;
 use callhook::ports::ReviewStore;
 use callhook::ports::{Begun, Failure, Ledger, LedgerStatus};
 use callhook::ports::{CallStore, Commit, Committed};
-use callhook::ports::{EventStatus, EventStore, Inserted, NewEvent, StoredEvent};
+use callhook::ports::{EventStatus, EventStore, Inserted, NewEvent, StoreError, StoredEvent};
 use callhook::providers::Headers;
+use callhook::testing::MemoryBlobStore;
 use callhook_cli::local::emulator::{self, Moto};
 use callhook_cli::local::provision::{self, Plan};
 use callhook_integration::TEMPLATE;
@@ -67,10 +70,14 @@ impl Backend {
         let tables_only = Plan {
             tables: plan.tables.clone(),
             queues: Vec::new(),
+            buckets: Vec::new(),
         };
-        let provisioned = provision::apply(&tables_only, "callhook-conformance", &dynamo, &sqs)
-            .await
-            .unwrap_or_else(|e| panic!("provisioning template.yaml's tables on {name}: {e:#}"));
+        // Tables only: the S3 client has nothing to create.
+        let s3 = emulator::s3_client(endpoint);
+        let provisioned =
+            provision::apply(&tables_only, "callhook-conformance", &dynamo, &sqs, &s3)
+                .await
+                .unwrap_or_else(|e| panic!("provisioning template.yaml's tables on {name}: {e:#}"));
         Backend {
             name,
             expires_items,
@@ -209,6 +216,7 @@ async fn suite(b: &Backend) {
     // the other checks, which use other items.
     tokio::join!(async { timed!(b, events_expire_by_a_numeric_ttl) }, async {
         timed!(b, events_dedupe_returns_the_stored_copy);
+        timed!(b, large_bodies_are_kept_apart_and_read_back);
         timed!(b, pending_index_holds_only_received_events);
         timed!(b, calls_commit_conditionally);
         timed!(b, ledger_claims_once_and_never_resends);
@@ -383,6 +391,107 @@ async fn events_dedupe_returns_the_stored_copy(b: &Backend) {
         panic!("{}: a processed event was stored again", b.name);
     };
     assert_eq!(stored.status, EventStatus::Processed);
+}
+
+fn large_event<'a>(
+    id: &'a str,
+    body: &'a [u8],
+    headers: &'a Headers,
+    received_at: DateTime<Utc>,
+) -> NewEvent<'a> {
+    NewEvent {
+        event_id: id,
+        call_id: Some("telnyx#call-large"),
+        raw_body: body,
+        headers,
+        received_at,
+        expires_at: received_at + chrono::Duration::days(30),
+    }
+}
+
+/// A body too large for its item goes to the blob store before the item, which keeps the
+/// object's key and the body's hash (checked on the engine: ALL_OLD must carry them back to a
+/// duplicate). A duplicate with the same bytes writes the same object again, one with other
+/// bytes removes its own, a reader gets the body back; with the blob store down nothing is
+/// written. The blob store is the in-memory one: the engines differ in DynamoDB, and the moto
+/// suites (`large_bodies.rs`) cover S3.
+async fn large_bodies_are_kept_apart_and_read_back(b: &Backend) {
+    let blobs = Arc::new(MemoryBlobStore::default());
+    let store = b.events().with_bodies(blobs.clone());
+    let headers = headers();
+    // Noise: it packs no smaller, so it is far over the threshold.
+    let noise = |seed: u64, len: usize| -> Vec<u8> {
+        let mut x = seed;
+        (0..len)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (x >> 56) as u8
+            })
+            .collect()
+    };
+    let (body, other) = (noise(1, 50_000), noise(2, 60_000));
+    let received_at = t(120);
+    let event = |id, body| large_event(id, body, &headers, received_at);
+    let id = "telnyx#large-1";
+    assert_eq!(
+        store.insert_new(&event(id, &body)).await.unwrap(),
+        Inserted::New
+    );
+    let keys = blobs.keys();
+    assert_eq!(keys.len(), 1, "{}", b.name);
+    let item = b.raw("EventsTable", id).await.unwrap();
+    assert_eq!(item["body_object"], AttributeValue::S(keys[0].clone()));
+    assert_eq!(
+        item["body_sha256"].as_b().unwrap().as_ref(),
+        <sha2::Sha256 as sha2::Digest>::digest(&body).as_slice()
+    );
+    let size = item_size(&item.clone().into_iter().collect());
+    assert!(size < 1024, "{}: the item is {size} bytes", b.name);
+
+    // The same bytes again: the same object, written again; the stored copy comes back whole.
+    let Inserted::Duplicate(stored) = store.insert_new(&event(id, &body)).await.unwrap() else {
+        panic!("{}: a duplicate was stored", b.name);
+    };
+    assert_eq!(
+        (stored.raw_body.as_slice(), &stored.headers),
+        (body.as_slice(), &headers)
+    );
+    assert_eq!(blobs.puts.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // Other bytes under the same id: a duplicate whose own object is removed; the stored copy
+    // is read back from the blob store.
+    let Inserted::Duplicate(stored) = store.insert_new(&event(id, &other)).await.unwrap() else {
+        panic!("{}: a duplicate was stored", b.name);
+    };
+    assert_eq!(stored.raw_body, body, "{}", b.name);
+    assert_eq!(blobs.keys(), keys, "{}", b.name);
+    let read = b
+        .pending()
+        .with_bodies(blobs.clone())
+        .get_event(id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (read.raw_body.as_slice(), read.headers),
+        (body.as_slice(), headers.clone())
+    );
+    // A reader without the blob store cannot make up a body.
+    assert!(b.pending().get_event(id).await.is_err(), "{}", b.name);
+
+    // The blob store down: unavailable, and no item names a body that is not there.
+    blobs.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = store
+        .insert_new(&event("telnyx#large-2", &other))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Unavailable(_)),
+        "{}: {err}",
+        b.name
+    );
+    assert!(b.raw("EventsTable", "telnyx#large-2").await.is_none());
 }
 
 /// `expires_at` is a Number of epoch seconds (DynamoDB TTL ignores any other type) on a table

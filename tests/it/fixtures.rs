@@ -23,7 +23,7 @@ fn fixture_env(stack: &Stack) -> Env {
     for (k, v) in documented["IngestFunction"].as_object().unwrap() {
         if !matches!(
             k.as_str(),
-            "EVENTS_TABLE" | "EVENTS_QUEUE_URL" | "AWS_ENDPOINT_URL"
+            "EVENTS_TABLE" | "EVENTS_BUCKET" | "EVENTS_QUEUE_URL" | "AWS_ENDPOINT_URL"
         ) {
             env.set(k, v.as_str().unwrap());
         }

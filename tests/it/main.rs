@@ -11,6 +11,7 @@ mod dispatch;
 mod end_to_end;
 mod fixtures;
 mod ingest;
+mod large_bodies;
 mod lifecycle;
 mod metrics;
 mod pipeline;

@@ -1,6 +1,6 @@
 //! Ingest → lifecycle → dispatch wired as deployed, with the tables on DynamoDB Local (AWS's own
-//! engine: its conditions, item limits and consumed capacity are DynamoDB's) and the queues on
-//! moto. Every DynamoDB request is counted through the stores ([`Capacity`]) and every SQS
+//! engine: its conditions, item limits and consumed capacity are DynamoDB's) and the queues and
+//! the events bucket on moto. Every DynamoDB request is counted through the stores ([`Capacity`]) and every SQS
 //! request through the client. The CRM is a local HTTP sink.
 
 use std::collections::BTreeMap;
@@ -56,10 +56,12 @@ impl Pipeline {
             &Plan {
                 tables: plan.tables,
                 queues: Vec::new(),
+                buckets: Vec::new(),
             },
             prefix,
             &dynamo,
             &sqs_for_setup,
+            &emulator::s3_client(&ddb.endpoint),
         )
         .await
         .unwrap()
@@ -74,7 +76,8 @@ impl Pipeline {
         let ingest = Ingest {
             providers: Providers::from_env(&env).unwrap(),
             store: DynamoEventStore::new(dynamo.clone(), &tables["EventsTable"])
-                .with_capacity(capacity.clone()),
+                .with_capacity(capacity.clone())
+                .with_bodies(stack.bodies()),
             queue: SqsQueue::new(sqs.clone(), stack.events_queue()),
             config: IngestConfig::from_env(&env).unwrap(),
         };
@@ -114,7 +117,8 @@ impl Pipeline {
                     calls: DynamoCallStore::new(dynamo.clone(), &tables["CallsTable"], "")
                         .with_capacity(capacity.clone()),
                     events: DynamoEventReader::new(dynamo.clone(), &tables["EventsTable"])
-                        .with_capacity(capacity.clone()),
+                        .with_capacity(capacity.clone())
+                        .with_bodies(stack.bodies()),
                     normalizers: Providers::normalizers(&dispatch_env).unwrap(),
                 },
                 ledger: DynamoLedger::new(dynamo.clone(), &tables["LedgerTable"])

@@ -250,8 +250,7 @@ async fn the_emulator_going_away_mid_burst_loses_nothing_acknowledged() {
     let sweeper = callhook_cli::local::schedule::sweeper(
         &local.stack.ingest_env(),
         &local.stack.moto.endpoint,
-        &local.stack.provisioned.tables,
-        &local.stack.provisioned.queues,
+        &local.stack.provisioned,
         Duration::ZERO,
     )
     .unwrap();
@@ -407,7 +406,7 @@ impl PatchedMoto {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let plan = provision::plan_from_template(TEMPLATE).unwrap();
-        let again = provision::apply(&plan, "callhook-test", &stack.dynamo, &stack.sqs)
+        let again = provision::apply(&plan, "callhook-test", &stack.dynamo, &stack.sqs, &stack.s3)
             .await
             .unwrap();
         assert_eq!(again.tables, stack.provisioned.tables);

@@ -128,8 +128,7 @@ async fn two_concurrent_sweeps_still_apply_and_finalize_once() {
     let from_cli = callhook_cli::local::schedule::sweeper(
         &env,
         &stack.moto.endpoint,
-        &stack.provisioned.tables,
-        &stack.provisioned.queues,
+        &stack.provisioned,
         Duration::ZERO,
     )
     .unwrap();

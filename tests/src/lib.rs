@@ -9,7 +9,8 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use callhook::adapters::dynamodb::DynamoEventStore;
+use callhook::adapters::dynamodb::{DynamoEventReader, DynamoEventStore};
+use callhook::adapters::s3::S3BlobStore;
 use callhook::adapters::sqs::SqsQueue;
 use callhook::app::ingest::Ingest;
 use callhook::config::{Env, IngestConfig};
@@ -26,6 +27,7 @@ pub struct Stack {
     pub provisioned: Provisioned,
     pub dynamo: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub s3: aws_sdk_s3::Client,
 }
 
 impl Stack {
@@ -36,7 +38,8 @@ impl Stack {
             .expect("moto server starts (make venv installs it)");
         let (dynamo, sqs) = emulator::clients(&moto.endpoint);
         let plan = provision::plan_from_template(TEMPLATE).unwrap();
-        let provisioned = provision::apply(&plan, "callhook-test", &dynamo, &sqs)
+        let s3 = emulator::s3_client(&moto.endpoint);
+        let provisioned = provision::apply(&plan, "callhook-test", &dynamo, &sqs, &s3)
             .await
             .expect("provisioning from template.yaml");
         Stack {
@@ -44,11 +47,58 @@ impl Stack {
             provisioned,
             dynamo,
             sqs,
+            s3,
         }
     }
 
     pub fn events_table(&self) -> &str {
         &self.provisioned.tables["EventsTable"]
+    }
+
+    pub fn events_bucket(&self) -> &str {
+        &self.provisioned.buckets["EventsBucket"]
+    }
+
+    /// The events bucket, as the functions reach it.
+    pub fn bodies(&self) -> S3BlobStore {
+        S3BlobStore::new(self.s3.clone(), self.events_bucket())
+    }
+
+    /// The events table read as every reader reads it: bodies kept apart read back from the
+    /// events bucket, checked against their hash.
+    pub fn events_reader(&self) -> DynamoEventReader {
+        DynamoEventReader::new(self.dynamo.clone(), self.events_table()).with_bodies(self.bodies())
+    }
+
+    /// The stored event, through [`Self::events_reader`]; `None` when it is not stored.
+    pub async fn stored_event(&self, event_id: &str) -> Option<callhook::ports::StoredEvent> {
+        use callhook::ports::EventReader;
+        self.events_reader().get_event(event_id).await.unwrap()
+    }
+
+    /// The keys of every object in the events bucket.
+    pub async fn bucket_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .s3
+                .list_objects_v2()
+                .bucket(self.events_bucket())
+                .set_continuation_token(token)
+                .send()
+                .await
+                .unwrap();
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+            token = page.next_continuation_token().map(str::to_owned);
+            if token.is_none() {
+                return keys;
+            }
+        }
     }
 
     pub fn events_queue(&self) -> &str {
@@ -197,6 +247,7 @@ impl Stack {
             aws_endpoint: self.moto.endpoint.clone(),
             tables: self.provisioned.tables.clone(),
             queues: self.provisioned.queues.clone(),
+            buckets: self.provisioned.buckets.clone(),
         }
     }
 
@@ -256,17 +307,29 @@ impl Intercept for RequestCounter {
     }
 }
 
-/// An ingest wired by hand: DynamoDB and SQS at separate endpoints (to make one unreachable),
-/// each client counting its requests.
+/// An ingest wired by hand: DynamoDB, SQS and S3 at separate endpoints (to make one
+/// unreachable), each client counting its requests.
 pub struct CountedIngest {
     pub ingest: Ingest<DynamoEventStore, SqsQueue>,
     pub dynamo_requests: RequestCounter,
     pub sqs_requests: RequestCounter,
+    pub s3_requests: RequestCounter,
 }
 
+/// [`counted_ingest_at`] with S3 where DynamoDB is.
 pub fn counted_ingest(env: &Env, dynamo_endpoint: &str, sqs_endpoint: &str) -> CountedIngest {
+    counted_ingest_at(env, dynamo_endpoint, sqs_endpoint, dynamo_endpoint)
+}
+
+pub fn counted_ingest_at(
+    env: &Env,
+    dynamo_endpoint: &str,
+    sqs_endpoint: &str,
+    s3_endpoint: &str,
+) -> CountedIngest {
     let dynamo_requests = RequestCounter::default();
     let sqs_requests = RequestCounter::default();
+    let s3_requests = RequestCounter::default();
     let config = IngestConfig::from_env(env).unwrap();
     let dynamo_sdk =
         callhook::adapters::aws::sdk_config(&with_endpoint(env, dynamo_endpoint)).unwrap();
@@ -281,15 +344,24 @@ pub fn counted_ingest(env: &Env, dynamo_endpoint: &str, sqs_endpoint: &str) -> C
             .interceptor(sqs_requests.clone())
             .build(),
     );
+    let s3_sdk = callhook::adapters::aws::sdk_config(&with_endpoint(env, s3_endpoint)).unwrap();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&s3_sdk)
+            .force_path_style(true)
+            .interceptor(s3_requests.clone())
+            .build(),
+    );
     CountedIngest {
         ingest: Ingest {
             providers: Providers::from_env(env).unwrap(),
-            store: DynamoEventStore::new(dynamo, config.events_table.clone()),
+            store: DynamoEventStore::new(dynamo, config.events_table.clone())
+                .with_bodies(S3BlobStore::new(s3, config.events_bucket.clone())),
             queue: SqsQueue::new(sqs, config.events_queue_url.clone()),
             config,
         },
         dynamo_requests,
         sqs_requests,
+        s3_requests,
     }
 }
 

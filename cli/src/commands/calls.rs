@@ -1,7 +1,7 @@
 //! `callhook calls get|list`: the reconciled records, as JSON or as a table for people.
 
 use anyhow::{Context, Result, bail};
-use callhook::adapters::dynamodb::{DynamoCallStore, DynamoEventReader};
+use callhook::adapters::dynamodb::DynamoCallStore;
 use callhook::app::whole_calls::WholeCalls;
 use callhook::domain::call::CallRecord;
 use callhook::domain::call::stale::quiet_since;
@@ -24,7 +24,7 @@ pub fn store(target: &Target) -> Result<DynamoCallStore> {
 pub async fn get(target: &Target, call_id: &str, json: bool) -> Result<()> {
     let whole = WholeCalls {
         calls: store(target)?,
-        events: DynamoEventReader::new(target.dynamo.clone(), target.table("EventsTable")?),
+        events: target.events_reader()?,
         normalizers: Providers::normalizers(&target.env).context("provider configuration")?,
     };
     let Some(record) = whole.read_call(call_id).await? else {

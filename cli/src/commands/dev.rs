@@ -1,5 +1,5 @@
 //! `callhook dev`: the whole stack on this machine, no Docker. Starts moto server (unless
-//! `--aws-endpoint` names a running emulator), provisions the tables and queues that
+//! `--aws-endpoint` names a running emulator), provisions the tables, queues and bucket that
 //! template.yaml declares, fills dev keys, and serves ingest on 127.0.0.1 through the same
 //! handler code as the Lambda.
 
@@ -66,7 +66,8 @@ pub async fn run(options: Options) -> Result<()> {
         .with_context(|| format!("reading {}", options.template.display()))?;
     let plan = provision::plan_from_template(&template)?;
     let (dynamo, sqs) = emulator::clients(&endpoint);
-    let provisioned = provision::apply(&plan, &options.prefix, &dynamo, &sqs)
+    let s3 = emulator::s3_client(&endpoint);
+    let provisioned = provision::apply(&plan, &options.prefix, &dynamo, &sqs, &s3)
         .await
         .with_context(|| format!("provisioning the emulator at {endpoint}"))?;
     for (logical, name) in &provisioned.tables {
@@ -74,6 +75,9 @@ pub async fn run(options: Options) -> Result<()> {
     }
     for (logical, url) in &provisioned.queues {
         eprintln!("  queue {logical:<24} {url}");
+    }
+    for (logical, name) in &provisioned.buckets {
+        eprintln!("  bucket {logical:<23} {name}");
     }
 
     let mut env = Env::from_pairs(read_dotenv(Path::new(".env"))?);
@@ -142,8 +146,7 @@ pub async fn run(options: Options) -> Result<()> {
     let sweeper = schedule::sweeper(
         &env,
         &endpoint,
-        &provisioned.tables,
-        &provisioned.queues,
+        &provisioned,
         std::time::Duration::from_secs(callhook::config::DEFAULT_SWEEP_MIN_AGE_SECS),
     )?;
     let events_queue = provisioned.queues["EventsQueue"].clone();
@@ -193,6 +196,7 @@ pub async fn run(options: Options) -> Result<()> {
         aws_endpoint: endpoint.clone(),
         tables: provisioned.tables.clone(),
         queues: provisioned.queues.clone(),
+        buckets: provisioned.buckets.clone(),
     };
     std::fs::create_dir_all(&options.state_dir)?;
     std::fs::write(

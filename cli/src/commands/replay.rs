@@ -15,12 +15,11 @@ pub type TargetReplayer = Replayer<DynamoEventReader, DynamoReviewStore, SqsQueu
 /// A replayer over the target's events table, review table and events queue, with the
 /// providers the target's environment configures.
 pub fn replayer(target: &Target, force: bool) -> Result<TargetReplayer> {
-    let events_table = target.table("EventsTable")?;
     let events_queue = target.queue("EventsQueue")?;
     let providers = Providers::from_env(&target.env).context("provider configuration")?;
     let review = target.review_store().ok();
     Ok(Replayer {
-        events: DynamoEventReader::new(target.dynamo.clone(), events_table),
+        events: target.events_reader()?,
         review,
         queue: SqsQueue::new(target.sqs.clone(), events_queue),
         providers,

@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use anyhow::{Context, Result, bail};
-use callhook::adapters::dynamodb::{DynamoEventReader, DynamoReviewStore};
+use callhook::adapters::dynamodb::DynamoReviewStore;
 use callhook::adapters::sqs::SqsQueue;
 use callhook::app::replay::{EventResult, ReplayOutcome};
 use callhook::app::review_intake::is_cut;
@@ -77,23 +77,18 @@ pub async fn show(
     json: bool,
     raw: bool,
 ) -> Result<()> {
+    if raw {
+        let body = raw_body(target, store, id).await?;
+        let mut out = std::io::stdout().lock();
+        out.write_all(&body)?;
+        out.flush()?;
+        return Ok(());
+    }
     let item = find(store, id).await?;
     let stored = match item.event_id() {
         Some(event_id) => stored_event(target, event_id).await?,
         None => None,
     };
-    if raw {
-        let Some(stored) = &stored else {
-            bail!(
-                "{} has no stored raw body (only event items do, while the event is kept)",
-                item.pk
-            );
-        };
-        let mut out = std::io::stdout().lock();
-        out.write_all(&stored.raw_body)?;
-        out.flush()?;
-        return Ok(());
-    }
     if json {
         let mut value = item_json(&item);
         if let Some(stored) = &stored {
@@ -330,12 +325,25 @@ pub async fn discard_item(store: &DynamoReviewStore, id: &str) -> Result<String>
     Ok(item.pk)
 }
 
+/// What `review show --raw` prints: an event item's stored raw body, byte-exact (read from the
+/// events bucket, checked against its hash, when it is kept there).
+pub async fn raw_body(target: &Target, store: &DynamoReviewStore, id: &str) -> Result<Vec<u8>> {
+    let item = find(store, id).await?;
+    let stored = match item.event_id() {
+        Some(event_id) => stored_event(target, event_id).await?,
+        None => None,
+    };
+    match stored {
+        Some(stored) => Ok(stored.raw_body),
+        None => bail!(
+            "{} has no stored raw body (only event items do, while the event is kept)",
+            item.pk
+        ),
+    }
+}
+
 pub async fn stored_event(target: &Target, event_id: &str) -> Result<Option<StoredEvent>> {
-    Ok(
-        DynamoEventReader::new(target.dynamo.clone(), target.table("EventsTable")?)
-            .get_event(event_id)
-            .await?,
-    )
+    Ok(target.events_reader()?.get_event(event_id).await?)
 }
 
 /// An item as JSON (what `--json` prints).

@@ -327,7 +327,8 @@ mod tests {
         let plan = provision::plan_from_template(TEMPLATE).unwrap();
         let (dynamo, sqs) = emulator::clients(&moto.endpoint);
         let prefix = format!("sendtest{}", std::process::id());
-        let provisioned = provision::apply(&plan, &prefix, &dynamo, &sqs)
+        let s3 = emulator::s3_client(&moto.endpoint);
+        let provisioned = provision::apply(&plan, &prefix, &dynamo, &sqs, &s3)
             .await
             .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

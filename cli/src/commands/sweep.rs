@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use callhook::adapters::dynamodb::DynamoEventReader;
 use callhook::adapters::sqs::SqsQueue;
 use callhook::app::stale::StaleReport;
 use callhook::app::sweep::{SweepReport, Sweeper};
@@ -21,7 +20,7 @@ use crate::target::Target;
 /// The sweeper of the target (local dev or a deployed stack).
 pub fn target_sweeper(target: &Target, min_age: Duration) -> Result<LocalSweeper> {
     Ok(Sweeper {
-        store: DynamoEventReader::new(target.dynamo.clone(), target.table("EventsTable")?),
+        store: target.events_reader()?,
         queue: SqsQueue::new(target.sqs.clone(), target.queue("EventsQueue")?),
         providers: Providers::from_env(&target.env).context("provider configuration")?,
         min_age,

@@ -112,6 +112,12 @@ pub fn clients(endpoint: &str) -> (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client
     )
 }
 
+/// An S3 client for an emulator: the bucket in the path (an emulator on 127.0.0.1 has no host
+/// name per bucket).
+pub fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
+    callhook::adapters::s3::S3BlobStore::client(&local_sdk_config(endpoint))
+}
+
 pub fn local_sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     use aws_config::{BehaviorVersion, Region};
     let credentials =

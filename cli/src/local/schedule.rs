@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use callhook::adapters::dynamodb::{DynamoCallStore, DynamoEventReader, DynamoReviewStore};
 use callhook::adapters::provider_api::Lookups;
+use callhook::adapters::s3::S3BlobStore;
 use callhook::adapters::sqs::SqsQueue;
 use callhook::app::stale::StalePass;
 use callhook::app::sweep::Sweeper;
@@ -15,6 +16,7 @@ use callhook::providers::Providers;
 use chrono::Utc;
 
 use super::emulator;
+use super::provision::Provisioned;
 
 pub type LocalSweeper = Sweeper<DynamoEventReader, SqsQueue>;
 
@@ -56,21 +58,29 @@ pub fn stale_pass(
     })
 }
 
-/// The sweeps over the local stack's tables and queue, with providers configured from `env`.
+/// The sweeps over the local stack's tables, bucket and queue (logical names from
+/// template.yaml), with providers configured from `env`.
 pub fn sweeper(
     env: &Env,
     aws_endpoint: &str,
-    tables: &BTreeMap<String, String>,
-    queues: &BTreeMap<String, String>,
+    provisioned: &Provisioned,
     min_age: Duration,
 ) -> Result<LocalSweeps> {
     let providers = Providers::from_env(env).context("provider configuration")?;
     let (dynamo, sqs) = emulator::clients(aws_endpoint);
+    let events_bucket = provisioned
+        .buckets
+        .get("EventsBucket")
+        .context("the local stack has no EventsBucket")?;
     Ok(LocalSweeps {
-        stale: stale_pass(env, &dynamo, &sqs, tables, queues)?,
+        stale: stale_pass(env, &dynamo, &sqs, &provisioned.tables, &provisioned.queues)?,
         sweeper: Sweeper {
-            store: DynamoEventReader::new(dynamo, named(tables, "EventsTable")?),
-            queue: SqsQueue::new(sqs, named(queues, "EventsQueue")?),
+            store: DynamoEventReader::new(dynamo, named(&provisioned.tables, "EventsTable")?)
+                .with_bodies(S3BlobStore::new(
+                    emulator::s3_client(aws_endpoint),
+                    events_bucket,
+                )),
+            queue: SqsQueue::new(sqs, named(&provisioned.queues, "EventsQueue")?),
             providers,
             min_age,
         },

@@ -14,6 +14,9 @@ pub struct DevState {
     pub aws_endpoint: String,
     pub tables: BTreeMap<String, String>,
     pub queues: BTreeMap<String, String>,
+    /// Written since buckets were provisioned: absent in an older dev.json.
+    #[serde(default)]
+    pub buckets: BTreeMap<String, String>,
 }
 
 impl DevState {

@@ -11,6 +11,7 @@ use callhook::adapters::dynamodb::{
     DynamoCallStore, DynamoEventReader, DynamoLedger, DynamoReviewStore,
 };
 use callhook::adapters::http::ReqwestPoster;
+use callhook::adapters::s3::S3BlobStore;
 use callhook::adapters::sqs::SqsSender;
 use callhook::app::dispatch::{self, Attempted, Dispatcher, Handler, QueuedDispatch};
 use callhook::app::whole_calls::WholeCalls;
@@ -51,7 +52,9 @@ pub fn build(env: &Env) -> Result<DispatchFunction, ConfigError> {
             // Dispatch only reads calls (and the events their large facts live in).
             calls: WholeCalls {
                 calls: DynamoCallStore::new(dynamo.clone(), config.calls_table, ""),
-                events: DynamoEventReader::new(dynamo.clone(), config.events_table),
+                events: DynamoEventReader::new(dynamo.clone(), config.events_table).with_bodies(
+                    S3BlobStore::new(S3BlobStore::client(&sdk), config.events_bucket),
+                ),
                 normalizers: Providers::normalizers(env)?,
             },
             ledger: DynamoLedger::new(dynamo.clone(), config.ledger_table),
@@ -281,6 +284,7 @@ mod tests {
             ("AWS_SECRET_ACCESS_KEY", "test"),
             ("CALLS_TABLE", "calls"),
             ("EVENTS_TABLE", "events"),
+            ("EVENTS_BUCKET", "bodies"),
             ("LEDGER_TABLE", "ledger"),
             ("CRM_WEBHOOK_URL", "https://crm.example/hook"),
         ]);

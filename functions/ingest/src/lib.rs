@@ -8,6 +8,7 @@ use std::future::Future;
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
 use callhook::adapters::dynamodb::DynamoEventStore;
+use callhook::adapters::s3::S3BlobStore;
 use callhook::adapters::sqs::SqsQueue;
 use callhook::app::ingest::{Answer, Ingest, Request};
 use callhook::config::{ConfigError, Env, IngestConfig};
@@ -32,7 +33,11 @@ pub fn build(env: &Env) -> Result<IngestFunction, ConfigError> {
         store: DynamoEventStore::new(
             aws_sdk_dynamodb::Client::new(&sdk),
             config.events_table.clone(),
-        ),
+        )
+        .with_bodies(S3BlobStore::new(
+            S3BlobStore::client(&sdk),
+            config.events_bucket.clone(),
+        )),
         queue: SqsQueue::new(
             aws_sdk_sqs::Client::new(&sdk),
             config.events_queue_url.clone(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use callhook::adapters::dynamodb::{DynamoCallStore, DynamoEventReader, DynamoReviewStore};
 use callhook::adapters::provider_api::Lookups;
+use callhook::adapters::s3::S3BlobStore;
 use callhook::adapters::sqs::SqsQueue;
 use callhook::app::stale::{StalePass, StaleReport};
 use callhook::app::sweep::{SweepReport, Sweeper};
@@ -65,7 +66,9 @@ pub fn build(env: &Env) -> Result<SweeperFunction, ConfigError> {
     });
     Ok(SweeperFunction {
         sweeper: Sweeper {
-            store: DynamoEventReader::new(dynamo, config.events_table),
+            store: DynamoEventReader::new(dynamo, config.events_table).with_bodies(
+                S3BlobStore::new(S3BlobStore::client(&sdk), config.events_bucket),
+            ),
             queue: SqsQueue::new(sqs, config.events_queue_url),
             providers,
             min_age: Duration::from_secs(config.min_age_secs),
@@ -158,6 +161,7 @@ mod tests {
     fn env() -> Env {
         Env::from_pairs([
             ("EVENTS_TABLE", "events"),
+            ("EVENTS_BUCKET", "bodies"),
             ("EVENTS_QUEUE_URL", "http://127.0.0.1:1/queue/events"),
             ("AWS_REGION", "us-east-1"),
             ("AWS_ACCESS_KEY_ID", "test"),

@@ -1,6 +1,7 @@
 //! Adapters: the AWS (and HTTP) implementations of the ports, one per file.
 
 pub mod aws;
+pub mod bodies;
 pub mod dynamodb;
 pub mod eventbridge;
 #[cfg(feature = "http")]
@@ -8,4 +9,5 @@ pub mod http;
 pub mod packing;
 #[cfg(feature = "http")]
 pub mod provider_api;
+pub mod s3;
 pub mod sqs;

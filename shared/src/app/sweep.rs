@@ -147,6 +147,7 @@ mod tests {
     fn telnyx_env() -> Env {
         let mut env = Env::from_pairs(dev_signer("telnyx", &FIXTURE_SEED).unwrap().verifier_env());
         env.set("EVENTS_TABLE", "events");
+        env.set("EVENTS_BUCKET", "bodies");
         env.set("EVENTS_QUEUE_URL", "queue");
         env
     }
@@ -498,7 +499,7 @@ mod tests {
         let missing = Env::from_pairs([("EVENTS_TABLE", "t")]);
         assert_eq!(
             SweepConfig::from_env(&missing).unwrap_err().to_string(),
-            "EVENTS_QUEUE_URL is not set"
+            "EVENTS_BUCKET is not set"
         );
     }
 }

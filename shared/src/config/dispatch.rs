@@ -29,6 +29,8 @@ pub struct DispatchConfig {
     pub calls_table: String,
     /// Where the facts a call keeps by reference are read back from.
     pub events_table: String,
+    /// Where the bodies too large for their events item are.
+    pub events_bucket: String,
     pub ledger_table: String,
     /// Unset: failed dispatches stay on the queue until its DLQ.
     pub review_table: Option<String>,
@@ -92,6 +94,7 @@ impl DispatchConfig {
         Ok(DispatchConfig {
             calls_table: env.require(vars::CALLS_TABLE)?.to_owned(),
             events_table: env.require(vars::EVENTS_TABLE)?.to_owned(),
+            events_bucket: env.require(vars::EVENTS_BUCKET)?.to_owned(),
             ledger_table: env.require(vars::LEDGER_TABLE)?.to_owned(),
             review_table: env.get(vars::REVIEW_TABLE).map(str::to_owned),
             routes,
@@ -249,6 +252,7 @@ mod tests {
         let bare = Env::from_pairs([
             ("CALLS_TABLE", "c"),
             ("EVENTS_TABLE", "e"),
+            ("EVENTS_BUCKET", "b"),
             ("LEDGER_TABLE", "l"),
         ]);
         let routes = Routes::from_env(&bare).unwrap();
@@ -413,6 +417,7 @@ mod tests {
         let queues_only = Env::from_pairs([
             ("CALLS_TABLE", "c"),
             ("EVENTS_TABLE", "e"),
+            ("EVENTS_BUCKET", "b"),
             ("LEDGER_TABLE", "l"),
             (CALLBACK_QUEUE_URL, CALLBACKS),
         ]);

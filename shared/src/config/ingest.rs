@@ -1,12 +1,14 @@
 //! The ingest function's configuration (besides the providers' keys, which each provider reads).
 
 use super::{ConfigError, Env, vars};
-use crate::limits::{DEFAULT_MAX_BODY_BYTES, MAX_STORABLE_BODY_BYTES};
+use crate::limits::{DEFAULT_MAX_BODY_BYTES, LARGEST_BODY_BYTES};
 
 /// What the ingest function needs beyond the providers' keys.
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
     pub events_table: String,
+    /// Where a body too large for its item is kept.
+    pub events_bucket: String,
     pub events_queue_url: String,
     pub max_body_bytes: usize,
     pub raw_retention_days: u64,
@@ -28,11 +30,11 @@ impl IngestConfig {
                 "must be above 0",
             ));
         }
-        if max_body_bytes > MAX_STORABLE_BODY_BYTES {
+        if max_body_bytes > LARGEST_BODY_BYTES {
             return Err(ConfigError::invalid(
                 vars::MAX_BODY_BYTES,
                 format!(
-                    "must be at most {MAX_STORABLE_BODY_BYTES}: the raw body is kept in one DynamoDB item (400 KB)"
+                    "must be at most {LARGEST_BODY_BYTES}: Lambda is handed at most 6 MB, and API Gateway base64-encodes a binary body"
                 ),
             ));
         }
@@ -46,6 +48,7 @@ impl IngestConfig {
         }
         Ok(IngestConfig {
             events_table: env.require(vars::EVENTS_TABLE)?.to_owned(),
+            events_bucket: env.require(vars::EVENTS_BUCKET)?.to_owned(),
             events_queue_url: env.require(vars::EVENTS_QUEUE_URL)?.to_owned(),
             max_body_bytes: usize::try_from(max_body_bytes)
                 .map_err(|_| ConfigError::invalid(vars::MAX_BODY_BYTES, "too large"))?,
@@ -61,19 +64,35 @@ mod tests {
 
     #[test]
     fn ingest_config_names_the_bad_variable() {
-        let env = Env::from_pairs([("EVENTS_TABLE", "t"), ("EVENTS_QUEUE_URL", "q")]);
+        let env = Env::from_pairs([
+            ("EVENTS_TABLE", "t"),
+            ("EVENTS_BUCKET", "b"),
+            ("EVENTS_QUEUE_URL", "q"),
+        ]);
         let cfg = IngestConfig::from_env(&env).unwrap();
-        assert_eq!(cfg.max_body_bytes, 256 * 1024);
+        assert_eq!(cfg.max_body_bytes, 4_694_016);
+
+        let mut largest = env.clone();
+        largest.set("MAX_BODY_BYTES", "4694016");
+        assert!(IngestConfig::from_env(&largest).is_ok());
+        largest.set("MAX_BODY_BYTES", "4694017");
+        let err = IngestConfig::from_env(&largest).unwrap_err().to_string();
+        assert!(err.contains("at most 4694016"), "{err}");
 
         let mut bad = env.clone();
         bad.set("MAX_BODY_BYTES", "lots");
         let err = IngestConfig::from_env(&bad).unwrap_err().to_string();
         assert!(err.starts_with("MAX_BODY_BYTES is invalid"), "{err}");
 
-        let missing = Env::from_pairs([("EVENTS_TABLE", "t")]);
+        let missing = Env::from_pairs([("EVENTS_TABLE", "t"), ("EVENTS_BUCKET", "b")]);
         assert_eq!(
             IngestConfig::from_env(&missing).unwrap_err().to_string(),
             "EVENTS_QUEUE_URL is not set"
+        );
+        let no_bucket = Env::from_pairs([("EVENTS_TABLE", "t"), ("EVENTS_QUEUE_URL", "q")]);
+        assert_eq!(
+            IngestConfig::from_env(&no_bucket).unwrap_err().to_string(),
+            "EVENTS_BUCKET is not set"
         );
     }
 }

@@ -12,6 +12,8 @@ pub const DEFAULT_SWEEP_MIN_AGE_SECS: u64 = 120;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SweepConfig {
     pub events_table: String,
+    /// Where the bodies too large for their events item are.
+    pub events_bucket: String,
     pub events_queue_url: String,
     pub min_age_secs: u64,
     /// The review table whose open items each run counts (`review_open`); unset, no gauge.
@@ -94,6 +96,7 @@ impl SweepConfig {
         }
         Ok(SweepConfig {
             events_table: env.require(vars::EVENTS_TABLE)?.to_owned(),
+            events_bucket: env.require(vars::EVENTS_BUCKET)?.to_owned(),
             events_queue_url: env.require(vars::EVENTS_QUEUE_URL)?.to_owned(),
             min_age_secs,
             review_table: env.get(vars::REVIEW_TABLE).map(str::to_owned),

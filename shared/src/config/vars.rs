@@ -15,6 +15,8 @@ pub const EVENTS_TABLE: &str = "EVENTS_TABLE";
 pub const CALLS_TABLE: &str = "CALLS_TABLE";
 pub const LEDGER_TABLE: &str = "LEDGER_TABLE";
 pub const REVIEW_TABLE: &str = "REVIEW_TABLE";
+/// The bucket that keeps request bodies too large for their events item.
+pub const EVENTS_BUCKET: &str = "EVENTS_BUCKET";
 pub const EVENTS_QUEUE_URL: &str = "EVENTS_QUEUE_URL";
 pub const DISPATCH_QUEUE_URL: &str = "DISPATCH_QUEUE_URL";
 pub const REVIEW_QUEUE_ARN: &str = "REVIEW_QUEUE_ARN";

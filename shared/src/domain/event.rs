@@ -228,9 +228,43 @@ impl CanonicalEvent {
 
     /// The same event without its payload: what the events table keeps beside the raw body.
     pub fn envelope(&self) -> CanonicalEvent {
+        // Field by field: cloning the event would copy `data` (tens of MB of parsed JSON for a
+        // large body) only to drop it.
+        let CanonicalEvent {
+            event_id,
+            provider,
+            event_type,
+            kind,
+            call_id,
+            occurred_at,
+            received_at,
+            direction,
+            from,
+            to,
+            outcome,
+            is_final,
+            source,
+            review,
+            facts,
+            data: _,
+        } = self;
         CanonicalEvent {
+            event_id: event_id.clone(),
+            provider: provider.clone(),
+            event_type: event_type.clone(),
+            kind: *kind,
+            call_id: call_id.clone(),
+            occurred_at: *occurred_at,
+            received_at: *received_at,
+            direction: *direction,
+            from: from.clone(),
+            to: to.clone(),
+            outcome: *outcome,
+            is_final: *is_final,
+            source: *source,
+            review: review.clone(),
+            facts: facts.clone(),
             data: Value::Null,
-            ..self.clone()
         }
     }
 }

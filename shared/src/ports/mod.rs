@@ -2,6 +2,7 @@
 //! implementations are in `adapters`, the in-memory ones in `testing`.
 
 mod analytics;
+mod blobs;
 mod call_lookup;
 mod calls;
 mod events;
@@ -11,6 +12,7 @@ mod queue;
 mod review;
 
 pub use analytics::{Analytics, NoAnalytics, Publication};
+pub use blobs::{BlobFuture, BlobStore};
 pub use call_lookup::{CallLookup, FinalState, Lookup, LookupError, LookupSource};
 pub use calls::{
     Asked, CallReader, CallStore, Commit, Committed, OpenCalls, OpenKey, OpenPage, StoredCall,

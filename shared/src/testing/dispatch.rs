@@ -25,6 +25,7 @@ pub fn env(pairs: &[(&str, &str)]) -> Env {
     let mut env = Env::from_pairs([
         ("CALLS_TABLE", "calls"),
         ("EVENTS_TABLE", "events"),
+        ("EVENTS_BUCKET", "bodies"),
         ("LEDGER_TABLE", "ledger"),
         ("REVIEW_TABLE", "review"),
         (CRM_WEBHOOK_URL, CRM),

@@ -5,6 +5,7 @@
 
 #[cfg(feature = "http")]
 pub mod api_cases;
+mod blobs;
 mod calls;
 pub mod dispatch;
 mod events;
@@ -13,6 +14,7 @@ mod ledger;
 mod queue;
 mod review;
 
+pub use blobs::MemoryBlobStore;
 pub use calls::MemoryCallStore;
 pub use events::{MEMORY_PAGE_SIZE, MemoryEventStore};
 pub use ledger::MemoryLedger;

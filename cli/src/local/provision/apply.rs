@@ -1,4 +1,4 @@
-//! Creating the plan's tables and queues on an emulator, idempotently.
+//! Creating the plan's tables, queues and buckets on an emulator, idempotently.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -16,7 +16,7 @@ use aws_sdk_sqs::operation::create_queue::CreateQueueError;
 use aws_sdk_sqs::types::QueueAttributeName;
 
 use super::template::queue_order;
-use super::{GsiSpec, Plan, Provisioned, TableSpec};
+use super::{BucketSpec, GsiSpec, Plan, Provisioned, TableSpec};
 
 fn physical_name(prefix: &str, logical_id: &str) -> Result<String> {
     let name = format!("{prefix}-{logical_id}");
@@ -39,16 +39,25 @@ fn sdk_err<E: std::error::Error + 'static>(e: E) -> anyhow::Error {
     anyhow!("{}", DisplayErrorContext(e))
 }
 
-/// Creates every table and queue of `plan` as `"{prefix}-{LogicalId}"`. Idempotent: a table or
-/// queue that already exists is kept (its missing GSIs and TTL are added, queue attributes are
-/// brought in line with the template); a table whose key schema differs is an error.
+/// Creates every table and queue of `plan` as `"{prefix}-{LogicalId}"`, and every bucket as
+/// [`bucket_name`]. Idempotent: a table or queue that already exists is kept (its missing GSIs
+/// and TTL are added, queue attributes are brought in line with the template), a bucket's
+/// settings are put again; a table whose key schema differs is an error.
 pub async fn apply(
     plan: &Plan,
     prefix: &str,
     dynamo: &aws_sdk_dynamodb::Client,
     sqs: &aws_sdk_sqs::Client,
+    s3: &aws_sdk_s3::Client,
 ) -> Result<Provisioned> {
     let mut out = Provisioned::default();
+    for b in &plan.buckets {
+        let name = bucket_name(prefix, &b.logical_id)?;
+        ensure_bucket(s3, b, &name)
+            .await
+            .with_context(|| format!("provisioning bucket {} as {name}", b.logical_id))?;
+        out.buckets.insert(b.logical_id.clone(), name);
+    }
     for t in &plan.tables {
         let name = physical_name(prefix, &t.logical_id)?;
         ensure_table(dynamo, t, &name)
@@ -338,4 +347,123 @@ async fn ensure_queue(
         .ok_or_else(|| anyhow!("GetQueueAttributes returned no QueueArn for {url}"))?
         .clone();
     Ok((url, arn))
+}
+
+/// A bucket's local name: `{prefix}-{logicalid}` in lower case (S3 names are 3–63 lower-case
+/// letters, digits and '-').
+pub fn bucket_name(prefix: &str, logical_id: &str) -> Result<String> {
+    let name = format!("{prefix}-{logical_id}")
+        .to_ascii_lowercase()
+        .replace('_', "-");
+    if name.len() < 3
+        || name.len() > 63
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        || name.starts_with('-')
+        || name.ends_with('-')
+    {
+        bail!(
+            "local bucket name {name:?} is not valid: use a prefix of letters, digits and '-' (bucket names are at most 63 characters)"
+        );
+    }
+    Ok(name)
+}
+
+/// Creates the bucket (or finds it) with the template's encryption, public access block,
+/// ownership and expiry: an emulator records them, S3 enforces them.
+async fn ensure_bucket(s3: &aws_sdk_s3::Client, b: &BucketSpec, name: &str) -> Result<()> {
+    use aws_sdk_s3::types::{
+        BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+        LifecycleRuleFilter, ObjectOwnership, OwnershipControls, OwnershipControlsRule,
+        PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+        ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    };
+    if let Err(e) = s3.create_bucket().bucket(name).send().await {
+        let exists = e
+            .as_service_error()
+            .is_some_and(|se| se.is_bucket_already_owned_by_you() || se.is_bucket_already_exists());
+        if !exists {
+            return Err(sdk_err(e).context("CreateBucket"));
+        }
+    }
+    if let Some(algorithm) = &b.encryption {
+        let rule = ServerSideEncryptionRule::builder()
+            .apply_server_side_encryption_by_default(
+                ServerSideEncryptionByDefault::builder()
+                    .sse_algorithm(ServerSideEncryption::from(algorithm.as_str()))
+                    .build()?,
+            )
+            .build();
+        s3.put_bucket_encryption()
+            .bucket(name)
+            .server_side_encryption_configuration(
+                ServerSideEncryptionConfiguration::builder()
+                    .rules(rule)
+                    .build()?,
+            )
+            .send()
+            .await
+            .map_err(|e| sdk_err(e).context("PutBucketEncryption"))?;
+    }
+    if let Some([block_acls, ignore_acls, block_policy, restrict]) = b.public_access_block {
+        s3.put_public_access_block()
+            .bucket(name)
+            .public_access_block_configuration(
+                PublicAccessBlockConfiguration::builder()
+                    .block_public_acls(block_acls)
+                    .ignore_public_acls(ignore_acls)
+                    .block_public_policy(block_policy)
+                    .restrict_public_buckets(restrict)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| sdk_err(e).context("PutPublicAccessBlock"))?;
+    }
+    if let Some(ownership) = &b.object_ownership {
+        s3.put_bucket_ownership_controls()
+            .bucket(name)
+            .ownership_controls(
+                OwnershipControls::builder()
+                    .rules(
+                        OwnershipControlsRule::builder()
+                            .object_ownership(ObjectOwnership::from(ownership.as_str()))
+                            .build()?,
+                    )
+                    .build()?,
+            )
+            .send()
+            .await
+            .map_err(|e| sdk_err(e).context("PutBucketOwnershipControls"))?;
+    }
+    if !b.expirations.is_empty() {
+        let mut rules = Vec::new();
+        for (id, enabled, days) in &b.expirations {
+            let status = if *enabled {
+                ExpirationStatus::Enabled
+            } else {
+                ExpirationStatus::Disabled
+            };
+            rules.push(
+                LifecycleRule::builder()
+                    .set_id(id.clone())
+                    .status(status)
+                    .filter(LifecycleRuleFilter::builder().prefix("").build())
+                    .expiration(LifecycleExpiration::builder().days(*days).build())
+                    .build()?,
+            );
+        }
+        s3.put_bucket_lifecycle_configuration()
+            .bucket(name)
+            .lifecycle_configuration(
+                BucketLifecycleConfiguration::builder()
+                    .set_rules(Some(rules))
+                    .build()?,
+            )
+            .send()
+            .await
+            .map_err(|e| sdk_err(e).context("PutBucketLifecycleConfiguration"))?;
+    }
+    Ok(())
 }

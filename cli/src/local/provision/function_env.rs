@@ -10,6 +10,9 @@ use super::template::{describe, getatt_target, intrinsic, parse_template, resour
 use super::{LOCAL_ACCOUNT_ID, LOCAL_REGION, Provisioned};
 
 fn local_arn(logical_id: &str, provisioned: &Provisioned) -> Option<String> {
+    if let Some(bucket) = provisioned.buckets.get(logical_id) {
+        return Some(format!("arn:aws:s3:::{bucket}"));
+    }
     if let Some(table) = provisioned.tables.get(logical_id) {
         return Some(format!(
             "arn:aws:dynamodb:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:table/{table}"
@@ -37,11 +40,14 @@ impl EnvResolver<'_> {
         if let Some(q) = self.provisioned.queues.get(target) {
             return Ok(Some(q.clone()));
         }
+        if let Some(b) = self.provisioned.buckets.get(target) {
+            return Ok(Some(b.clone()));
+        }
         if self.parameters.contains(target) || target.starts_with("AWS::") {
             return Ok(None);
         }
         bail!(
-            "function {}: environment variable {var} refers to {target}, which is neither a provisioned table or queue nor a template parameter",
+            "function {}: environment variable {var} refers to {target}, which is neither a provisioned table, queue or bucket nor a template parameter",
             self.function
         )
     }

@@ -1,9 +1,9 @@
 //! Local provisioning read from `template.yaml`.
 //!
-//! `callhook dev` must give the functions the same tables and queues that SAM deploys, without a
-//! second hand-written list. This module reads the template's `AWS::DynamoDB::Table` and
-//! `AWS::SQS::Queue` resources ([`plan_from_template`], pure), creates them on an emulator
-//! ([`apply`], idempotent) and computes the environment a function would get from the template
+//! `callhook dev` must give the functions the same tables, queues and buckets that SAM deploys,
+//! without a second hand-written list. This module reads the template's `AWS::DynamoDB::Table`,
+//! `AWS::SQS::Queue` and `AWS::S3::Bucket` resources ([`plan_from_template`], pure), creates
+//! them on an emulator ([`apply`], idempotent) and computes the environment a function would get from the template
 //! ([`function_env`]).
 //!
 //! CloudFormation intrinsics are read in both spellings: the YAML short tags (`!Ref X`,
@@ -21,7 +21,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 
-pub use apply::apply;
+pub use apply::{apply, bucket_name};
 pub use function_env::function_env;
 pub use template::plan_from_template;
 
@@ -37,6 +37,8 @@ pub struct Plan {
     pub tables: Vec<TableSpec>,
     /// In template order (see [`apply`] for creation order).
     pub queues: Vec<QueueSpec>,
+    /// In template order.
+    pub buckets: Vec<BucketSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +72,21 @@ pub struct QueueSpec {
     pub dead_letter: Option<(String, i32)>,
 }
 
+/// An S3 bucket: what the emulator is told to enforce, as the template declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketSpec {
+    pub logical_id: String,
+    /// The default encryption's SSEAlgorithm (`AES256`, `aws:kms`).
+    pub encryption: Option<String>,
+    /// BlockPublicAcls, IgnorePublicAcls, BlockPublicPolicy, RestrictPublicBuckets.
+    pub public_access_block: Option<[bool; 4]>,
+    /// OwnershipControls' ObjectOwnership (e.g. `BucketOwnerEnforced`).
+    pub object_ownership: Option<String>,
+    /// Lifecycle rules: (id, enabled, expiration in days). A `!Ref` to a parameter is read as
+    /// the parameter's Default.
+    pub expirations: Vec<(Option<String>, bool, i32)>,
+}
+
 /// What [`apply`] created (or found), by logical id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Provisioned {
@@ -77,4 +94,6 @@ pub struct Provisioned {
     pub tables: BTreeMap<String, String>,
     /// logical id → queue URL.
     pub queues: BTreeMap<String, String>,
+    /// logical id → bucket name.
+    pub buckets: BTreeMap<String, String>,
 }

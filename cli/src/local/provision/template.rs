@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_norway::{Mapping, Value};
 
-use super::{GsiSpec, Plan, QueueSpec, TableSpec};
+use super::{BucketSpec, GsiSpec, Plan, QueueSpec, TableSpec};
 
 pub(super) fn parse_template(yaml: &str) -> Result<Value> {
     serde_norway::from_str(yaml).context("template.yaml is not valid YAML")
@@ -298,15 +298,163 @@ fn queue_spec(id: &str, res: &Value) -> Result<QueueSpec> {
     })
 }
 
-/// Reads the tables and queues declared in `template.yaml`. Pure; errors name the resource and
-/// the property that is missing or not understood. A resource with a `Condition` is an optional
-/// feature switched on by a parameter (analytics' example queue): locally parameters are unset,
-/// so it is left out.
+/// The properties of a bucket local provisioning honours; any other is an error.
+const BUCKET_PROPERTIES: [&str; 4] = [
+    "BucketEncryption",
+    "PublicAccessBlockConfiguration",
+    "OwnershipControls",
+    "LifecycleConfiguration",
+];
+
+/// A whole number given literally or as `!Ref` to a parameter (read as its Default).
+fn days(v: &Value, doc: &Value, what: &dyn Fn() -> String) -> Result<i32> {
+    if let Some((f, arg)) = intrinsic(v) {
+        let param = arg.as_str().filter(|_| f == "Ref");
+        let default = param.and_then(|p| doc.get("Parameters")?.get(p)?.get("Default"));
+        return match (param, default) {
+            (Some(_), Some(default)) => lit_i32(default, &|| {
+                format!("{} (the Default of {})", what(), param.unwrap_or_default())
+            }),
+            (Some(p), None) => bail!(
+                "{} refers to {p}, which is not a template parameter with a Default",
+                what()
+            ),
+            (None, _) => bail!(
+                "{} must be a literal integer or !Ref a parameter, found {}",
+                what(),
+                describe(v)
+            ),
+        };
+    }
+    lit_i32(v, what)
+}
+
+fn bucket_spec(id: &str, res: &Value, doc: &Value) -> Result<BucketSpec> {
+    let at = format!("bucket {id} (AWS::S3::Bucket): Properties");
+    let empty = Value::Mapping(Mapping::new());
+    let props = res.get("Properties").unwrap_or(&empty);
+    if let Some(map) = props.as_mapping() {
+        for key in map.keys() {
+            let key = key.as_str().unwrap_or_default();
+            if !BUCKET_PROPERTIES.contains(&key) {
+                bail!(
+                    "{at}.{key} is not supported by local provisioning (it honours {})",
+                    BUCKET_PROPERTIES.join(", ")
+                );
+            }
+        }
+    }
+    let encryption = match props.get("BucketEncryption") {
+        None => None,
+        Some(e) => {
+            let eat = format!("{at}.BucketEncryption.ServerSideEncryptionConfiguration");
+            let rules = seq(e.get("ServerSideEncryptionConfiguration"), &|| eat.clone())?;
+            let [rule] = rules else {
+                bail!("{eat} must have exactly one rule");
+            };
+            let default = rule
+                .get("ServerSideEncryptionByDefault")
+                .ok_or_else(|| anyhow!("{eat}[0].ServerSideEncryptionByDefault is missing"))?;
+            if default.get("KMSMasterKeyID").is_some() {
+                bail!(
+                    "{eat}[0].ServerSideEncryptionByDefault.KMSMasterKeyID: a customer key is not supported by local provisioning"
+                );
+            }
+            let algorithm = lit_str(default.get("SSEAlgorithm"), &|| {
+                format!("{eat}[0].ServerSideEncryptionByDefault.SSEAlgorithm")
+            })?;
+            if !matches!(algorithm, "AES256" | "aws:kms") {
+                bail!("{eat}[0]: SSEAlgorithm must be AES256 or aws:kms, found {algorithm:?}");
+            }
+            Some(algorithm.to_owned())
+        }
+    };
+    let public_access_block = match props.get("PublicAccessBlockConfiguration") {
+        None => None,
+        Some(p) => {
+            let flag = |name: &str| -> Result<bool> {
+                let pat = || format!("{at}.PublicAccessBlockConfiguration.{name}");
+                p.get(name).map_or(Ok(false), |v| lit_bool(v, &pat))
+            };
+            Some([
+                flag("BlockPublicAcls")?,
+                flag("IgnorePublicAcls")?,
+                flag("BlockPublicPolicy")?,
+                flag("RestrictPublicBuckets")?,
+            ])
+        }
+    };
+    let object_ownership = match props.get("OwnershipControls") {
+        None => None,
+        Some(o) => {
+            let oat = format!("{at}.OwnershipControls.Rules");
+            let rules = seq(o.get("Rules"), &|| oat.clone())?;
+            let [rule] = rules else {
+                bail!("{oat} must have exactly one rule");
+            };
+            Some(
+                lit_str(rule.get("ObjectOwnership"), &|| {
+                    format!("{oat}[0].ObjectOwnership")
+                })?
+                .to_owned(),
+            )
+        }
+    };
+    let mut expirations = Vec::new();
+    if let Some(l) = props.get("LifecycleConfiguration") {
+        let lat = format!("{at}.LifecycleConfiguration.Rules");
+        for (i, rule) in seq(l.get("Rules"), &|| lat.clone())?.iter().enumerate() {
+            let rat = format!("{lat}[{i}]");
+            if let Some(map) = rule.as_mapping() {
+                for key in map.keys() {
+                    let key = key.as_str().unwrap_or_default();
+                    if !matches!(key, "Id" | "Status" | "ExpirationInDays") {
+                        bail!(
+                            "{rat}.{key} is not supported by local provisioning (a rule has Id, Status and ExpirationInDays)"
+                        );
+                    }
+                }
+            }
+            let id = rule
+                .get("Id")
+                .map(|v| lit_str(Some(v), &|| format!("{rat}.Id")).map(str::to_owned))
+                .transpose()?;
+            let enabled = match lit_str(rule.get("Status"), &|| format!("{rat}.Status"))? {
+                "Enabled" => true,
+                "Disabled" => false,
+                other => bail!("{rat}.Status must be Enabled or Disabled, found {other:?}"),
+            };
+            let days = days(
+                rule.get("ExpirationInDays")
+                    .ok_or_else(|| anyhow!("{rat}.ExpirationInDays is missing"))?,
+                doc,
+                &|| format!("{rat}.ExpirationInDays"),
+            )?;
+            if days < 1 {
+                bail!("{rat}.ExpirationInDays must be at least 1, found {days}");
+            }
+            expirations.push((id, enabled, days));
+        }
+    }
+    Ok(BucketSpec {
+        logical_id: id.to_owned(),
+        encryption,
+        public_access_block,
+        object_ownership,
+        expirations,
+    })
+}
+
+/// Reads the tables, queues and buckets declared in `template.yaml`. Pure; errors name the
+/// resource and the property that is missing or not understood. A resource with a `Condition`
+/// is an optional feature switched on by a parameter (analytics' example queue): locally
+/// parameters are unset, so it is left out.
 pub fn plan_from_template(yaml: &str) -> Result<Plan> {
     let doc = parse_template(yaml)?;
     let mut plan = Plan {
         tables: Vec::new(),
         queues: Vec::new(),
+        buckets: Vec::new(),
     };
     for (id, res) in resources(&doc)? {
         let id = id
@@ -318,6 +466,7 @@ pub fn plan_from_template(yaml: &str) -> Result<Plan> {
         match res.get("Type").and_then(Value::as_str) {
             Some("AWS::DynamoDB::Table") => plan.tables.push(table_spec(id, res)?),
             Some("AWS::SQS::Queue") => plan.queues.push(queue_spec(id, res)?),
+            Some("AWS::S3::Bucket") => plan.buckets.push(bucket_spec(id, res, &doc)?),
             Some(ty @ ("AWS::Serverless::SimpleTable" | "AWS::DynamoDB::GlobalTable")) => bail!(
                 "resource {id}: {ty} is not supported by local provisioning; declare an AWS::DynamoDB::Table"
             ),

@@ -20,6 +20,7 @@ fn provisioned() -> Provisioned {
                 "http://127.0.0.1:5000/123456789012/callhook-dev-EventsDeadLetterQueue".into(),
             ),
         ]),
+        buckets: BTreeMap::from([("EventsBucket".into(), "callhook-dev-eventsbucket".into())]),
     }
 }
 
@@ -83,6 +84,124 @@ fn plan_reads_the_calls_tables_open_index_and_skips_optional_resources() {
 }
 
 #[test]
+fn plan_reads_the_events_bucket() {
+    let plan = plan_from_template(TEMPLATE).unwrap();
+    assert_eq!(
+        plan.buckets,
+        vec![BucketSpec {
+            logical_id: "EventsBucket".into(),
+            encryption: Some("AES256".into()),
+            public_access_block: Some([true; 4]),
+            object_ownership: Some("BucketOwnerEnforced".into()),
+            // `!Ref RawRetentionDays`: the parameter's Default.
+            expirations: vec![(Some("expire-with-the-events".into()), true, 30)],
+        }]
+    );
+    // Ingest and the readers get the bucket's name; its ARN resolves too.
+    let everything = Provisioned {
+        tables: plan
+            .tables
+            .iter()
+            .map(|t| (t.logical_id.clone(), format!("x-{}", t.logical_id)))
+            .collect(),
+        queues: plan
+            .queues
+            .iter()
+            .map(|q| {
+                (
+                    q.logical_id.clone(),
+                    format!("http://h/1/x-{}", q.logical_id),
+                )
+            })
+            .collect(),
+        buckets: BTreeMap::from([("EventsBucket".into(), "x-eventsbucket".into())]),
+    };
+    for function in ["IngestFunction", "DispatchFunction", "SweeperFunction"] {
+        let env = function_env(TEMPLATE, function, &everything).unwrap();
+        assert_eq!(env["EVENTS_BUCKET"], "x-eventsbucket", "{function}");
+    }
+    for function in ["LifecycleFunction", "ReviewFunction"] {
+        let env = function_env(TEMPLATE, function, &everything).unwrap();
+        assert!(
+            !env.contains_key("EVENTS_BUCKET"),
+            "{function} reads no bodies"
+        );
+    }
+    let yaml = r#"
+Resources:
+  B:
+    Type: AWS::S3::Bucket
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      Environment:
+        Variables:
+          BUCKET_ARN: !GetAtt B.Arn
+"#;
+    let p = Provisioned {
+        buckets: BTreeMap::from([("B".into(), "x-b".into())]),
+        ..Provisioned::default()
+    };
+    assert_eq!(
+        plan_from_template(yaml).unwrap().buckets[0].expirations,
+        vec![]
+    );
+    assert_eq!(
+        function_env(yaml, "Fn", &p).unwrap()["BUCKET_ARN"],
+        "arn:aws:s3:::x-b"
+    );
+}
+
+#[test]
+fn bucket_properties_local_provisioning_cannot_honour_are_errors() {
+    let bucket = |props: &str| {
+        let yaml = format!(
+            "Parameters:\n  Days: {{Type: Number}}\nResources:\n  B:\n    Type: AWS::S3::Bucket\n    Properties:\n{props}"
+        );
+        format!("{:#}", plan_from_template(&yaml).unwrap_err())
+    };
+    for (props, says) in [
+        ("      BucketName: fixed\n", "BucketName is not supported"),
+        (
+            "      VersioningConfiguration: {Status: Enabled}\n",
+            "VersioningConfiguration is not supported",
+        ),
+        (
+            "      BucketEncryption:\n        ServerSideEncryptionConfiguration:\n          - ServerSideEncryptionByDefault: {SSEAlgorithm: aws:kms, KMSMasterKeyID: k}\n",
+            "KMSMasterKeyID",
+        ),
+        (
+            "      BucketEncryption:\n        ServerSideEncryptionConfiguration:\n          - ServerSideEncryptionByDefault: {SSEAlgorithm: none}\n",
+            "AES256 or aws:kms",
+        ),
+        (
+            "      LifecycleConfiguration:\n        Rules:\n          - {Status: Enabled, ExpirationInDays: 3, Transitions: []}\n",
+            "Transitions is not supported",
+        ),
+        (
+            "      LifecycleConfiguration:\n        Rules:\n          - {Status: Enabled, ExpirationInDays: !Ref Days}\n",
+            "not a template parameter with a Default",
+        ),
+        (
+            "      LifecycleConfiguration:\n        Rules:\n          - {Status: Enabled, ExpirationInDays: !Ref Nope}\n",
+            "Nope",
+        ),
+        (
+            "      LifecycleConfiguration:\n        Rules:\n          - {Status: Enabled, ExpirationInDays: 0}\n",
+            "at least 1",
+        ),
+    ] {
+        let err = bucket(props);
+        assert!(err.contains("bucket B"), "{err}");
+        assert!(err.contains(says), "{props}: {err}");
+    }
+    assert!(bucket_name("callhook-dev", "EventsBucket").unwrap() == "callhook-dev-eventsbucket");
+    assert!(bucket_name("Under_Score", "B").unwrap() == "under-score-b");
+    assert!(bucket_name("x".repeat(70).as_str(), "B").is_err());
+    assert!(bucket_name("dots.not", "B").is_err());
+}
+
+#[test]
 fn plan_reads_the_events_queue_and_its_dlq() {
     let plan = plan_from_template(TEMPLATE).unwrap();
     let q = |id: &str| {
@@ -138,6 +257,7 @@ fn dead_letter_queues_come_first() {
                 dead_letter: None,
             },
         ],
+        buckets: vec![],
     };
     let order: Vec<_> = queue_order(&plan)
         .unwrap()
@@ -236,6 +356,7 @@ Resources:
             ("Q".into(), "http://h/1/x-Q".into()),
             ("Dlq".into(), "http://h/1/x-Dlq".into()),
         ]),
+        buckets: BTreeMap::new(),
     };
     let env = function_env(yaml, "Fn", &p).unwrap();
     assert_eq!(env["QUEUE"], "http://h/1/x-Q");
@@ -246,6 +367,7 @@ Resources:
 fn ingest_env_maps_table_and_queue() {
     let env = function_env(TEMPLATE, "IngestFunction", &provisioned()).unwrap();
     assert_eq!(env["EVENTS_TABLE"], "callhook-dev-EventsTable");
+    assert_eq!(env["EVENTS_BUCKET"], "callhook-dev-eventsbucket");
     assert_eq!(
         env["EVENTS_QUEUE_URL"],
         "http://127.0.0.1:5000/123456789012/callhook-dev-EventsQueue"
@@ -322,7 +444,8 @@ async fn apply_against_emulator() {
     let (dynamo, sqs) = crate::local::emulator::clients(&moto.endpoint);
     let prefix = format!("provtest{}", std::process::id());
     let plan = plan_from_template(TEMPLATE).unwrap();
-    let first = apply(&plan, &prefix, &dynamo, &sqs).await.unwrap();
+    let s3 = crate::local::emulator::s3_client(&moto.endpoint);
+    let first = apply(&plan, &prefix, &dynamo, &sqs, &s3).await.unwrap();
     let table = &first.tables["EventsTable"];
     assert_eq!(table, &format!("{prefix}-EventsTable"));
 
@@ -375,7 +498,7 @@ async fn apply_against_emulator() {
     );
 
     // Idempotent, and converges when the template changes.
-    let again = apply(&plan, &prefix, &dynamo, &sqs).await.unwrap();
+    let again = apply(&plan, &prefix, &dynamo, &sqs, &s3).await.unwrap();
     assert_eq!(again, first);
     let mut changed = plan.clone();
     changed
@@ -384,7 +507,7 @@ async fn apply_against_emulator() {
         .find(|q| q.logical_id == "EventsQueue")
         .unwrap()
         .visibility_timeout = Some(90);
-    let third = apply(&changed, &prefix, &dynamo, &sqs).await.unwrap();
+    let third = apply(&changed, &prefix, &dynamo, &sqs, &s3).await.unwrap();
     assert_eq!(third, first);
     let attrs = sqs
         .get_queue_attributes()
@@ -401,4 +524,51 @@ async fn apply_against_emulator() {
     let env = function_env(TEMPLATE, "IngestFunction", &first).unwrap();
     assert_eq!(env["EVENTS_TABLE"], *table);
     assert_eq!(env["EVENTS_QUEUE_URL"], first.queues["EventsQueue"]);
+
+    // The bucket, with what the template asks S3 to enforce (put again by each apply).
+    let bucket = &first.buckets["EventsBucket"];
+    assert_eq!(bucket, &format!("{prefix}-eventsbucket"));
+    let encryption = s3
+        .get_bucket_encryption()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    let rule = &encryption
+        .server_side_encryption_configuration()
+        .unwrap()
+        .rules()[0];
+    assert_eq!(
+        rule.apply_server_side_encryption_by_default()
+            .unwrap()
+            .sse_algorithm()
+            .as_str(),
+        "AES256"
+    );
+    let block = s3
+        .get_public_access_block()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    let block = block.public_access_block_configuration().unwrap();
+    assert_eq!(
+        (
+            block.block_public_acls(),
+            block.ignore_public_acls(),
+            block.block_public_policy(),
+            block.restrict_public_buckets()
+        ),
+        (Some(true), Some(true), Some(true), Some(true))
+    );
+    let lifecycle = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    let rule = &lifecycle.rules()[0];
+    assert_eq!(rule.id(), Some("expire-with-the-events"));
+    assert_eq!(rule.expiration().and_then(|e| e.days()), Some(30));
+    assert_eq!(env["EVENTS_BUCKET"], *bucket);
 }

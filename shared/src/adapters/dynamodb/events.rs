@@ -1,8 +1,11 @@
 //! The events table on DynamoDB at ingest: the conditional write that is the dedupe (item
 //! layout: docs/architecture.md, "Tables"). The raw body is kept packed
-//! ([`packing`](crate::adapters::packing)), so an event usually costs one write unit.
+//! ([`packing`](crate::adapters::packing)), so an event usually costs one write unit; a body
+//! too large for that is kept in the events bucket ([`bodies`](crate::adapters::bodies)),
+//! written before the item that names it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
@@ -13,10 +16,11 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use chrono::{DateTime, Utc};
 
 use super::{Capacity, conditional_update, item_size, n, pk_of, s, unavailable};
+use crate::adapters::bodies::{self, BodyObject};
 use crate::adapters::packing;
-use crate::limits::MAX_ITEM_BYTES;
+use crate::limits::{BODY_IN_ITEM_BYTES, MAX_ITEM_BYTES};
 use crate::ports::{
-    EventStatus, EventStore, Inserted, MarkForReview, NewEvent, StoreError, StoredEvent,
+    BlobStore, EventStatus, EventStore, Inserted, MarkForReview, NewEvent, StoreError, StoredEvent,
 };
 use crate::providers::Headers;
 
@@ -25,6 +29,7 @@ pub struct DynamoEventStore {
     client: Client,
     capacity: Capacity,
     table: String,
+    bodies: Option<Arc<dyn BlobStore>>,
 }
 
 impl DynamoEventStore {
@@ -33,6 +38,7 @@ impl DynamoEventStore {
             client,
             capacity: Capacity::default(),
             table: table.into(),
+            bodies: None,
         }
     }
 
@@ -41,17 +47,49 @@ impl DynamoEventStore {
         self.capacity = capacity;
         self
     }
+
+    /// Keeps bodies too large for their item in `bodies` (the events bucket). Without it every
+    /// body stays in its item, up to DynamoDB's item limit.
+    pub fn with_bodies(mut self, bodies: impl BlobStore + 'static) -> Self {
+        self.bodies = Some(Arc::new(bodies));
+        self
+    }
 }
 
-pub(crate) fn item_of(event: &NewEvent<'_>) -> HashMap<String, AttributeValue> {
+/// A body kept apart: where it goes, and its bytes packed.
+pub(crate) type Apart = (BodyObject, Vec<u8>);
+
+/// The item for `event`, and the body to write to the blob store first when `apart` allows it
+/// and the body is too large for the item (docs/architecture.md, "Large bodies").
+pub(crate) fn item_of(
+    event: &NewEvent<'_>,
+    apart: bool,
+) -> (HashMap<String, AttributeValue>, Option<Apart>) {
+    let line = header_line(event.headers);
+    let body = event.raw_body;
+    // Packing never grows a value by more than its format byte: a request this small stays
+    // without packing the body on its own first.
+    let object = if apart && line.len() + body.len() + 1 > BODY_IN_ITEM_BYTES {
+        let packed = packing::pack(body);
+        (!bodies::stays_in_item(line.len(), packed.len()))
+            .then(|| (BodyObject::of(event.event_id, body), packed))
+    } else {
+        None
+    };
+    let request = match &object {
+        // The header line alone: the body is the object.
+        Some(_) => packing::pack(&line),
+        None => {
+            let mut request = line;
+            request.extend_from_slice(body);
+            packing::pack(&request)
+        }
+    };
     let received_ms = event.received_at.timestamp_millis();
     let mut item = HashMap::from([
         ("pk".to_owned(), s(event.event_id)),
         ("status".to_owned(), s(EventStatus::Received.as_str())),
-        (
-            "request".to_owned(),
-            AttributeValue::B(Blob::new(pack_request(event.headers, event.raw_body))),
-        ),
+        ("request".to_owned(), AttributeValue::B(Blob::new(request))),
         ("received_at".to_owned(), n(received_ms)),
         ("pending_since".to_owned(), n(received_ms)),
         ("expires_at".to_owned(), n(event.expires_at.timestamp())),
@@ -59,16 +97,29 @@ pub(crate) fn item_of(event: &NewEvent<'_>) -> HashMap<String, AttributeValue> {
     if let Some(call_id) = event.call_id {
         item.insert("call_id".to_owned(), s(call_id));
     }
-    item
+    if let Some((object, _)) = &object {
+        item.insert("body_object".to_owned(), s(&object.key));
+        item.insert(
+            "body_sha256".to_owned(),
+            AttributeValue::B(Blob::new(object.sha256.to_vec())),
+        );
+    }
+    (item, object)
+}
+
+/// The headers as one line of JSON, ending in a newline.
+fn header_line(headers: &Headers) -> Vec<u8> {
+    let names: BTreeMap<&str, &str> = headers.iter().collect();
+    let mut line = serde_json::to_vec(&names).unwrap_or_else(|_| b"{}".to_vec());
+    line.push(b'\n');
+    line
 }
 
 /// The request as stored: its headers as one line of JSON, then the body exactly as received,
 /// packed together (the header names then cost almost nothing, and the item stays under one
 /// write unit for a typical body).
 pub fn pack_request(headers: &Headers, body: &[u8]) -> Vec<u8> {
-    let names: BTreeMap<&str, &str> = headers.iter().collect();
-    let mut request = serde_json::to_vec(&names).unwrap_or_else(|_| b"{}".to_vec());
-    request.push(b'\n');
+    let mut request = header_line(headers);
     request.extend_from_slice(body);
     packing::pack(&request)
 }
@@ -152,12 +203,100 @@ pub(crate) fn stored_of(item: &HashMap<String, AttributeValue>) -> Result<Stored
     })
 }
 
+/// Where an item's body is kept apart: the object's key and the body's SHA-256.
+fn body_object_of(
+    item: &HashMap<String, AttributeValue>,
+) -> Result<Option<(&str, &[u8])>, StoreError> {
+    let Some(key) = item.get("body_object") else {
+        return Ok(None);
+    };
+    let corrupt = |what: &str| StoreError::Corrupt(pk_of(item), what.to_owned());
+    let key = key.as_s().map_err(|_| corrupt("body_object"))?;
+    let sha256 = item
+        .get("body_sha256")
+        .and_then(|v| v.as_b().ok())
+        .ok_or_else(|| corrupt("body_sha256"))?;
+    Ok(Some((key.as_str(), sha256.as_ref())))
+}
+
+/// Whether the item's TTL has passed (DynamoDB deletes expired items some time later).
+fn expired(item: &HashMap<String, AttributeValue>) -> bool {
+    item.get("expires_at")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse::<i64>().ok())
+        .is_some_and(|at| at <= Utc::now().timestamp())
+}
+
+/// The stored event an item holds, its body read back from the blob store when it is kept
+/// there (checked against its hash): the one way every reader gets a stored event. `None` when
+/// the event is past its retention and its body already gone.
+pub(crate) async fn load(
+    item: &HashMap<String, AttributeValue>,
+    bodies: Option<&dyn BlobStore>,
+) -> Result<Option<StoredEvent>, StoreError> {
+    let mut stored = stored_of(item)?;
+    let Some((key, sha256)) = body_object_of(item)? else {
+        return Ok(Some(stored));
+    };
+    let Some(bodies) = bodies else {
+        return Err(StoreError::Unavailable(format!(
+            "{}: the body is kept in the events bucket, and no bucket is configured",
+            stored.event_id
+        )));
+    };
+    match bodies::read(bodies, &stored.event_id, key, sha256).await? {
+        Some(body) => {
+            stored.raw_body = body;
+            Ok(Some(stored))
+        }
+        // The bucket's expiry may remove the body before DynamoDB's TTL removes the item.
+        None if expired(item) => Ok(None),
+        None => Err(StoreError::Corrupt(
+            stored.event_id,
+            "its body object is missing".into(),
+        )),
+    }
+}
+
+impl DynamoEventStore {
+    /// The copy already stored, when the dedupe write found one. When both keep their body in
+    /// the bucket under the same key, the bytes are the same (the key names their hash) and
+    /// are not read back.
+    async fn stored_copy(
+        &self,
+        old: &HashMap<String, AttributeValue>,
+        new: &NewEvent<'_>,
+        object: Option<&BodyObject>,
+    ) -> Result<StoredEvent, StoreError> {
+        let same_object = object.is_some_and(|object| {
+            body_object_of(old).ok().flatten().map(|(key, _)| key) == Some(object.key.as_str())
+        });
+        if same_object {
+            let mut stored = stored_of(old)?;
+            stored.raw_body = new.raw_body.to_vec();
+            return Ok(stored);
+        }
+        load(old, self.bodies.as_deref()).await?.ok_or_else(|| {
+            StoreError::Corrupt(new.event_id.to_owned(), "its body object is missing".into())
+        })
+    }
+}
+
 impl EventStore for DynamoEventStore {
     async fn insert_new(&self, event: &NewEvent<'_>) -> Result<Inserted, StoreError> {
-        let item = item_of(event);
+        let (item, object) = item_of(event, self.bodies.is_some());
         if item_size(&item) > MAX_ITEM_BYTES {
             return Err(StoreError::TooLarge(event.event_id.to_owned()));
         }
+        // The body first: an item never names an object that is not there. A failure here is
+        // a 503 like DynamoDB's, and nothing was written.
+        let object = match (object, &self.bodies) {
+            (Some((object, packed)), Some(bodies)) => {
+                bodies.put(&object.key, packed).await?;
+                Some(object)
+            }
+            _ => None,
+        };
         let result = self.capacity.wrote(
             self.client
                 .put_item()
@@ -177,13 +316,16 @@ impl EventStore for DynamoEventStore {
                 PutItemError::ConditionalCheckFailedException(failed) => {
                     // A failed condition is billed like the write it refused.
                     self.capacity.failed_write(&self.table, &item);
-                    let item = failed.item().ok_or_else(|| {
+                    let old = failed.item().ok_or_else(|| {
                         StoreError::Corrupt(
                             event.event_id.to_owned(),
                             "condition failed without the old item".into(),
                         )
                     })?;
-                    stored_of(item).map(Inserted::Duplicate)
+                    self.remove_unused(old, event, object.as_ref()).await;
+                    self.stored_copy(old, event, object.as_ref())
+                        .await
+                        .map(Inserted::Duplicate)
                 }
                 other => Err(StoreError::Unavailable(format!("PutItem: {other}"))),
             },
@@ -208,6 +350,28 @@ impl EventStore for DynamoEventStore {
         );
         // Already processed or gone: nothing left to repair.
         conditional_update(result).map(drop)
+    }
+}
+
+impl DynamoEventStore {
+    /// A copy whose body differs from the stored one wrote its own object, which no item
+    /// names: removed now (best effort; the bucket's expiry removes it otherwise). The same
+    /// body wrote the stored copy's own object again, which stays.
+    async fn remove_unused(
+        &self,
+        old: &HashMap<String, AttributeValue>,
+        event: &NewEvent<'_>,
+        object: Option<&BodyObject>,
+    ) {
+        let (Some(object), Some(bodies)) = (object, &self.bodies) else {
+            return;
+        };
+        if body_object_of(old).ok().flatten().map(|(key, _)| key) == Some(object.key.as_str()) {
+            return;
+        }
+        if let Err(err) = bodies.delete(&object.key).await {
+            tracing::warn!(event_id = %event.event_id, error = %err, "could not remove a duplicate's body object");
+        }
     }
 }
 
@@ -265,7 +429,7 @@ mod tests {
             received_at: at,
             expires_at: at,
         };
-        let stored = stored_of(&item_of(&new)).unwrap();
+        let stored = stored_of(&item_of(&new, true).0).unwrap();
         assert_eq!(
             (
                 stored.provider.as_str(),
@@ -295,5 +459,109 @@ mod tests {
             (old.raw_body, old.headers, old.received_at),
             (stored.raw_body, stored.headers, at)
         );
+    }
+
+    fn new_event<'a>(body: &'a [u8], headers: &'a Headers) -> NewEvent<'a> {
+        NewEvent {
+            event_id: "retell#c1#call_ended",
+            call_id: Some("retell#c1"),
+            raw_body: body,
+            headers,
+            received_at: Utc::now(),
+            expires_at: Utc::now() + chrono::Duration::days(30),
+        }
+    }
+
+    /// A body of `len` bytes that packs to about a third of its size, as transcripts do.
+    fn transcript_like(len: usize) -> Vec<u8> {
+        let mut seed = 7u64;
+        let words = ["refund", "order", "tomorrow", "delivery", "thanks", "agent"];
+        let mut body = br#"{"event":"call_ended","call":{"transcript":""#.to_vec();
+        while body.len() < len - 3 {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let word = words[(seed >> 33) as usize % words.len()];
+            body.extend_from_slice(format!("{word} {} ", seed >> 50).as_bytes());
+        }
+        body.truncate(len - 3);
+        body.extend_from_slice(b"\"}}");
+        body
+    }
+
+    #[test]
+    fn a_body_too_large_for_its_item_is_kept_apart_by_its_packed_size() {
+        let mut headers = Headers::new();
+        headers.insert("x-retell-signature", "v=1700000000000,d=abc");
+        // A typical body stays whole in its item.
+        let typical = transcript_like(2_000);
+        let (item, object) = item_of(&new_event(&typical, &headers), true);
+        assert!(object.is_none());
+        assert!(!item.contains_key("body_object"));
+        assert_eq!(
+            unpack_request(item["request"].as_b().unwrap().as_ref()).unwrap(),
+            (headers.clone(), typical)
+        );
+        // Larger than the threshold raw, but small packed: still whole.
+        let compressible = format!(r#"{{"transcript":"{}"}}"#, "hello ".repeat(2_000));
+        assert!(compressible.len() > BODY_IN_ITEM_BYTES);
+        let (item, object) = item_of(&new_event(compressible.as_bytes(), &headers), true);
+        assert!(object.is_none() && !item.contains_key("body_object"));
+        // Packed beyond the threshold: the body goes apart, the item keeps the headers, the
+        // key and the hash.
+        let large = transcript_like(40_000);
+        let (item, object) = item_of(&new_event(&large, &headers), true);
+        let (object, packed) = object.expect("kept apart");
+        assert_eq!(object, BodyObject::of("retell#c1#call_ended", &large));
+        assert_eq!(packing::unpack(&packed).unwrap(), large);
+        assert_eq!(item["body_object"].as_s().unwrap(), &object.key);
+        assert_eq!(item["body_sha256"].as_b().unwrap().as_ref(), object.sha256);
+        let (stored_headers, rest) =
+            unpack_request(item["request"].as_b().unwrap().as_ref()).unwrap();
+        assert_eq!((stored_headers, rest.len()), (headers.clone(), 0));
+        assert!(item_size(&item) < 1024, "{}", item_size(&item));
+        // Without a bucket, it stays in the item.
+        let (item, object) = item_of(&new_event(&large, &headers), false);
+        assert!(object.is_none() && !item.contains_key("body_object"));
+    }
+
+    #[tokio::test]
+    async fn a_kept_apart_body_is_read_back_checked() {
+        use crate::testing::MemoryBlobStore;
+
+        let headers = Headers::new();
+        let large = transcript_like(40_000);
+        let new = new_event(&large, &headers);
+        let (item, object) = item_of(&new, true);
+        let (object, packed) = object.unwrap();
+        let blobs = MemoryBlobStore::default();
+        blobs.put(&object.key, packed).await.unwrap();
+
+        let stored = load(&item, Some(&blobs)).await.unwrap().unwrap();
+        assert_eq!(stored.raw_body, large);
+        assert_eq!(stored.event_id, "retell#c1#call_ended");
+
+        // No bucket to read from: unavailable, not an empty body.
+        let err = load(&item, None).await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+
+        // Tampered in the bucket: an error, never served.
+        let mut changed = large.clone();
+        changed[100] ^= 0x20;
+        blobs
+            .put(&object.key, packing::pack(&changed))
+            .await
+            .unwrap();
+        let err = load(&item, Some(&blobs)).await.unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(..)), "{err}");
+
+        // Gone: lost while the item lives, or expired with it.
+        blobs.delete(&object.key).await.unwrap();
+        let err = load(&item, Some(&blobs)).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt(_, what) if what.contains("missing")),
+            "{err}"
+        );
+        let mut expired_item = item.clone();
+        expired_item.insert("expires_at".into(), n(Utc::now().timestamp() - 1));
+        assert_eq!(load(&expired_item, Some(&blobs)).await.unwrap(), None);
     }
 }

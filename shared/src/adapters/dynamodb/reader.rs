@@ -6,27 +6,32 @@
 //! consistent: the caller reads the item itself (consistently) before acting on it.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 use chrono::{DateTime, Utc};
 
-use super::events::{received_at_of, stored_of};
+use super::events::{load, received_at_of};
 use super::{Capacity, unavailable};
-use crate::ports::{EventReader, EventSelection, PendingKey, PendingPage, StoreError, StoredEvent};
+use crate::ports::{
+    BlobStore, EventReader, EventSelection, PendingKey, PendingPage, StoreError, StoredEvent,
+};
 
 /// The name of the events table's sparse index.
 pub const PENDING_INDEX: &str = "pending";
 
 /// The events table and its `pending` index on DynamoDB. The sweeper needs `dynamodb:Scan` on
 /// the index and `dynamodb:GetItem` on the table, nothing else; replay's selection scans the
-/// table.
+/// table. Reading an event whose body is kept apart also needs `s3:GetObject` on the events
+/// bucket.
 #[derive(Clone)]
 pub struct DynamoEventReader {
     client: Client,
     capacity: Capacity,
     table: String,
+    bodies: Option<Arc<dyn BlobStore>>,
 }
 
 impl DynamoEventReader {
@@ -35,12 +40,20 @@ impl DynamoEventReader {
             client,
             capacity: Capacity::default(),
             table: table.into(),
+            bodies: None,
         }
     }
 
     /// Counts this adapter's consumed capacity into `capacity` (shared with other adapters).
     pub fn with_capacity(mut self, capacity: Capacity) -> Self {
         self.capacity = capacity;
+        self
+    }
+
+    /// Reads bodies kept apart from their item from `bodies` (the events bucket). Without it,
+    /// reading such an event is an error.
+    pub fn with_bodies(mut self, bodies: impl BlobStore + 'static) -> Self {
+        self.bodies = Some(Arc::new(bodies));
         self
     }
 }
@@ -124,7 +137,10 @@ impl EventReader for DynamoEventReader {
                     .await,
             )
             .map_err(|err| unavailable("GetItem", &err))?;
-        out.item().map(stored_of).transpose()
+        match out.item() {
+            Some(item) => load(item, self.bodies.as_deref()).await,
+            None => Ok(None),
+        }
     }
 
     async fn select(&self, selection: &EventSelection) -> Result<Vec<String>, StoreError> {
