@@ -329,4 +329,28 @@ mod tests {
         assert!(!text.contains("secret%"), "{text}");
         assert!(parse_keys("S", &["whpk_AAAA"]).is_err());
     }
+
+    #[test]
+    fn a_small_order_whpk_key_is_refused_and_a_forged_v1a_fails() {
+        use crate::signing::tests::{IDENTITY_KEY, forged_signature};
+        let weak = format!("whpk_{IDENTITY_KEY}");
+        let err = parse_keys("STANDARD_WEBHOOK_SECRETS", &[&weak])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("STANDARD_WEBHOOK_SECRETS is invalid"),
+            "{err}"
+        );
+        let identity: [u8; 32] = B64.decode(IDENTITY_KEY).unwrap().try_into().unwrap();
+        let keys = [Key::Ed25519(VerifyingKey::from_bytes(&identity).unwrap())];
+        let h = headers(
+            "msg_1",
+            1_700_000_000,
+            &format!("v1a,{}", B64.encode(forged_signature())),
+        );
+        assert_eq!(
+            verify(&keys, &h, b"{}", at(1_700_000_000), 300),
+            Err(AuthError::BadSignature)
+        );
+    }
 }
