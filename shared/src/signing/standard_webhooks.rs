@@ -17,6 +17,9 @@ pub const ID: &str = "webhook-id";
 pub const TIMESTAMP: &str = "webhook-timestamp";
 pub const SIGNATURE: &str = "webhook-signature";
 pub const HEADERS: &[&str] = &[ID, TIMESTAMP, SIGNATURE];
+/// Most entries a `webhook-signature` may list (a sender rotating keys sends two or three);
+/// more is refused before any is checked, so a flood of entries costs nothing to answer.
+pub const MAX_SIGNATURES: usize = 10;
 
 /// One configured verification key.
 #[derive(Clone)]
@@ -122,6 +125,12 @@ pub fn verify(
     let signatures = headers.require(SIGNATURE)?;
     verify::check_timestamp(TIMESTAMP, timestamp, now, tolerance_secs)?;
 
+    // Counted before any work: a flood of entries is refused at the price of a split.
+    let entries: Vec<&str> = signatures.split(' ').filter(|e| !e.is_empty()).collect();
+    if entries.len() > MAX_SIGNATURES {
+        return Err(AuthError::Malformed(SIGNATURE));
+    }
+
     let signed = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body];
     let mut expected_hmacs = Vec::new();
     for key in keys {
@@ -136,19 +145,24 @@ pub fn verify(
             Key::Hmac(_) => None,
         })
         .collect();
+    // Ed25519 needs the message in one piece: built once, and only if some entry needs it.
+    let mut message: Option<Vec<u8>> = None;
 
     let mut any_entry = false;
-    for entry in signatures.split(' ').filter(|e| !e.is_empty()) {
+    for entry in entries {
         let Some((version, encoded)) = entry.split_once(',') else {
             continue;
         };
         any_entry = true;
-        let Ok(presented) = B64.decode(encoded) else {
-            continue;
-        };
         let valid = match version {
-            "v1" => verify::matches_any(&presented, &expected_hmacs),
-            "v1a" => verify::ed25519_verify_any(&public_keys, &signed, &presented),
+            "v1" if !expected_hmacs.is_empty() => B64
+                .decode(encoded)
+                .is_ok_and(|presented| verify::matches_any(&presented, &expected_hmacs)),
+            // Without an Ed25519 key a `v1a` entry cannot pass: not even decoded.
+            "v1a" if !public_keys.is_empty() => B64.decode(encoded).is_ok_and(|presented| {
+                let message = message.get_or_insert_with(|| signed.concat());
+                verify::ed25519_verify_message(&public_keys, message, &presented)
+            }),
             _ => false,
         };
         if valid {
@@ -258,6 +272,26 @@ mod tests {
         let sig = format!("v1,bm90IGl0 v1a,AAAA {}", v.signature);
         let h = headers(v.id, v.ts, &sig);
         assert_eq!(verify(&keys, &h, v.body.as_bytes(), at(v.ts), 300), Ok(()));
+    }
+
+    #[test]
+    fn more_than_ten_entries_are_refused_before_any_is_checked() {
+        let v = &VECTORS[0];
+        let keys = parse_keys("S", &[v.secret]).unwrap();
+        let wrong = "v1a,AAAA";
+        let at_the_cap = format!(
+            "{} {}",
+            vec![wrong; MAX_SIGNATURES - 1].join(" "),
+            v.signature
+        );
+        let h = headers(v.id, v.ts, &at_the_cap);
+        assert_eq!(verify(&keys, &h, v.body.as_bytes(), at(v.ts), 300), Ok(()));
+        let over = format!("{} {}", vec![wrong; MAX_SIGNATURES].join(" "), v.signature);
+        let h = headers(v.id, v.ts, &over);
+        assert_eq!(
+            verify(&keys, &h, v.body.as_bytes(), at(v.ts), 300),
+            Err(AuthError::Malformed(SIGNATURE))
+        );
     }
 
     #[test]

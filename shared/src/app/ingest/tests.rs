@@ -392,7 +392,10 @@ async fn a_url_signed_delivery_is_stored_so_it_verifies_again() {
     assert_eq!(answer.status(), 200, "{:?}", answer.body);
     let event_id = answer.body["event_id"].as_str().unwrap();
     let stored = ingest.store.events.lock().unwrap()[event_id].clone();
-    assert_eq!(stored.headers.get(REQUEST_URL), request.request_url.as_deref());
+    assert_eq!(
+        stored.headers.get(REQUEST_URL),
+        request.request_url.as_deref()
+    );
     let twilio = ingest.providers.get("twilio").unwrap();
     assert_eq!(twilio.verify(&stored.delivery()), Ok(()));
 
