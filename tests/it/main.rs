@@ -17,3 +17,4 @@ mod reliability;
 mod review;
 mod review_function;
 mod sweeper;
+mod template;
