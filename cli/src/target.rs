@@ -60,7 +60,12 @@ impl Target {
             sqs,
             tables: state.tables.clone(),
             queues: state.queues.clone(),
-            env: dotenv::dev_env(state_dir)?,
+            env: {
+                // The local stack is `callhook dev`'s: dev mode, as it runs.
+                let mut env = dotenv::dev_env(state_dir)?;
+                env.set("CALLHOOK_DEV", "true");
+                env
+            },
         })
     }
 

@@ -148,6 +148,7 @@ mod tests {
         let mut env = Env::from_pairs(dev_signer("telnyx", &FIXTURE_SEED).unwrap().verifier_env());
         env.set("EVENTS_TABLE", "events");
         env.set("EVENTS_QUEUE_URL", "queue");
+        env.set("CALLHOOK_DEV", "true");
         env
     }
 

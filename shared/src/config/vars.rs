@@ -86,3 +86,8 @@ pub const PLIVO_WEBHOOK_URL: &str = "PLIVO_WEBHOOK_URL";
 
 // ---- Logs
 pub const RUST_LOG: &str = "RUST_LOG";
+
+// ---- Local development
+/// `true` allows what only local development and tests may use: the public fixture keys and
+/// the fixtures' long timestamp tolerances. `callhook dev`, events/env.json and the tests set it.
+pub const CALLHOOK_DEV: &str = "CALLHOOK_DEV";

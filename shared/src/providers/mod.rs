@@ -13,6 +13,7 @@ use crate::domain::review::ReviewReason;
 pub mod bird;
 pub mod elevenlabs;
 pub mod form;
+pub mod keys;
 pub mod miraiminds;
 pub mod plivo;
 #[cfg(test)]
@@ -136,6 +137,8 @@ pub struct Providers {
 }
 
 impl Providers {
+    /// Every provider the environment configures; then the checks across them
+    /// ([`keys::check`]): no public fixture key outside dev mode, no key for two providers.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let mut configured = Vec::new();
         for entry in CONSTRUCTORS {
@@ -143,6 +146,7 @@ impl Providers {
                 configured.push(provider);
             }
         }
+        keys::check(env)?;
         Ok(Providers { configured })
     }
 

@@ -14,6 +14,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::ConfigError;
 pub use crate::delivery::AuthError;
+use crate::limits::MIN_SECRET_BYTES;
 
 pub type HmacSha256 = Hmac<Sha256>;
 pub type HmacSha1 = Hmac<sha1::Sha1>;
@@ -119,6 +120,18 @@ pub fn ed25519_verify_message(keys: &[VerifyingKey], message: &[u8], signature: 
     };
     keys.iter()
         .any(|key| key.verify_strict(message, &signature).is_ok())
+}
+
+/// Refuses a configured secret (HMAC key, bearer or path token) shorter than
+/// [`MIN_SECRET_BYTES`]; `what` names it in the error, never its value.
+pub fn check_secret_len(var: &str, what: &str, secret: &[u8]) -> Result<(), ConfigError> {
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(ConfigError::invalid(
+            var,
+            format!("{what} is shorter than {MIN_SECRET_BYTES} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 /// Parses a base64 32-byte raw Ed25519 public key from configuration.

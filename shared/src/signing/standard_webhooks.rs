@@ -57,6 +57,17 @@ pub fn encode_secret(secret: &[u8]) -> String {
     format!("whsec_{}", B64.encode(secret))
 }
 
+/// `name=key` → (`Some(name)`, key); a bare key → (`None`, key). A `=` followed only by more
+/// `=` is base64 padding, not a name.
+pub fn split_sender(entry: &str) -> (Option<&str>, &str) {
+    match entry.split_once('=') {
+        Some((name, key)) if !key.trim_start_matches('=').is_empty() => {
+            (Some(name.trim()), key.trim())
+        }
+        _ => (None, entry.trim()),
+    }
+}
+
 /// Parses a comma-separated list of `whsec_…` and `whpk_…` keys.
 pub fn parse_keys(var: &'static str, entries: &[&str]) -> Result<Vec<Key>, ConfigError> {
     entries

@@ -9,6 +9,8 @@ fn ingest(max_body_bytes: usize) -> Ingest<MemoryEventStore, MemoryQueue> {
     let mut env = Env::from_pairs(dev_signer("telnyx", &FIXTURE_SEED).unwrap().verifier_env());
     env.set("EVENTS_TABLE", "events");
     env.set("EVENTS_QUEUE_URL", "queue");
+    // The fixture keys are public: accepted in dev mode only.
+    env.set("CALLHOOK_DEV", "true");
     env.set("MAX_BODY_BYTES", max_body_bytes.to_string());
     Ingest {
         providers: Providers::from_env(&env).unwrap(),
@@ -261,7 +263,12 @@ async fn store_or_queue_failure_is_503_and_the_retry_recovers() {
     assert_eq!(queued.len(), 1);
     let event: CanonicalEvent = serde_json::from_str(&queued[0]).unwrap();
     assert_eq!(event.event_id, "telnyx#e8");
-    assert_eq!(event.received_at, now, "the stored copy is what is queued");
+    // Stored to the millisecond, as every later reading of the event sees it.
+    assert_eq!(
+        event.received_at,
+        now.trunc_subsecs(3),
+        "the stored copy is what is queued"
+    );
 }
 
 /// What tracing writes, captured.
@@ -303,6 +310,8 @@ async fn logs_carry_the_event_and_never_a_signature_or_a_secret() {
     let mut env = Env::from_pairs(signer.verifier_env());
     env.set("EVENTS_TABLE", "events");
     env.set("EVENTS_QUEUE_URL", "queue");
+    // The fixture keys are public: accepted in dev mode only.
+    env.set("CALLHOOK_DEV", "true");
     let secret = signer.verifier_env()[0].1.clone();
     assert!(secret.starts_with("whsec_"));
     let ingest = Ingest {
@@ -368,6 +377,8 @@ async fn a_url_signed_delivery_is_stored_so_it_verifies_again() {
     let mut env = Env::from_pairs(signer.verifier_env());
     env.set("EVENTS_TABLE", "events");
     env.set("EVENTS_QUEUE_URL", "queue");
+    // The fixture keys are public: accepted in dev mode only.
+    env.set("CALLHOOK_DEV", "true");
     let ingest = Ingest {
         providers: Providers::from_env(&env).unwrap(),
         store: MemoryEventStore::default(),
@@ -407,4 +418,45 @@ async fn a_url_signed_delivery_is_stored_so_it_verifies_again() {
         .filter(|(name, _)| *name != REQUEST_URL)
         .collect();
     assert!(twilio.verify(&without.delivery()).is_err());
+}
+
+/// A huge RAW_RETENTION_DAYS or RESEND_AFTER_SECS once passed configuration and made chrono panic
+/// on every request (`TimeDelta::days` / `TimeDelta::seconds` out of range): it must be refused
+/// at cold start instead.
+#[tokio::test]
+async fn huge_retention_or_resend_delay_is_a_config_error_not_a_panic_per_request() {
+    for (var, value) in [
+        ("RAW_RETENTION_DAYS", "1000000000000"),
+        ("RESEND_AFTER_SECS", "100000000000000000"),
+    ] {
+        let mut env = Env::from_pairs(dev_signer("telnyx", &FIXTURE_SEED).unwrap().verifier_env());
+        env.set("EVENTS_TABLE", "events");
+        env.set("EVENTS_QUEUE_URL", "queue");
+        env.set("CALLHOOK_DEV", "true");
+        env.set(var, value);
+        let config = match IngestConfig::from_env(&env) {
+            Err(err) => {
+                assert!(
+                    err.to_string().starts_with(&format!("{var} is invalid")),
+                    "{err}"
+                );
+                continue;
+            }
+            Ok(config) => config,
+        };
+        let ingest = Ingest {
+            providers: Providers::from_env(&env).unwrap(),
+            store: MemoryEventStore::default(),
+            queue: MemoryQueue::default(),
+            config,
+        };
+        let body = body("call.initiated", "huge");
+        let now = Utc::now();
+        // The first delivery stores (retention), a late copy compares with RESEND_AFTER_SECS.
+        ingest.handle(&signed(&body, now)).await;
+        ingest
+            .handle(&signed(&body, now + Duration::seconds(60)))
+            .await;
+        panic!("{var}={value} was accepted, and requests survived it");
+    }
 }
