@@ -100,6 +100,41 @@ impl<K: AsRef<str>, V: Into<String>> FromIterator<(K, V)> for Headers {
 /// header can have), for providers that sign the URL: the stored copy verifies again.
 pub const REQUEST_URL: &str = ":url";
 
+/// The named sender whose key verified a delivery (Standard Webhooks), among its headers: a
+/// pseudo-header ingest sets after verifying and stores, never one a request can bring.
+pub const SENDER: &str = ":sender";
+
+/// The pseudo-headers [`Verified`] sets.
+pub const VERIFIED_HEADERS: &[&str] = &[SENDER];
+
+/// What a successful check established about a delivery beyond "authentic". Ingest keeps it with
+/// the delivery as pseudo-headers ([`VERIFIED_HEADERS`]), so that normalizing the live request and
+/// normalizing the stored copy later give the same ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verified {
+    /// The named sender whose key verified it; `None` for a provider's only (default) sender.
+    pub sender: Option<String>,
+}
+
+impl Verified {
+    /// `headers` without any pseudo-header a request brought (real header names never start
+    /// with `:`), then this verification's own.
+    pub fn apply(&self, headers: &Headers) -> Headers {
+        let mut applied = Headers(
+            headers
+                .0
+                .iter()
+                .filter(|(name, _)| !name.starts_with(':'))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        );
+        if let Some(sender) = &self.sender {
+            applied.insert(SENDER, sender.clone());
+        }
+        applied
+    }
+}
+
 /// One delivery as received: everything a provider may authenticate or normalize.
 #[derive(Debug, Clone, Copy)]
 pub struct Delivery<'a> {

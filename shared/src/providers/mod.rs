@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::config::{ConfigError, Env};
-pub use crate::delivery::{AuthError, Delivery, Headers};
+pub use crate::delivery::{AuthError, Delivery, Headers, Verified};
 use crate::domain::event::{CanonicalEvent, Kind, ReviewNote};
 use crate::domain::review::ReviewReason;
 
@@ -43,6 +43,13 @@ pub trait Provider: Send + Sync {
 
     /// Checks the delivery's authenticity on its raw bytes, before anything parses them.
     fn verify(&self, delivery: &Delivery<'_>) -> Result<(), AuthError>;
+
+    /// [`Provider::verify`], saying what the check established beyond "authentic" (which
+    /// named sender's key verified it): ingest calls this one and keeps the answer with the
+    /// delivery, where [`Provider::normalize`] reads it.
+    fn authenticate(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
+        self.verify(delivery).map(|()| Verified::default())
+    }
 
     /// Maps an authentic delivery to the canonical event. Never fails: an unknown type or a body
     /// that is not the documented shape comes back with `review` set.

@@ -79,10 +79,32 @@ pub fn parse_keys(var: &'static str, entries: &[&str]) -> Result<Vec<Key>, Confi
         .collect()
 }
 
-/// A provider's Standard Webhooks check: its keys (several during rotation) and its tolerance.
+/// The sender of an unnamed key.
+pub const DEFAULT_SENDER: &str = "default";
+
+/// A sender's name: what `name=` says before a key, part of its events' and calls' ids.
+fn check_sender_name(var: &'static str, name: &str) -> Result<(), ConfigError> {
+    let valid = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            var,
+            "a sender name must be 1 to 64 of A-Z a-z 0-9 _ - (name=whsec_… or name=whpk_…)",
+        ))
+    }
+}
+
+/// A provider's Standard Webhooks check: its keys (several during rotation, and for named
+/// senders), each key's sender, and its tolerance.
 #[derive(Debug, Clone)]
 pub struct Verifier {
     keys: Vec<Key>,
+    /// The sender of each key, in the same order.
+    senders: Vec<String>,
     tolerance_secs: u64,
 }
 
@@ -91,35 +113,58 @@ impl Verifier {
     pub fn none() -> Verifier {
         Verifier {
             keys: Vec::new(),
+            senders: Vec::new(),
             tolerance_secs: 0,
         }
     }
 
     /// From `keys_var` (a comma-separated list) and `tolerance_var` (default 300); `None` when
-    /// `keys_var` is unset, i.e. the provider is not configured.
+    /// `keys_var` is unset, i.e. the provider is not configured. With `named`, an entry may be
+    /// `sender=key` (a bare key belongs to the sender `default`).
     pub fn from_env(
         env: &Env,
         keys_var: &'static str,
         tolerance_var: &'static str,
+        named: bool,
     ) -> Result<Option<Verifier>, ConfigError> {
         let entries = env.list(keys_var);
         if entries.is_empty() {
             return Ok(None);
         }
+        let mut keys = Vec::with_capacity(entries.len());
+        let mut senders = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let (sender, key) = if named {
+                split_sender(entry)
+            } else {
+                (None, entry)
+            };
+            let sender = sender.unwrap_or(DEFAULT_SENDER);
+            check_sender_name(keys_var, sender)?;
+            keys.extend(parse_keys(keys_var, &[key])?);
+            senders.push(sender.to_owned());
+        }
         Ok(Some(Verifier {
-            keys: parse_keys(keys_var, &entries)?,
+            keys,
+            senders,
             tolerance_secs: env.tolerance_secs(tolerance_var, 300)?,
         }))
     }
 
     pub fn verify(&self, delivery: &Delivery<'_>) -> Result<(), AuthError> {
-        verify(
+        self.verify_sender(delivery).map(drop)
+    }
+
+    /// Verifies, and names the sender whose key matched.
+    pub fn verify_sender(&self, delivery: &Delivery<'_>) -> Result<&str, AuthError> {
+        let matched = verify_key(
             &self.keys,
             delivery.headers,
             delivery.body,
             delivery.received_at,
             self.tolerance_secs,
-        )
+        )?;
+        Ok(&self.senders[matched])
     }
 }
 
@@ -131,6 +176,17 @@ pub fn verify(
     now: DateTime<Utc>,
     tolerance_secs: u64,
 ) -> Result<(), AuthError> {
+    verify_key(keys, headers, body, now, tolerance_secs).map(drop)
+}
+
+/// [`verify`], answering which of `keys` matched (its index).
+pub fn verify_key(
+    keys: &[Key],
+    headers: &Headers,
+    body: &[u8],
+    now: DateTime<Utc>,
+    tolerance_secs: u64,
+) -> Result<usize, AuthError> {
     let id = headers.require(ID)?;
     let timestamp = headers.require(TIMESTAMP)?;
     let signatures = headers.require(SIGNATURE)?;
@@ -143,19 +199,15 @@ pub fn verify(
     }
 
     let signed = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body];
+    // (index in `keys`, expected MAC) and (index, public key).
     let mut expected_hmacs = Vec::new();
-    for key in keys {
-        if let Key::Hmac(secret) = key {
-            expected_hmacs.push(verify::hmac_sha256(secret, &signed));
+    let mut public_keys = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        match key {
+            Key::Hmac(secret) => expected_hmacs.push((i, verify::hmac_sha256(secret, &signed))),
+            Key::Ed25519(pk) => public_keys.push((i, *pk)),
         }
     }
-    let public_keys: Vec<VerifyingKey> = keys
-        .iter()
-        .filter_map(|k| match k {
-            Key::Ed25519(pk) => Some(*pk),
-            Key::Hmac(_) => None,
-        })
-        .collect();
     // Ed25519 needs the message in one piece: built once, and only if some entry needs it.
     let mut message: Option<Vec<u8>> = None;
 
@@ -165,19 +217,28 @@ pub fn verify(
             continue;
         };
         any_entry = true;
-        let valid = match version {
-            "v1" if !expected_hmacs.is_empty() => B64
-                .decode(encoded)
-                .is_ok_and(|presented| verify::matches_any(&presented, &expected_hmacs)),
+        let matched = match version {
+            "v1" if !expected_hmacs.is_empty() => {
+                B64.decode(encoded).ok().and_then(|presented| {
+                    // Every MAC is compared, so the time does not say which key matched.
+                    expected_hmacs.iter().fold(None, |found, (i, mac)| {
+                        let equal = constant_time_eq(&presented, mac);
+                        found.or(equal.then_some(*i))
+                    })
+                })
+            }
             // Without an Ed25519 key a `v1a` entry cannot pass: not even decoded.
-            "v1a" if !public_keys.is_empty() => B64.decode(encoded).is_ok_and(|presented| {
+            "v1a" if !public_keys.is_empty() => B64.decode(encoded).ok().and_then(|presented| {
                 let message = message.get_or_insert_with(|| signed.concat());
-                verify::ed25519_verify_message(&public_keys, message, &presented)
+                public_keys.iter().find_map(|(i, key)| {
+                    verify::ed25519_verify_message(std::slice::from_ref(key), message, &presented)
+                        .then_some(*i)
+                })
             }),
-            _ => false,
+            _ => None,
         };
-        if valid {
-            return Ok(());
+        if let Some(i) = matched {
+            return Ok(i);
         }
     }
     if any_entry {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::events_queue::queue_message;
 use crate::config::IngestConfig;
-use crate::delivery::{Delivery, Headers, REQUEST_URL};
+use crate::delivery::{Delivery, Headers, REQUEST_URL, VERIFIED_HEADERS, Verified};
 use crate::domain::event::CanonicalEvent;
 use crate::domain::review::ReviewReason;
 use crate::ports::{EventStatus, EventStore, Inserted, NewEvent, Queue, StoreError};
@@ -171,17 +171,27 @@ impl<S: EventStore, Q: Queue> Ingest<S, Q> {
             Ok(body) => body,
             Err(answer) => return answer,
         };
+        // Pseudo-headers (`:…`) are ingest's own: none a request brought is kept.
+        let headers = Verified::default().apply(&request.headers);
         let delivery = Delivery {
-            headers: &request.headers,
+            headers: &headers,
             body: &body,
             path_token: request.token,
             request_url: request.request_url.as_deref(),
             // Milliseconds, as stored: every later reading of the event agrees with this one.
             received_at: request.received_at.trunc_subsecs(3),
         };
-        if let Err(failed) = provider.verify(&delivery) {
-            return Answer::error(IngestOutcome::Unauthorized, failed.to_string());
-        }
+        let verified = match provider.authenticate(&delivery) {
+            Ok(verified) => verified,
+            Err(failed) => return Answer::error(IngestOutcome::Unauthorized, failed.to_string()),
+        };
+        // What the check established travels with the delivery: normalize reads it, and it is
+        // stored, so the stored copy normalizes to the same ids.
+        let headers = verified.apply(&headers);
+        let delivery = Delivery {
+            headers: &headers,
+            ..delivery
+        };
         let event = provider.normalize(&delivery);
         let mut answer = self.store_and_queue(provider, &delivery, &event).await;
         answer.call_id = event.call_id;
@@ -219,6 +229,11 @@ impl<S: EventStore, Q: Queue> Ingest<S, Q> {
         event: &CanonicalEvent,
     ) -> Answer {
         let mut headers = delivery.headers.subset(provider.signed_headers());
+        for name in VERIFIED_HEADERS {
+            if let Some(value) = delivery.headers.get(name) {
+                headers.insert(name, value);
+            }
+        }
         if let Some(url) = delivery.request_url.filter(|_| provider.signs_url()) {
             headers.insert(REQUEST_URL, url);
         }

@@ -460,3 +460,90 @@ async fn huge_retention_or_resend_delay_is_a_config_error_not_a_panic_per_reques
         panic!("{var}={value} was accepted, and requests survived it");
     }
 }
+
+/// Two Standard Webhooks senders (`STANDARD_WEBHOOK_SECRETS=acme=…,beta=…`): what one sends
+/// can never deduplicate against, or change, the other's events and calls, even with the same
+/// webhook-id and call id; the stored copy normalizes again to the same ids.
+#[tokio::test]
+async fn one_standard_webhooks_sender_never_collides_with_another() {
+    use crate::signing::standard_webhooks as sw;
+    let (acme, beta) = ([0xac; 32], [0xbe; 32]);
+    let mut env = Env::from_pairs([(
+        "STANDARD_WEBHOOK_SECRETS",
+        format!(
+            "acme={},beta={},{}",
+            sw::encode_secret(&acme),
+            sw::encode_secret(&beta),
+            sw::encode_secret(&[0xde; 32])
+        ),
+    )]);
+    env.set("EVENTS_TABLE", "events");
+    env.set("EVENTS_QUEUE_URL", "queue");
+    let ingest = Ingest {
+        providers: Providers::from_env(&env).unwrap(),
+        store: MemoryEventStore::default(),
+        queue: MemoryQueue::default(),
+        config: IngestConfig::from_env(&env).unwrap(),
+    };
+    let body = r#"{"type":"call.ended","data":{"call_id":"c-1","outcome":"busy"}}"#;
+    let now = Utc::now();
+    let from = |secret: &[u8], id: &str| {
+        let headers: Headers = [
+            (sw::ID, id.to_owned()),
+            (sw::TIMESTAMP, now.timestamp().to_string()),
+            (
+                sw::SIGNATURE,
+                sw::sign(secret, id, now.timestamp(), body.as_bytes()),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        Request {
+            method: "POST",
+            provider: Some("standard"),
+            token: None,
+            headers,
+            body: Some(body),
+            is_base64_encoded: false,
+            request_url: None,
+            received_at: now,
+        }
+    };
+    // acme sends beta's future message id first: beta's own message is still new.
+    let first = ingest.handle(&from(&acme, "msg_1")).await;
+    let second = ingest.handle(&from(&beta, "msg_1")).await;
+    let third = ingest.handle(&from(&[0xde; 32], "msg_1")).await;
+    assert_eq!(
+        first.body,
+        json!({"status":"accepted","event_id":"standard#acme#msg_1"})
+    );
+    assert_eq!(
+        second.body,
+        json!({"status":"accepted","event_id":"standard#beta#msg_1"})
+    );
+    // The unnamed sender (`default`) keeps the ids stored before senders had names.
+    assert_eq!(
+        third.body,
+        json!({"status":"accepted","event_id":"standard#msg_1"})
+    );
+    assert_eq!(first.call_id.as_deref(), Some("standard#acme#c-1"));
+    assert_eq!(second.call_id.as_deref(), Some("standard#beta#c-1"));
+    assert_eq!(third.call_id.as_deref(), Some("standard#c-1"));
+    // The default sender cannot spell a named sender's ids either.
+    let spoof = ingest.handle(&from(&[0xde; 32], "acme#msg_2")).await;
+    assert_eq!(spoof.body["event_id"], "standard#default#acme#msg_2");
+    // A stored copy normalizes again to its id (replay, the sweeper, a re-send).
+    let normalizers = Providers::normalizers(&Env::default()).unwrap();
+    for id in [
+        "standard#acme#msg_1",
+        "standard#beta#msg_1",
+        "standard#msg_1",
+    ] {
+        let stored = ingest.store.events.lock().unwrap()[id].clone();
+        let again = normalizers
+            .get("standard")
+            .unwrap()
+            .normalize(&stored.delivery());
+        assert_eq!(again.event_id, id);
+    }
+}
