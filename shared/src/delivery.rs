@@ -104,8 +104,11 @@ pub const REQUEST_URL: &str = ":url";
 /// pseudo-header ingest sets after verifying and stores, never one a request can bring.
 pub const SENDER: &str = ":sender";
 
+/// Marks a delivery its provider accepted without authenticating it (RECHO_AUTH=none).
+pub const UNAUTHENTICATED: &str = ":unauthenticated";
+
 /// The pseudo-headers [`Verified`] sets.
-pub const VERIFIED_HEADERS: &[&str] = &[SENDER];
+pub const VERIFIED_HEADERS: &[&str] = &[SENDER, UNAUTHENTICATED];
 
 /// What a successful check established about a delivery beyond "authentic". Ingest keeps it with
 /// the delivery as pseudo-headers ([`VERIFIED_HEADERS`]), so that normalizing the live request and
@@ -114,6 +117,8 @@ pub const VERIFIED_HEADERS: &[&str] = &[SENDER];
 pub struct Verified {
     /// The named sender whose key verified it; `None` for a provider's only (default) sender.
     pub sender: Option<String>,
+    /// Nothing was checked: the provider accepts anyone's posts (RECHO_AUTH=none).
+    pub unauthenticated: bool,
 }
 
 impl Verified {
@@ -130,6 +135,9 @@ impl Verified {
         );
         if let Some(sender) = &self.sender {
             applied.insert(SENDER, sender.clone());
+        }
+        if self.unauthenticated {
+            applied.insert(UNAUTHENTICATED, "true");
         }
         applied
     }

@@ -295,6 +295,20 @@ fn cases() -> Vec<Case> {
         set(P, "STATESET_WEBHOOK_SECRETS", "whsec_***stateset-secret***"),
         set(P, "STATESET_TOLERANCE_SECS", "five minutes"),
         set(P, "RECHO_AUTH", "bogus"),
+        // Anyone could post: it takes a second, explicit consent.
+        Case {
+            functions: P,
+            changes: vec![("RECHO_AUTH", Some("none".into()))],
+            names: "RECHO_ALLOW_UNAUTHENTICATED",
+        },
+        Case {
+            functions: P,
+            changes: vec![
+                ("RECHO_AUTH", Some("none".into())),
+                ("RECHO_ALLOW_UNAUTHENTICATED", Some("yes".into())),
+            ],
+            names: "RECHO_ALLOW_UNAUTHENTICATED",
+        },
         set(P, "RECHO_AUTH", "hmac-sha256"),
         Case {
             functions: P,
@@ -417,7 +431,10 @@ async fn the_base_environment_starts_every_function() {
             ("AWS_REGION", None),
             ("AWS_DEFAULT_REGION", Some("eu-west-1")),
         ],
-        &[("RECHO_AUTH", Some("NONE"))],
+        &[
+            ("RECHO_AUTH", Some("NONE")),
+            ("RECHO_ALLOW_UNAUTHENTICATED", Some("true")),
+        ],
         &[
             ("RECHO_AUTH", Some("bearer")),
             (

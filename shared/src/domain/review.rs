@@ -35,6 +35,8 @@ pub enum ReviewReason {
     ProviderDeliveryFailed,
     /// A message that waits for an answer callhook cannot give (Vapi's tool calls).
     ResponseRequired,
+    /// A dispatch to the call-back route of a call with unauthenticated events.
+    Unauthenticated,
     /// `dlq:{queue}`: a message a queue's consumer gave up on.
     DeadLetter(String),
     /// Any other reason (kept as written, e.g. by an older version).
@@ -52,6 +54,7 @@ impl ReviewReason {
             ReviewReason::DispatchFailed => "dispatch_failed",
             ReviewReason::ProviderDeliveryFailed => "provider_delivery_failed",
             ReviewReason::ResponseRequired => "response_required",
+            ReviewReason::Unauthenticated => "unauthenticated",
             ReviewReason::DeadLetter(queue) => return Cow::Owned(format!("dlq:{queue}")),
             ReviewReason::Other(reason) => reason,
         })
@@ -67,6 +70,7 @@ impl ReviewReason {
             "dispatch_failed" => ReviewReason::DispatchFailed,
             "provider_delivery_failed" => ReviewReason::ProviderDeliveryFailed,
             "response_required" => ReviewReason::ResponseRequired,
+            "unauthenticated" => ReviewReason::Unauthenticated,
             other => match other.strip_prefix("dlq:") {
                 Some(queue) => ReviewReason::DeadLetter(queue.to_owned()),
                 None => ReviewReason::Other(other.to_owned()),

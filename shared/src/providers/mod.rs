@@ -51,6 +51,11 @@ pub trait Provider: Send + Sync {
         self.verify(delivery).map(|()| Verified::default())
     }
 
+    /// False for a provider configured to accept anyone's posts (RECHO_AUTH=none).
+    fn authenticates(&self) -> bool {
+        true
+    }
+
     /// Maps an authentic delivery to the canonical event. Never fails: an unknown type or a body
     /// that is not the documented shape comes back with `review` set.
     /// `delivery` is the live request or a stored one being replayed (its signed headers, raw
@@ -166,6 +171,15 @@ impl Providers {
 
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.configured.iter().map(|p| p.name())
+    }
+
+    /// The configured providers that authenticate nothing (RECHO_AUTH=none).
+    pub fn unauthenticated(&self) -> Vec<&'static str> {
+        self.configured
+            .iter()
+            .filter(|p| !p.authenticates())
+            .map(|p| p.name())
+            .collect()
     }
 
     /// Every supported provider, for normalizing stored events only: none holds a credential,

@@ -168,6 +168,7 @@ impl Provider for Standard {
         let sender = self.auth.verify_sender(d)?;
         Ok(Verified {
             sender: (sender != sw::DEFAULT_SENDER).then(|| sender.to_owned()),
+            ..Verified::default()
         })
     }
 

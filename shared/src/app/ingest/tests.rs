@@ -547,3 +547,81 @@ async fn one_standard_webhooks_sender_never_collides_with_another() {
         assert_eq!(again.event_id, id);
     }
 }
+
+/// RECHO_AUTH=none (with RECHO_ALLOW_UNAUTHENTICATED=true): every event is marked
+/// unauthenticated — in the queued event, in the stored copy (so replay and the sweeper agree),
+/// and in the call record the lifecycle makes of it, which dispatch then keeps away from the
+/// call-back route. Each cold start warns and writes a metric.
+#[tokio::test]
+async fn an_unauthenticated_providers_events_are_marked_from_ingest_to_the_record() {
+    let env = Env::from_pairs([
+        ("RECHO_AUTH", "none"),
+        ("RECHO_ALLOW_UNAUTHENTICATED", "true"),
+        ("EVENTS_TABLE", "events"),
+        ("EVENTS_QUEUE_URL", "queue"),
+    ]);
+    let ingest = Ingest {
+        providers: Providers::from_env(&env).unwrap(),
+        store: MemoryEventStore::default(),
+        queue: MemoryQueue::default(),
+        config: IngestConfig::from_env(&env).unwrap(),
+    };
+    let sink = crate::observability::emf::Sink::memory();
+    assert_eq!(
+        warn_unauthenticated(&ingest.providers, &sink),
+        vec!["recho"]
+    );
+    let lines = sink.lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(
+        line["unauthenticated_providers"].as_f64(),
+        Some(1.0),
+        "{line}"
+    );
+    assert_eq!(line["provider"], "recho");
+
+    let body =
+        r#"{"projectId":"p","eventType":"OUTBOUND_CALL_BUSY","body":{"data":{"callId":"c-9"}}}"#;
+    let request = Request {
+        method: "POST",
+        provider: Some("recho"),
+        token: None,
+        // A request cannot set the mark (or clear it) itself.
+        headers: [(crate::delivery::UNAUTHENTICATED, "false")]
+            .into_iter()
+            .collect(),
+        body: Some(body),
+        is_base64_encoded: false,
+        request_url: None,
+        received_at: Utc::now(),
+    };
+    let answer = ingest.handle(&request).await;
+    assert_eq!(answer.status(), 200, "{answer:?}");
+    let queued: CanonicalEvent = serde_json::from_str(&ingest.queue.taken()[0]).unwrap();
+    assert!(queued.unauthenticated);
+    let id = answer.body["event_id"].as_str().unwrap().to_owned();
+    let stored = ingest.store.events.lock().unwrap()[&id].clone();
+    let normalizers = Providers::normalizers(&Env::default()).unwrap();
+    assert!(
+        normalizers
+            .get("recho")
+            .unwrap()
+            .normalize(&stored.delivery())
+            .unauthenticated
+    );
+    let (record, _) = crate::domain::call::apply(None, &queued);
+    assert!(record.unwrap().unauthenticated);
+
+    // An authenticated provider warns of nothing.
+    let quiet = crate::observability::emf::Sink::memory();
+    let telnyx = ingest_providers_of("telnyx");
+    assert!(warn_unauthenticated(&telnyx, &quiet).is_empty());
+    assert!(quiet.lines().is_empty());
+}
+
+fn ingest_providers_of(provider: &str) -> Providers {
+    let mut env = Env::from_pairs(dev_signer(provider, &FIXTURE_SEED).unwrap().verifier_env());
+    env.set("CALLHOOK_DEV", "true");
+    Providers::from_env(&env).unwrap()
+}

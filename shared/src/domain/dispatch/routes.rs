@@ -129,6 +129,8 @@ pub enum Route {
 pub struct Routes {
     routes: BTreeMap<RouteKey, Route>,
     destinations: BTreeMap<RouteKey, &'static str>,
+    /// The call-back destination as configured (CALLBACK_QUEUE_URL).
+    callback: Route,
 }
 
 /// The destination name of a DISPATCH_ROUTES `{"http": url}` override.
@@ -156,7 +158,15 @@ impl Routes {
                 .into_iter()
                 .map(|k| (k, k.default_target().as_str()))
                 .collect(),
+            callback,
         }
+    }
+
+    /// `key` leads to the call-back queue: by default, by name in DISPATCH_ROUTES, or as a
+    /// route's own `{"sqs": …}` URL that is the call-back queue's.
+    pub fn feeds_callback(&self, key: RouteKey) -> bool {
+        self.destination(key) == Target::Callback.as_str()
+            || matches!(self.get(key), Route::Sqs(_) if *self.get(key) == self.callback)
     }
 
     /// Sends `key` to `route`, a destination named `destination` (a metrics label).
