@@ -37,8 +37,32 @@ pub enum AuthError {
 
 /// Request headers with lower-cased names. API Gateway v2 already joins repeated headers with
 /// commas, so one value per name is all a provider can rely on.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Headers(BTreeMap<String, String>);
+
+/// Headers whose values `Debug` shows; any other may hold a token (`authorization`, Vapi's
+/// configurable token header, a URL with credentials), so it is shown as `***`.
+const DEBUG_SHOWN: &[&str] = &[
+    "content-type",
+    "content-length",
+    "user-agent",
+    SENDER,
+    UNAUTHENTICATED,
+];
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut map = f.debug_map();
+        for (name, value) in &self.0 {
+            if DEBUG_SHOWN.contains(&name.as_str()) {
+                map.entry(name, value);
+            } else {
+                map.entry(name, &format_args!("***"));
+            }
+        }
+        map.finish()
+    }
+}
 
 impl Headers {
     pub fn new() -> Self {
@@ -160,6 +184,23 @@ pub struct Delivery<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_names_every_header_and_hides_what_may_be_secret() {
+        let h: Headers = [
+            ("Authorization", "Bearer s3cret-bearer"),
+            ("X-Vapi-Secret", "s3cret-vapi"),
+            ("Telnyx-Signature-Ed25519", "s3cret-sig"),
+            ("Content-Type", "application/json"),
+        ]
+        .into_iter()
+        .collect();
+        let debug = format!("{h:?}");
+        for shown in ["authorization", "x-vapi-secret", "application/json", "***"] {
+            assert!(debug.contains(shown), "{shown}: {debug}");
+        }
+        assert!(!debug.contains("s3cret"), "{debug}");
+    }
 
     #[test]
     fn headers_are_case_insensitive_and_repeats_join() {

@@ -28,7 +28,7 @@ pub fn target_var(target: Target) -> &'static str {
 }
 
 /// What the dispatch function needs, validated at cold start.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DispatchConfig {
     pub calls_table: String,
     /// Where the facts a call keeps by reference are read back from.
@@ -40,6 +40,22 @@ pub struct DispatchConfig {
     /// Required when some route POSTs.
     pub signing_secret: Option<SigningSecret>,
     pub policy: RetryPolicy,
+}
+
+/// Every field, the routes' webhook URLs and the signing secret hidden ([`Route`]'s and
+/// [`SigningSecret`]'s own `Debug`).
+impl std::fmt::Debug for DispatchConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DispatchConfig")
+            .field("calls_table", &self.calls_table)
+            .field("events_table", &self.events_table)
+            .field("ledger_table", &self.ledger_table)
+            .field("review_table", &self.review_table)
+            .field("routes", &self.routes)
+            .field("signing_secret", &self.signing_secret)
+            .field("policy", &self.policy)
+            .finish()
+    }
 }
 
 fn bounded(env: &Env, var: &str, default: u64, min: u64, max: u64) -> Result<u32, ConfigError> {
@@ -527,6 +543,26 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("CALLHOOK_DEV"), "{message}");
+    }
+
+    #[test]
+    fn debug_of_routes_and_config_hides_urls_and_the_secret() {
+        let cfg = DispatchConfig::from_env(&env(&[
+            (CRM_WEBHOOK_URL, "https://crm.example/hook?token=s3cret-crm"),
+            (
+                DISPATCH_ROUTES,
+                r#"{"busy": {"http": "https://user:s3cret-pw@x.example/busy"}}"#,
+            ),
+        ]))
+        .unwrap();
+        for debug in [format!("{cfg:?}"), format!("{:?}", cfg.routes)] {
+            assert!(!debug.contains("s3cret"), "{debug}");
+            assert!(!debug.contains("MfKQ9r8"), "{debug}");
+            assert!(debug.contains("Busy") && debug.contains("Http"), "{debug}");
+            // Queue URLs are no secret, and say where a call-back goes.
+            assert!(debug.contains(CALLBACKS), "{debug}");
+        }
+        assert!(format!("{cfg:?}").contains("ledger"));
     }
 
     #[test]

@@ -44,9 +44,24 @@ impl ConfigError {
 
 /// A snapshot of the environment. Functions read it once at cold start; tests and the dev
 /// command build one from pairs.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Env {
     vars: BTreeMap<String, String>,
+}
+
+/// Every name; a value only when the variable is one of [`vars::PUBLIC`], else `***`.
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut map = f.debug_map();
+        for (name, value) in &self.vars {
+            if vars::PUBLIC.contains(&name.as_str()) {
+                map.entry(name, value);
+            } else {
+                map.entry(name, &format_args!("***"));
+            }
+        }
+        map.finish()
+    }
 }
 
 impl Env {
@@ -164,6 +179,36 @@ mod tests {
         assert_eq!(env.get("A"), None);
         assert_eq!(env.list("B"), vec!["x", "y"]);
         assert_eq!(env.require("A"), Err(ConfigError::missing("A")));
+    }
+
+    #[test]
+    fn debug_shows_every_name_and_only_public_values() {
+        let env = Env::from_pairs([
+            ("EVENTS_TABLE", "callhook-events"),
+            ("TWILIO_AUTH_TOKENS", "s3cret-twilio-token"),
+            (
+                "CRM_WEBHOOK_URL",
+                "https://crm.example/hook?token=s3cret-url",
+            ),
+            (
+                "DISPATCH_ROUTES",
+                r#"{"busy":{"http":"https://x.example/s3cret-route"}}"#,
+            ),
+            ("AWS_SECRET_ACCESS_KEY", "s3cret-aws"),
+            ("SOMETHING_ELSE", "s3cret-unknown"),
+        ]);
+        let debug = format!("{env:?}");
+        for name in [
+            "EVENTS_TABLE",
+            "callhook-events",
+            "TWILIO_AUTH_TOKENS",
+            "CRM_WEBHOOK_URL",
+            "SOMETHING_ELSE",
+            "***",
+        ] {
+            assert!(debug.contains(name), "{name} missing: {debug}");
+        }
+        assert!(!debug.contains("s3cret"), "{debug}");
     }
 
     #[test]

@@ -89,6 +89,53 @@ pub const PLIVO_WEBHOOK_URL: &str = "PLIVO_WEBHOOK_URL";
 // ---- Logs
 pub const RUST_LOG: &str = "RUST_LOG";
 
+/// Variables whose values are never secret: the only ones whose value [`super::Env`]'s `Debug`
+/// shows. Everything else (keys, tokens, URLs that may embed a token, AWS credentials, and any
+/// variable callhook does not know) is shown as `***`.
+pub const PUBLIC: &[&str] = &[
+    AWS_REGION,
+    AWS_DEFAULT_REGION,
+    AWS_ENDPOINT_URL,
+    EVENTS_TABLE,
+    CALLS_TABLE,
+    LEDGER_TABLE,
+    REVIEW_TABLE,
+    EVENTS_QUEUE_URL,
+    DISPATCH_QUEUE_URL,
+    REVIEW_QUEUE_ARN,
+    EVENTS_DLQ_ARN,
+    DISPATCH_DLQ_ARN,
+    CALLBACK_DLQ_ARN,
+    CALLBACK_QUEUE_URL,
+    MAX_BODY_BYTES,
+    RAW_RETENTION_DAYS,
+    RESEND_AFTER_SECS,
+    DISPATCH_SETTLE_SECS,
+    DISPATCH_MAX_ATTEMPTS,
+    DISPATCH_RETRY_BASE_SECS,
+    DISPATCH_RETRY_MAX_SECS,
+    DISPATCH_TIMEOUT_SECS,
+    SWEEP_MIN_AGE_SECS,
+    TELNYX_TOLERANCE_SECS,
+    BIRD_TOLERANCE_SECS,
+    RECHO_AUTH,
+    RECHO_ALLOW_UNAUTHENTICATED,
+    RECHO_TOLERANCE_SECS,
+    STATESET_TOLERANCE_SECS,
+    STANDARD_EVENT_TYPES,
+    STANDARD_TOLERANCE_SECS,
+    RETELL_TOLERANCE_SECS,
+    ELEVENLABS_TOLERANCE_SECS,
+    VAPI_AUTH,
+    VAPI_SIGNATURE_HEADER,
+    VAPI_TIMESTAMP_HEADER,
+    VAPI_TOKEN_HEADER,
+    VAPI_TOLERANCE_SECS,
+    VONAGE_TOLERANCE_SECS,
+    RUST_LOG,
+    CALLHOOK_DEV,
+];
+
 // ---- Local development
 /// `true` allows what only local development and tests may use: the public fixture keys and
 /// the fixtures' long timestamp tolerances. `callhook dev`, events/env.json and the tests set it.

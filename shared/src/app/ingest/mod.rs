@@ -18,7 +18,7 @@ use crate::ports::{EventStatus, EventStore, Inserted, NewEvent, Queue, StoreErro
 use crate::providers::{Provider, Providers};
 
 /// One HTTP request as API Gateway hands it over.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Request<'a> {
     pub method: &'a str,
     pub provider: Option<&'a str>,
@@ -29,6 +29,24 @@ pub struct Request<'a> {
     /// `https://{domain}{path}[?{query}]`, for providers that sign the URL.
     pub request_url: Option<String>,
     pub received_at: DateTime<Utc>,
+}
+
+/// The path token and URL (which may carry it) hidden, headers as [`Headers`] shows them, the
+/// body by its length.
+impl std::fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |present: bool| if present { Some("***") } else { None };
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("provider", &self.provider)
+            .field("token", &hidden(self.token.is_some()))
+            .field("headers", &self.headers)
+            .field("body", &self.body.map(|b| format!("<{} bytes>", b.len())))
+            .field("is_base64_encoded", &self.is_base64_encoded)
+            .field("request_url", &hidden(self.request_url.is_some()))
+            .field("received_at", &self.received_at)
+            .finish()
+    }
 }
 
 /// What ingest made of a request, for logs and metrics (`docs/metrics.md`: the `result` label).

@@ -43,6 +43,27 @@ fn signed<'a>(body: &'a str, now: DateTime<Utc>) -> Request<'a> {
     }
 }
 
+#[test]
+fn a_requests_debug_hides_its_token_headers_body_and_url() {
+    let request = Request {
+        method: "POST",
+        provider: Some("miraiminds"),
+        token: Some("s3cret-path-token"),
+        headers: [("authorization", "Bearer s3cret-bearer")]
+            .into_iter()
+            .collect(),
+        body: Some(r#"{"card":"s3cret-body"}"#),
+        is_base64_encoded: false,
+        request_url: Some("https://h.example/webhooks/miraiminds/s3cret-path-token".into()),
+        received_at: Utc::now(),
+    };
+    let debug = format!("{request:?}");
+    for shown in ["POST", "miraiminds", "authorization", "22 bytes"] {
+        assert!(debug.contains(shown), "{shown}: {debug}");
+    }
+    assert!(!debug.contains("s3cret"), "{debug}");
+}
+
 #[tokio::test]
 async fn new_event_is_stored_and_queued_once() {
     let ingest = ingest(1024);

@@ -112,7 +112,7 @@ impl Target {
 }
 
 /// Where one route key goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Route {
     /// A signed POST to this URL.
     Http(String),
@@ -122,6 +122,19 @@ pub enum Route {
     Drop,
     /// The destination's variable is not set: such messages go to review.
     Unconfigured(&'static str),
+}
+
+/// A webhook URL often embeds a token (in its path, query or userinfo): `Debug` hides it. Queue
+/// URLs are no secret.
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Route::Http(_) => f.write_str("Http(***)"),
+            Route::Sqs(url) => f.debug_tuple("Sqs").field(url).finish(),
+            Route::Drop => f.write_str("Drop"),
+            Route::Unconfigured(var) => f.debug_tuple("Unconfigured").field(var).finish(),
+        }
+    }
 }
 
 /// The route of every key, after configuration, and the name of each one's destination.
