@@ -150,8 +150,10 @@ fn cases() -> Vec<Case> {
     const LD: &[Function] = &[Lifecycle, Dispatch];
     const S: &[Function] = &[Sweeper];
     const R: &[Function] = &[Review];
-    // Providers are configured by ingest and by the sweeper (which normalizes again).
-    const P: &[Function] = &[Ingest, Sweeper];
+    // Providers' keys are configured by ingest only (the sweeper normalizes without keys); both
+    // read STANDARD_EVENT_TYPES.
+    const P: &[Function] = &[Ingest];
+    const IS: &[Function] = &[Ingest, Sweeper];
     const ILSR: &[Function] = &[Ingest, Lifecycle, Sweeper, Review];
 
     let telnyx_key = |len: usize| B64.encode(vec![0x5au8; len]);
@@ -177,8 +179,8 @@ fn cases() -> Vec<Case> {
             "https://sqs.eu-west-1.amazonaws.com/1/events-dlq",
         ),
         set(R, "REVIEW_QUEUE_ARN", "review-queue"),
-        set(P, "STANDARD_EVENT_TYPES", "call.completed"),
-        set(P, "STANDARD_EVENT_TYPES", "call.completed=finished-s3cr3t"),
+        set(IS, "STANDARD_EVENT_TYPES", "call.completed"),
+        set(IS, "STANDARD_EVENT_TYPES", "call.completed=finished-s3cr3t"),
         unset(LD, "CALLS_TABLE"),
         unset(LD, "DISPATCH_QUEUE_URL"),
         unset(D, "LEDGER_TABLE"),

@@ -16,5 +16,6 @@ mod pipeline;
 mod reliability;
 mod review;
 mod review_function;
+mod secrets;
 mod sweeper;
 mod template;

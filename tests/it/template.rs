@@ -60,3 +60,94 @@ fn ingest_reserved_concurrency_is_optional() {
         "{condition}"
     );
 }
+
+/// The variables of a function's environment.
+fn variables(t: &Value, function: &str) -> Vec<String> {
+    resource(t, function)["Properties"]["Environment"]["Variables"]
+        .as_mapping()
+        .unwrap_or_else(|| panic!("{function} has variables"))
+        .keys()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_sweeper_gets_no_key_token_or_secret() {
+    let t = template();
+    let sweeper = variables(&t, "SweeperFunction");
+    for secret in [
+        "TELNYX_PUBLIC_KEYS",
+        "BIRD_SIGNING_KEYS",
+        "RECHO_BEARER_TOKENS",
+        "RECHO_PUBLIC_KEYS_PEM",
+        "MIRAIMINDS_PATH_TOKENS",
+        "STATESET_WEBHOOK_SECRETS",
+        "STANDARD_WEBHOOK_SECRETS",
+        "TWILIO_AUTH_TOKENS",
+        "VONAGE_SIGNATURE_SECRETS",
+        "PLIVO_AUTH_TOKENS",
+        "RETELL_API_KEYS",
+        "ELEVENLABS_WEBHOOK_SECRETS",
+        "VAPI_HMAC_SECRETS",
+        "VAPI_TOKENS",
+        "CALLHOOK_SECRETS_ARN",
+    ] {
+        assert!(
+            !sweeper.contains(&secret.to_owned()),
+            "sweeper gets {secret}"
+        );
+    }
+    // What normalizing needs that is not a secret stays.
+    assert!(sweeper.contains(&"STANDARD_EVENT_TYPES".to_owned()));
+}
+
+#[test]
+fn every_parameter_that_may_hold_a_secret_is_no_echo() {
+    let t = template();
+    for param in [
+        "DispatchRoutes",
+        "CrmWebhookUrl",
+        "TicketingWebhookUrl",
+        "CrmSigningSecret",
+        "TelnyxPublicKeys",
+        "VapiTokens",
+    ] {
+        assert_eq!(t["Parameters"][param]["NoEcho"], true, "{param}");
+    }
+}
+
+#[test]
+fn secrets_manager_is_optional_and_least_privilege() {
+    let t = template();
+    let param = &t["Parameters"]["CallhookSecretsArn"];
+    assert_eq!(param["Default"], "");
+    for function in ["IngestFunction", "DispatchFunction"] {
+        let env = &resource(&t, function)["Properties"]["Environment"]["Variables"];
+        assert_eq!(
+            reference(&env["CALLHOOK_SECRETS_ARN"]),
+            Some("CallhookSecretsArn"),
+            "{function}"
+        );
+        // Exactly GetSecretValue, on that ARN only, and only when one is given.
+        let policies = text(&resource(&t, function)["Properties"]["Policies"]);
+        assert!(
+            policies.contains("secretsmanager:GetSecretValue"),
+            "{function}"
+        );
+        assert!(!policies.contains("secretsmanager:*"), "{function}");
+        let statement = policies
+            .split("HasCallhookSecretsArn")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{function}: the statement is conditional"));
+        let statement = &statement[..statement.find("AWS::NoValue").unwrap()];
+        assert!(
+            statement.contains("Resource: !Ref CallhookSecretsArn")
+                || statement.contains("Ref: CallhookSecretsArn"),
+            "{function}: {statement}"
+        );
+    }
+    for function in ["LifecycleFunction", "SweeperFunction", "ReviewFunction"] {
+        let policies = text(&resource(&t, function)["Properties"]["Policies"]);
+        assert!(!policies.contains("secretsmanager"), "{function}");
+    }
+}

@@ -285,14 +285,13 @@ pub fn sign_all(events_dir: &Path, check: bool) -> Result<Vec<PathBuf>> {
         vars.insert(tolerance, Value::from(FIXTURE_TOLERANCE_SECS));
         // The fixture keys are public and the tolerance decades long: dev mode only.
         vars.insert("CALLHOOK_DEV".to_owned(), Value::from("true"));
-        // The sweeper normalizes stored events again with the provider that accepted them:
-        // template.yaml configures it as ingest, and so does env.json (it verifies nothing, so
-        // it needs no tolerance).
+        // The sweeper normalizes without keys (template.yaml gives it none): env.json neither.
         if let Some(vars) = updated["SweeperFunction"].as_object_mut() {
-            for (name, value) in signer.verifier_env() {
-                vars.insert(name.to_owned(), Value::from(value));
+            for (name, _) in signer.verifier_env() {
+                vars.remove(name);
             }
-            vars.insert("CALLHOOK_DEV".to_owned(), Value::from("true"));
+            vars.remove(&format!("{}_TOLERANCE_SECS", provider.to_ascii_uppercase()));
+            vars.remove("CALLHOOK_DEV");
         }
     }
     if updated != env {

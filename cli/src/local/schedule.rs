@@ -17,7 +17,7 @@ use super::emulator;
 pub type LocalSweeper = Sweeper<DynamoEventReader, SqsQueue>;
 
 /// A sweeper over the local stack's events table and queue (logical names from
-/// template.yaml), with providers configured from `env`.
+/// template.yaml), normalizing with every provider (`env` says only STANDARD_EVENT_TYPES).
 pub fn sweeper(
     env: &Env,
     aws_endpoint: &str,
@@ -31,7 +31,8 @@ pub fn sweeper(
     let events_queue = queues
         .get("EventsQueue")
         .context("the local stack has no EventsQueue")?;
-    let providers = Providers::from_env(env).context("provider configuration")?;
+    // As the sweeper Lambda: normalizing needs no key.
+    let providers = Providers::normalizers(env).context("provider configuration")?;
     let (dynamo, sqs) = emulator::clients(aws_endpoint);
     Ok(Sweeper {
         store: DynamoEventReader::new(dynamo, events_table),

@@ -23,11 +23,11 @@ pub struct SweeperFunction {
 }
 
 /// Everything the function needs, built once per cold start; any configuration problem is one
-/// clear error naming the variable. Providers are configured from the same variables as
-/// ingest: an event is normalized again by the provider that accepted it.
+/// clear error naming the variable. A stored event was verified when it was received, so
+/// normalizing it again needs no key: the sweeper holds none ([`Providers::normalizers`]).
 pub fn build(env: &Env) -> Result<SweeperFunction, ConfigError> {
     let config = SweepConfig::from_env(env)?;
-    let providers = Providers::from_env(env)?;
+    let providers = Providers::normalizers(env)?;
     let sdk = callhook::adapters::aws::sdk_config(env)?;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     Ok(SweeperFunction {

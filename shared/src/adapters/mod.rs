@@ -5,4 +5,5 @@ pub mod dynamodb;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod packing;
+pub mod secrets;
 pub mod sqs;

@@ -9,6 +9,9 @@ pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
 pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
 /// Sends every AWS call to an emulator.
 pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+/// One Secrets Manager secret (a JSON object of variables) merged under the environment at
+/// cold start (`adapters::secrets`).
+pub const CALLHOOK_SECRETS_ARN: &str = "CALLHOOK_SECRETS_ARN";
 
 // ---- Tables and queues
 pub const EVENTS_TABLE: &str = "EVENTS_TABLE";
@@ -134,6 +137,7 @@ pub const PUBLIC: &[&str] = &[
     VONAGE_TOLERANCE_SECS,
     RUST_LOG,
     CALLHOOK_DEV,
+    CALLHOOK_SECRETS_ARN,
 ];
 
 // ---- Local development
