@@ -4,3 +4,4 @@
 pub mod commands;
 pub mod local;
 pub mod target;
+pub mod terminal;
