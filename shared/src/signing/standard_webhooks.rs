@@ -351,14 +351,10 @@ mod tests {
         let v = &VECTORS[0];
         let keys = parse_keys("S", &[v.secret]).unwrap();
         let wrong = "v1a,AAAA";
-        let at_the_cap = format!(
-            "{} {}",
-            vec![wrong; MAX_SIGNATURES - 1].join(" "),
-            v.signature
-        );
+        let at_the_cap = format!("{} {}", [wrong; MAX_SIGNATURES - 1].join(" "), v.signature);
         let h = headers(v.id, v.ts, &at_the_cap);
         assert_eq!(verify(&keys, &h, v.body.as_bytes(), at(v.ts), 300), Ok(()));
-        let over = format!("{} {}", vec![wrong; MAX_SIGNATURES].join(" "), v.signature);
+        let over = format!("{} {}", [wrong; MAX_SIGNATURES].join(" "), v.signature);
         let h = headers(v.id, v.ts, &over);
         assert_eq!(
             verify(&keys, &h, v.body.as_bytes(), at(v.ts), 300),
