@@ -69,6 +69,7 @@ fixtures: ## Re-sign the fixtures in events/ after editing a body
 
 bench: ## Criterion benchmarks and the Lambda runtime measurements (docs/benchmarks.md)
 	$(CARGO) bench -p callhook --bench verify
+	$(CARGO) bench -p callhook --bench signature_flood
 	ARM64=$(ARM64) bench/run.sh
 
 bench-lambda: venv ## Only the Lambda runtime measurements: cold init, CPU/event, RSS, zip size

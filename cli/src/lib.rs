@@ -5,3 +5,4 @@ pub mod commands;
 pub mod console;
 pub mod local;
 pub mod target;
+pub mod terminal;

@@ -66,7 +66,12 @@ impl Target {
             tables: state.tables.clone(),
             queues: state.queues.clone(),
             buckets: state.buckets.clone(),
-            env: dotenv::dev_env(state_dir)?,
+            env: {
+                // The local stack is `callhook dev`'s: dev mode, as it runs.
+                let mut env = dotenv::dev_env(state_dir)?;
+                env.set("CALLHOOK_DEV", "true");
+                env
+            },
         })
     }
 

@@ -37,8 +37,32 @@ pub enum AuthError {
 
 /// Request headers with lower-cased names. API Gateway v2 already joins repeated headers with
 /// commas, so one value per name is all a provider can rely on.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Headers(BTreeMap<String, String>);
+
+/// Headers whose values `Debug` shows; any other may hold a token (`authorization`, Vapi's
+/// configurable token header, a URL with credentials), so it is shown as `***`.
+const DEBUG_SHOWN: &[&str] = &[
+    "content-type",
+    "content-length",
+    "user-agent",
+    SENDER,
+    UNAUTHENTICATED,
+];
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut map = f.debug_map();
+        for (name, value) in &self.0 {
+            if DEBUG_SHOWN.contains(&name.as_str()) {
+                map.entry(name, value);
+            } else {
+                map.entry(name, &format_args!("***"));
+            }
+        }
+        map.finish()
+    }
+}
 
 impl Headers {
     pub fn new() -> Self {
@@ -100,6 +124,49 @@ impl<K: AsRef<str>, V: Into<String>> FromIterator<(K, V)> for Headers {
 /// header can have), for providers that sign the URL: the stored copy verifies again.
 pub const REQUEST_URL: &str = ":url";
 
+/// The named sender whose key verified a delivery (Standard Webhooks), among its headers: a
+/// pseudo-header ingest sets after verifying and stores, never one a request can bring.
+pub const SENDER: &str = ":sender";
+
+/// Marks a delivery its provider accepted without authenticating it (RECHO_AUTH=none).
+pub const UNAUTHENTICATED: &str = ":unauthenticated";
+
+/// The pseudo-headers [`Verified`] sets.
+pub const VERIFIED_HEADERS: &[&str] = &[SENDER, UNAUTHENTICATED];
+
+/// What a successful check established about a delivery beyond "authentic". Ingest keeps it with
+/// the delivery as pseudo-headers ([`VERIFIED_HEADERS`]), so that normalizing the live request and
+/// normalizing the stored copy later give the same ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verified {
+    /// The named sender whose key verified it; `None` for a provider's only (default) sender.
+    pub sender: Option<String>,
+    /// Nothing was checked: the provider accepts anyone's posts (RECHO_AUTH=none).
+    pub unauthenticated: bool,
+}
+
+impl Verified {
+    /// `headers` without any pseudo-header a request brought (real header names never start
+    /// with `:`), then this verification's own.
+    pub fn apply(&self, headers: &Headers) -> Headers {
+        let mut applied = Headers(
+            headers
+                .0
+                .iter()
+                .filter(|(name, _)| !name.starts_with(':'))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        );
+        if let Some(sender) = &self.sender {
+            applied.insert(SENDER, sender.clone());
+        }
+        if self.unauthenticated {
+            applied.insert(UNAUTHENTICATED, "true");
+        }
+        applied
+    }
+}
+
 /// One delivery as received: everything a provider may authenticate or normalize.
 #[derive(Debug, Clone, Copy)]
 pub struct Delivery<'a> {
@@ -117,6 +184,23 @@ pub struct Delivery<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_names_every_header_and_hides_what_may_be_secret() {
+        let h: Headers = [
+            ("Authorization", "Bearer s3cret-bearer"),
+            ("X-Vapi-Secret", "s3cret-vapi"),
+            ("Telnyx-Signature-Ed25519", "s3cret-sig"),
+            ("Content-Type", "application/json"),
+        ]
+        .into_iter()
+        .collect();
+        let debug = format!("{h:?}");
+        for shown in ["authorization", "x-vapi-secret", "application/json", "***"] {
+            assert!(debug.contains(shown), "{shown}: {debug}");
+        }
+        assert!(!debug.contains("s3cret"), "{debug}");
+    }
 
     #[test]
     fn headers_are_case_insensitive_and_repeats_join() {

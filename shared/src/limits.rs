@@ -54,3 +54,16 @@ pub const MAX_RETENTION_DAYS: u64 = 36_500;
 pub const PROVIDER_API_BODY_LIMIT: usize = 8 * 1024 * 1024;
 /// How much of a provider API's unexpected answer an error text quotes.
 pub const PROVIDER_API_ERROR_QUOTE: usize = 200;
+
+// ---- What configuration may say
+
+/// The shortest HMAC secret, bearer or path token accepted (bytes; a `whsec_` secret decoded):
+/// shorter ones can be guessed.
+pub const MIN_SECRET_BYTES: usize = 16;
+/// The largest `{PROVIDER}_TOLERANCE_SECS` (7 days; Bird's default is one).
+pub const MAX_TOLERANCE_SECS: u64 = 7 * 24 * 60 * 60;
+/// The largest tolerance with `CALLHOOK_DEV=true`: the fixtures in `events/` are signed at fixed
+/// times in 2023 and verify for decades.
+pub const DEV_MAX_TOLERANCE_SECS: u64 = u32::MAX as u64;
+/// The largest RESEND_AFTER_SECS (a day: the sweeper catches anything older anyway).
+pub const MAX_RESEND_AFTER_SECS: u64 = 24 * 60 * 60;

@@ -63,6 +63,8 @@ fn base() -> Vec<(String, String)> {
             "CRM_SIGNING_SECRET",
             "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         ),
+        // The fixture keys below and the CRM secret above are public: dev mode only.
+        ("CALLHOOK_DEV", "true"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -149,8 +151,10 @@ fn cases() -> Vec<Case> {
     const LD: &[Function] = &[Lifecycle, Dispatch];
     const S: &[Function] = &[Sweeper];
     const R: &[Function] = &[Review];
-    // Providers are configured by ingest and by the sweeper (which normalizes again).
-    const P: &[Function] = &[Ingest, Sweeper];
+    // Providers' keys are configured by ingest only (the sweeper normalizes without keys); both
+    // read STANDARD_EVENT_TYPES.
+    const P: &[Function] = &[Ingest];
+    const IS: &[Function] = &[Ingest, Sweeper];
     const ILSR: &[Function] = &[Ingest, Lifecycle, Sweeper, Review];
     const IDS: &[Function] = &[Ingest, Dispatch, Sweeper];
 
@@ -180,8 +184,8 @@ fn cases() -> Vec<Case> {
             "https://sqs.eu-west-1.amazonaws.com/1/events-dlq",
         ),
         set(R, "REVIEW_QUEUE_ARN", "review-queue"),
-        set(P, "STANDARD_EVENT_TYPES", "call.completed"),
-        set(P, "STANDARD_EVENT_TYPES", "call.completed=finished-s3cr3t"),
+        set(IS, "STANDARD_EVENT_TYPES", "call.completed"),
+        set(IS, "STANDARD_EVENT_TYPES", "call.completed=finished-s3cr3t"),
         unset(LD, "CALLS_TABLE"),
         unset(LD, "DISPATCH_QUEUE_URL"),
         unset(D, "LEDGER_TABLE"),
@@ -207,6 +211,70 @@ fn cases() -> Vec<Case> {
         set(I, "RAW_RETENTION_DAYS", "thirty"),
         set(I, "RAW_RETENTION_DAYS", "00000"),
         set(I, "RESEND_AFTER_SECS", "soon-ish"),
+        // Huge values once made chrono panic on every request.
+        set(I, "RAW_RETENTION_DAYS", "1000000000000"),
+        set(I, "RESEND_AFTER_SECS", "100000000000000000"),
+        // ---- dev mode: the public fixture keys and long tolerances only with CALLHOOK_DEV=true
+        Case {
+            functions: P,
+            changes: vec![("CALLHOOK_DEV", None)],
+            names: "TELNYX_PUBLIC_KEYS",
+        },
+        Case {
+            functions: D,
+            changes: vec![("CALLHOOK_DEV", Some("false".into()))],
+            names: "CRM_SIGNING_SECRET",
+        },
+        Case {
+            functions: P,
+            changes: vec![
+                ("CALLHOOK_DEV", None),
+                ("TELNYX_TOLERANCE_SECS", Some("604801".into())),
+            ],
+            names: "TELNYX_TOLERANCE_SECS",
+        },
+        set(P, "BIRD_TOLERANCE_SECS", "99999999999"),
+        set(P, "CALLHOOK_DEV", "yes"),
+        set(D, "CALLHOOK_DEV", "on"),
+        // ---- secrets and tokens of at least 16 bytes
+        set(P, "TWILIO_AUTH_TOKENS", "short-token-15b"),
+        set(P, "RETELL_API_KEYS", "key_0123456789a"),
+        Case {
+            functions: P,
+            changes: vec![
+                ("RECHO_AUTH", Some("bearer".into())),
+                (
+                    "RECHO_BEARER_TOKENS",
+                    Some("a-long-enough-token,s3cr3t-short".into()),
+                ),
+            ],
+            names: "RECHO_BEARER_TOKENS",
+        },
+        set(
+            P,
+            "STANDARD_WEBHOOK_SECRETS",
+            format!("whsec_{}", B64.encode(b"fifteen-bytes-x")),
+        ),
+        set(
+            D,
+            "CRM_SIGNING_SECRET",
+            format!("whsec_{}", B64.encode(b"fifteen-bytes-x")),
+        ),
+        // ---- a key for two providers
+        Case {
+            functions: P,
+            changes: vec![(
+                "PLIVO_AUTH_TOKENS",
+                Some(
+                    providers::dev_signer("twilio", &FIXTURE_SEED)
+                        .unwrap()
+                        .verifier_env()[0]
+                        .1
+                        .clone(),
+                ),
+            )],
+            names: "PLIVO_AUTH_TOKENS",
+        },
         // ---- provider keys
         set(P, "TELNYX_PUBLIC_KEYS", telnyx_key(31)),
         set(P, "TELNYX_PUBLIC_KEYS", telnyx_key(33)),
@@ -236,6 +304,20 @@ fn cases() -> Vec<Case> {
         set(P, "STATESET_WEBHOOK_SECRETS", "whsec_***stateset-secret***"),
         set(P, "STATESET_TOLERANCE_SECS", "five minutes"),
         set(P, "RECHO_AUTH", "bogus"),
+        // Anyone could post: it takes a second, explicit consent.
+        Case {
+            functions: P,
+            changes: vec![("RECHO_AUTH", Some("none".into()))],
+            names: "RECHO_ALLOW_UNAUTHENTICATED",
+        },
+        Case {
+            functions: P,
+            changes: vec![
+                ("RECHO_AUTH", Some("none".into())),
+                ("RECHO_ALLOW_UNAUTHENTICATED", Some("yes".into())),
+            ],
+            names: "RECHO_ALLOW_UNAUTHENTICATED",
+        },
         set(P, "RECHO_AUTH", "hmac-sha256"),
         Case {
             functions: P,
@@ -307,6 +389,18 @@ fn cases() -> Vec<Case> {
             "https://tickets.example.com/a b?key=s3cr3t-ticket",
         ),
         set(D, "CALLBACK_QUEUE_URL", "callback-queue-name-only"),
+        // ---- what callhook POSTs to: https, or plain http on this machine only
+        set(
+            D,
+            "CRM_WEBHOOK_URL",
+            "http://crm.example.com/hook?token=s3cr3t-crm",
+        ),
+        set(D, "TICKETING_WEBHOOK_URL", "http://10.1.2.3/s3cr3t-tickets"),
+        set(
+            D,
+            "DISPATCH_ROUTES",
+            r#"{"busy":{"http":"http://crm.example.com/busy-s3cr3t"}}"#,
+        ),
         set(D, "CRM_SIGNING_SECRET", "whsec_%%%crm-signing-secret%%%"),
         set(D, "CRM_SIGNING_SECRET", "whsec_"),
         unset(D, "CRM_SIGNING_SECRET"),
@@ -346,10 +440,16 @@ async fn the_base_environment_starts_every_function() {
             ("AWS_REGION", None),
             ("AWS_DEFAULT_REGION", Some("eu-west-1")),
         ],
-        &[("RECHO_AUTH", Some("NONE"))],
+        &[
+            ("RECHO_AUTH", Some("NONE")),
+            ("RECHO_ALLOW_UNAUTHENTICATED", Some("true")),
+        ],
         &[
             ("RECHO_AUTH", Some("bearer")),
-            ("RECHO_BEARER_TOKENS", Some("token-one,token-two")),
+            (
+                "RECHO_BEARER_TOKENS",
+                Some("recho-token-number-one,recho-token-number-two"),
+            ),
         ],
         &[("MAX_BODY_BYTES", Some("393216"))],
         &[("MAX_BODY_BYTES", Some("4694016"))],
@@ -359,8 +459,10 @@ async fn the_base_environment_starts_every_function() {
         ],
         &[(
             "DISPATCH_ROUTES",
-            Some(r#"{"busy":"drop","voicemail":"crm"}"#),
+            Some(r#"{"busy":"drop","voicemail":"crm","failed":{"http":"http://[::1]:3001/x"}}"#),
         )],
+        &[("CRM_WEBHOOK_URL", Some("http://localhost:3001/crm"))],
+        &[("TELNYX_TOLERANCE_SECS", Some("2000000000"))],
     ];
     for changes in variants {
         for function in ALL {

@@ -18,5 +18,7 @@ mod pipeline;
 mod reliability;
 mod review;
 mod review_function;
+mod secrets;
 mod stale;
 mod sweeper;
+mod template;

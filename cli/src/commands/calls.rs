@@ -10,6 +10,7 @@ use callhook::providers::Providers;
 use chrono::{DateTime, Utc};
 
 use crate::target::Target;
+use crate::terminal::printable;
 
 /// The calls store of the target (local dev or a deployed stack).
 pub fn store(target: &Target) -> Result<DynamoCallStore> {
@@ -86,29 +87,34 @@ pub async fn list(store: &DynamoCallStore, filter: &Filter, json: bool) -> Resul
         "CALL", "STATUS", "OUTCOME", "DIR", "SECS", "EVENTS"
     );
     for c in &calls {
-        println!(
-            "{:<48} {:<9} {:<11} {:<8} {:>6} {:>6}  {}",
-            c.call_id,
-            c.status.map(|s| s.as_str()).unwrap_or("-"),
-            c.outcome.map(|o| o.as_str()).unwrap_or("-"),
-            c.direction
-                .map(|d| if d == callhook::domain::event::Direction::Inbound {
-                    "in"
-                } else {
-                    "out"
-                })
-                .unwrap_or("-"),
-            c.duration_secs
-                .map(|d| d.to_string())
-                .unwrap_or_else(|| "-".into()),
-            c.event_count,
-            c.last_occurred_at
-                .map(|t| t.to_rfc3339())
-                .unwrap_or_else(|| "-".into()),
-        );
+        println!("{}", row(c));
     }
     eprintln!("{} call(s)", calls.len());
     Ok(())
+}
+
+/// One line of `calls list`: the call id comes from the provider, so it is made printable.
+fn row(c: &CallRecord) -> String {
+    format!(
+        "{:<48} {:<9} {:<11} {:<8} {:>6} {:>6}  {}",
+        printable(&c.call_id),
+        c.status.map(|s| s.as_str()).unwrap_or("-"),
+        c.outcome.map(|o| o.as_str()).unwrap_or("-"),
+        c.direction
+            .map(|d| if d == callhook::domain::event::Direction::Inbound {
+                "in"
+            } else {
+                "out"
+            })
+            .unwrap_or("-"),
+        c.duration_secs
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "-".into()),
+        c.event_count,
+        c.last_occurred_at
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_else(|| "-".into()),
+    )
 }
 
 fn print_record(c: &CallRecord) {
@@ -141,13 +147,21 @@ fn print_record(c: &CallRecord) {
         ("finalized", time(c.finalized_at)),
     ];
     for (name, value) in rows {
-        println!("{name:<10} {value}");
+        println!("{name:<10} {}", printable(&value));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listed_call_id_cannot_carry_a_terminal_escape() {
+        let record = CallRecord::new("telnyx#\u{1b}]0;owned\u{7}\u{1b}[2J", "telnyx");
+        let line = row(&record);
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(line.contains("\\u{1b}[2J"), "{line}");
+    }
 
     #[test]
     fn open_and_quiet_filters_keep_the_calls_the_stale_pass_would_ask_about() {

@@ -90,6 +90,9 @@ pub async fn run(options: Options) -> Result<()> {
     for (k, v) in emulator::local_aws_env(&endpoint) {
         env.set(k, v);
     }
+    // Local development: the public fixture keys (events/env.json) and the fixtures' long
+    // tolerances are allowed here, and only here.
+    env.set("CALLHOOK_DEV", "true");
     let generated = provider_env(&options.state_dir, &mut env, addr)?;
     let mut sink_server = None;
     if env.get("CRM_SIGNING_SECRET").is_none() {

@@ -283,13 +283,15 @@ pub fn sign_all(events_dir: &Path, check: bool) -> Result<Vec<PathBuf>> {
         }
         let tolerance = format!("{}_TOLERANCE_SECS", provider.to_ascii_uppercase());
         vars.insert(tolerance, Value::from(FIXTURE_TOLERANCE_SECS));
-        // The sweeper normalizes stored events again with the provider that accepted them:
-        // template.yaml configures it as ingest, and so does env.json (it verifies nothing, so
-        // it needs no tolerance).
+        // The fixture keys are public and the tolerance decades long: dev mode only.
+        vars.insert("CALLHOOK_DEV".to_owned(), Value::from("true"));
+        // The sweeper normalizes without keys (template.yaml gives it none): env.json neither.
         if let Some(vars) = updated["SweeperFunction"].as_object_mut() {
-            for (name, value) in signer.verifier_env() {
-                vars.insert(name.to_owned(), Value::from(value));
+            for (name, _) in signer.verifier_env() {
+                vars.remove(name);
             }
+            vars.remove(&format!("{}_TOLERANCE_SECS", provider.to_ascii_uppercase()));
+            vars.remove("CALLHOOK_DEV");
         }
     }
     if updated != env {
@@ -341,6 +343,7 @@ mod tests {
                 FIXTURE_TOLERANCE_SECS,
             );
         }
+        env.set("CALLHOOK_DEV", "true");
         let providers = Providers::from_env(&env).unwrap();
         let event: ApiGatewayV2httpRequest = serde_json::from_value(event.clone()).unwrap();
         let request = callhook_ingest::request_of(&event);

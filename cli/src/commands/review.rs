@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::commands::replay;
 use crate::target::Target;
+use crate::terminal::{printable, printable_body};
 
 /// The review table of the target (local dev or a deployed stack).
 pub fn store(target: &Target) -> Result<DynamoReviewStore> {
@@ -55,17 +56,23 @@ pub async fn list(
         "STATUS", "REASON", "TRY", "CREATED"
     );
     for item in &items {
-        println!(
-            "{:<9} {:<24} {:>4} {:<25} {}",
-            item.status.as_str(),
-            item.reason,
-            item.attempts,
-            item.created_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            item.pk
-        );
+        println!("{}", row(item));
     }
     eprintln!("{} item(s)", items.len());
     Ok(())
+}
+
+/// One line of `review list`: its id and reason may come from a sender (an event id is the
+/// provider's), so they are made printable.
+fn row(item: &ReviewItem) -> String {
+    format!(
+        "{:<9} {:<24} {:>4} {:<25} {}",
+        item.status.as_str(),
+        printable(&item.reason.to_string()),
+        item.attempts,
+        item.created_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        printable(&item.pk)
+    )
 }
 
 /// `review show ID [--json] [--raw]`: for an event item, its stored raw body byte-exact
@@ -135,22 +142,36 @@ pub async fn show(
         rows.push(("event status", stored.status.as_str().to_owned()));
     }
     let mut out = std::io::stdout().lock();
+    out.write_all(show_text(rows, &item, stored.as_ref()).as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// What `review show` prints for a person: every value a sender could have written (ids,
+/// detail, the receiver's response, the raw body) made printable. `--raw` is byte-exact.
+fn show_text(rows: Vec<(&str, String)>, item: &ReviewItem, stored: Option<&StoredEvent>) -> String {
+    let mut text = String::new();
     for (name, value) in rows {
-        writeln!(out, "{name:<13} {value}")?;
+        text.push_str(&format!("{name:<13} {}\n", printable(&value)));
     }
-    match &stored {
+    match stored {
         Some(stored) => {
-            writeln!(out, "raw body ({} bytes):", stored.raw_body.len())?;
-            out.write_all(&stored.raw_body)?;
-            out.flush()?;
-            eprintln!();
+            text.push_str(&format!(
+                "raw body ({} bytes; `--raw` for the exact bytes):\n",
+                stored.raw_body.len()
+            ));
+            text.push_str(&printable_body(&stored.raw_body));
+            text.push('\n');
         }
         None if item.event_id().is_some() => {
-            writeln!(out, "raw body      (the event is no longer stored)")?;
+            text.push_str("raw body      (the event is no longer stored)\n");
         }
-        None => writeln!(out, "payload       {}", item.payload)?,
+        None => text.push_str(&format!(
+            "payload       {}\n",
+            printable(&item.payload.to_string())
+        )),
     }
-    Ok(())
+    text
 }
 
 /// What `review replay` did with an item.
@@ -370,4 +391,57 @@ pub fn item_json(item: &ReviewItem) -> Value {
         }
     }
     value
+}
+
+#[cfg(test)]
+mod terminal_tests {
+    use super::*;
+    use callhook::delivery::Headers;
+    use callhook::ports::EventStatus;
+    use chrono::Utc;
+
+    #[test]
+    fn listed_and_shown_items_cannot_carry_a_terminal_escape() {
+        let evil = "\u{1b}[2J\u{9b}31m";
+        let item = ReviewItem::open(
+            format!("event#telnyx#{evil}"),
+            ReviewReason::Other(format!("reason{evil}")),
+            &format!("telnyx#{evil}"),
+            json!({ "x": evil }),
+            1,
+            &format!("detail{evil}"),
+            Some(500),
+            Some(&format!("response{evil}")),
+            Utc::now(),
+        );
+        let line = row(&item);
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+
+        let stored = StoredEvent {
+            event_id: format!("telnyx#{evil}"),
+            provider: "telnyx".into(),
+            status: EventStatus::Review,
+            raw_body: format!("{{\"a\":\"{evil}\"}}\n{{}}").into_bytes(),
+            headers: Headers::new(),
+            received_at: Utc::now(),
+            call_id: None,
+            queue_failed: false,
+        };
+        let rows = vec![
+            ("id", item.pk.clone()),
+            ("detail", item.detail.clone()),
+            ("response", item.response_body.clone().unwrap()),
+        ];
+        for text in [
+            show_text(rows.clone(), &item, Some(&stored)),
+            show_text(rows, &item, None),
+        ] {
+            // Line breaks between rows (and in the body) are the only controls left.
+            assert!(
+                !text.chars().any(|c| c.is_control() && c != '\n'),
+                "{text:?}"
+            );
+            assert!(text.contains("\\u{1b}[2J"), "{text}");
+        }
+    }
 }

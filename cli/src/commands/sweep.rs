@@ -22,7 +22,8 @@ pub fn target_sweeper(target: &Target, min_age: Duration) -> Result<LocalSweeper
     Ok(Sweeper {
         store: target.events_reader()?,
         queue: SqsQueue::new(target.sqs.clone(), target.queue("EventsQueue")?),
-        providers: Providers::from_env(&target.env).context("provider configuration")?,
+        // As the sweeper Lambda: normalizing needs no key.
+        providers: Providers::normalizers(&target.env).context("provider configuration")?,
         min_age,
     })
 }

@@ -1,6 +1,8 @@
 //! Dev keys: one random 32-byte seed per provider in `.callhook/keys/`, from which the provider's
 //! dev signer derives its keys (see `callhook::providers::DevSigner`). Local use only.
 
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -30,14 +32,26 @@ fn parse_seed(text: &str) -> Option<[u8; 32]> {
 pub fn load_or_create(dir: &Path, provider: &str) -> Result<[u8; 32]> {
     let path = seed_path(dir, provider);
     if let Ok(text) = std::fs::read_to_string(&path) {
+        // Written by an earlier version with the default mode: narrowed now.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         return parse_seed(&text)
             .with_context(|| format!("{} is not a 64-hex-digit seed", path.display()));
     }
     let mut seed = [0u8; 32];
     OsRng.fill_bytes(&mut seed);
-    std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
+    let keys = path.parent().unwrap_or(dir);
+    std::fs::create_dir_all(keys)?;
+    std::fs::set_permissions(keys, std::fs::Permissions::from_mode(0o700))?;
     let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(&path, hex + "\n").with_context(|| format!("writing {}", path.display()))?;
+    // A seed is a private key: the owner's only, from the moment it exists.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all((hex + "\n").as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(seed)
 }
 
@@ -126,6 +140,22 @@ mod tests {
                 assert_eq!(env.get(var), Some(value.as_str()), "{provider}: {var}");
             }
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn key_files_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("modes");
+        load_or_create(&dir, "crm").unwrap();
+        let path = seed_path(&dir, "crm");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        // A seed written by an earlier version with a wider mode is narrowed when read.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        load_or_create(&dir, "crm").unwrap();
+        assert_eq!(mode(&path), 0o600);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -59,14 +59,16 @@ pub fn stale_pass(
 }
 
 /// The sweeps over the local stack's tables, bucket and queue (logical names from
-/// template.yaml), with providers configured from `env`.
+/// template.yaml), normalizing with every provider (as the sweeper Lambda: no key needed), the
+/// stale pass asking the provider APIs `env` configures.
 pub fn sweeper(
     env: &Env,
     aws_endpoint: &str,
     provisioned: &Provisioned,
     min_age: Duration,
 ) -> Result<LocalSweeps> {
-    let providers = Providers::from_env(env).context("provider configuration")?;
+    // As the sweeper Lambda: normalizing needs no key.
+    let providers = Providers::normalizers(env).context("provider configuration")?;
     let (dynamo, sqs) = emulator::clients(aws_endpoint);
     let events_bucket = provisioned
         .buckets

@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -11,7 +12,7 @@ use anyhow::{Context, Result};
 use callhook::providers::Headers;
 use callhook::signing::standard_webhooks;
 use chrono::Utc;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Bytes;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -29,13 +30,17 @@ impl Sink {
     pub fn new(secret: &str, log_path: Option<PathBuf>) -> Result<Sink> {
         let keys = standard_webhooks::parse_keys("CRM_SIGNING_SECRET", &[secret])?;
         let log = match log_path {
-            Some(path) => Some(Mutex::new(
-                std::fs::OpenOptions::new()
+            Some(path) => {
+                // What the CRM received, signed call records included: the owner's only.
+                let file = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
+                    .mode(0o600)
                     .open(&path)
-                    .with_context(|| format!("opening {}", path.display()))?,
-            )),
+                    .with_context(|| format!("opening {}", path.display()))?;
+                file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+                Some(Mutex::new(file))
+            }
             None => None,
         };
         Ok(Sink { keys, log })
@@ -56,6 +61,63 @@ impl Sink {
     }
 }
 
+/// The largest delivery the sink takes (413 above): callhook's own dispatches are far smaller,
+/// and anything on this port could otherwise fill memory and `sink.jsonl`.
+pub const MAX_SINK_BODY_BYTES: usize = 1024 * 1024;
+
+/// One request: read (at most [`MAX_SINK_BODY_BYTES`]), verified, printed and logged; 200, or
+/// 413 for a larger body (not logged).
+pub async fn respond<B>(sink: &Sink, req: Request<B>) -> Response<Full<Bytes>>
+where
+    B: hyper::body::Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let answer = |status: u16, body: &'static [u8]| {
+        Response::builder()
+            .status(status)
+            .body(Full::new(Bytes::from_static(body)))
+            .expect("static response")
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = match Limited::new(body, MAX_SINK_BODY_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) if err.is::<LengthLimitError>() => {
+            eprintln!(
+                "sink: {} refused: body over {MAX_SINK_BODY_BYTES} bytes",
+                parts.uri.path()
+            );
+            return answer(413, b"{\"error\":\"body too large\"}");
+        }
+        Err(_) => return answer(400, b"{\"error\":\"body could not be read\"}"),
+    };
+    let headers: Headers = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let entry = sink.record(parts.uri.path(), &headers, &bytes);
+    // One line in `callhook dev`'s terminal (local/terminal.rs, which escapes what senders chose).
+    tracing::info!(
+        path = entry["path"].as_str().unwrap_or(""),
+        message_type = entry["body"]["type"].as_str().unwrap_or("?"),
+        call_id = entry["body"]["call"]["call_id"].as_str().unwrap_or(""),
+        webhook_id = entry["webhook_id"].as_str().unwrap_or("-"),
+        signature = entry["signature"].as_str().unwrap_or(""),
+        "delivered"
+    );
+    if let Some(log) = &sink.log
+        && let Ok(mut file) = log.lock()
+    {
+        let _ = writeln!(file, "{entry}");
+    }
+    answer(200, b"{\"ok\":true}")
+}
+
 pub async fn serve(listener: TcpListener, sink: Arc<Sink>) -> Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
@@ -63,45 +125,7 @@ pub async fn serve(listener: TcpListener, sink: Arc<Sink>) -> Result<()> {
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let sink = sink.clone();
-                async move {
-                    let (parts, body) = req.into_parts();
-                    let bytes = body
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    let headers: Headers = parts
-                        .headers
-                        .iter()
-                        .map(|(k, v)| {
-                            (
-                                k.as_str(),
-                                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                            )
-                        })
-                        .collect();
-                    let entry = sink.record(parts.uri.path(), &headers, &bytes);
-                    // One line in `callhook dev`'s terminal (local/terminal.rs).
-                    tracing::info!(
-                        path = entry["path"].as_str().unwrap_or(""),
-                        message_type = entry["body"]["type"].as_str().unwrap_or("?"),
-                        call_id = entry["body"]["call"]["call_id"].as_str().unwrap_or(""),
-                        webhook_id = entry["webhook_id"].as_str().unwrap_or("-"),
-                        signature = entry["signature"].as_str().unwrap_or(""),
-                        "delivered"
-                    );
-                    if let Some(log) = &sink.log
-                        && let Ok(mut file) = log.lock()
-                    {
-                        let _ = writeln!(file, "{entry}");
-                    }
-                    Ok::<_, std::convert::Infallible>(
-                        Response::builder()
-                            .status(200)
-                            .body(Full::new(Bytes::from_static(b"{\"ok\":true}")))
-                            .expect("static response"),
-                    )
-                }
+                async move { Ok::<_, std::convert::Infallible>(respond(&sink, req).await) }
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -120,4 +144,52 @@ pub async fn bind(port: u16) -> Result<(TcpListener, SocketAddr)> {
         }
     })?;
     Ok((listener, addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("callhook-sink-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn secret() -> String {
+        callhook::signing::standard_webhooks::encode_secret(&[7; 32])
+    }
+
+    #[tokio::test]
+    async fn bodies_over_one_mib_are_refused_and_not_logged() {
+        let dir = temp("limit");
+        let log = dir.join("sink.jsonl");
+        let sink = Sink::new(&secret(), Some(log.clone())).unwrap();
+        let post = |len: usize| {
+            Request::post("/crm")
+                .body(Full::new(Bytes::from(vec![b'x'; len])))
+                .unwrap()
+        };
+        assert_eq!(
+            respond(&sink, post(MAX_SINK_BODY_BYTES + 1)).await.status(),
+            413
+        );
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "");
+        assert_eq!(respond(&sink, post(1024)).await.status(), 200);
+        assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_log_is_readable_by_its_owner_only() {
+        let dir = temp("mode");
+        let log = dir.join("sink.jsonl");
+        std::fs::write(&log, "").unwrap();
+        std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Sink::new(&secret(), Some(log.clone())).unwrap();
+        let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -295,6 +295,15 @@ mod tests {
             "CRM_SIGNING_SECRET",
             "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         );
+        // The spec's vector is a public fixture: dev mode only.
+        assert!(
+            build(&env)
+                .err()
+                .unwrap()
+                .to_string()
+                .starts_with("CRM_SIGNING_SECRET")
+        );
+        env.set("CALLHOOK_DEV", "true");
         assert_eq!(
             build(&env).err().unwrap().to_string(),
             "DISPATCH_QUEUE_URL is not set"

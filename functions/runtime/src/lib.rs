@@ -25,9 +25,13 @@ where
     Fut: Future<Output = Result<R, Error>> + Send,
 {
     callhook::observability::logging::init();
-    let function = build(&Env::from_process()).inspect_err(|e| {
-        eprintln!("callhook {name}: configuration error: {e}");
-    })?;
+    let report = |e: &ConfigError| eprintln!("callhook {name}: configuration error: {e}");
+    // Secrets Manager first (CALLHOOK_SECRETS_ARN, once per cold start), under the plain
+    // environment; then the whole configuration is validated as usual.
+    let env = callhook::adapters::secrets::with_secrets(Env::from_process())
+        .await
+        .inspect_err(report)?;
+    let function = build(&env).inspect_err(report)?;
     let function: &'static F = Box::leak(Box::new(function));
     // Boxed: the handlers' futures nest the SDK's deep ones, and one more layer of nesting would
     // pass the compiler's layout depth limit. One allocation per invocation.

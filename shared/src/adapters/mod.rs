@@ -10,4 +10,5 @@ pub mod packing;
 #[cfg(feature = "http")]
 pub mod provider_api;
 pub mod s3;
+pub mod secrets;
 pub mod sqs;

@@ -253,10 +253,9 @@ mod tests {
     use crate::providers::{FIXTURE_SEED, Headers, dev_signer};
 
     fn providers() -> Providers {
-        Providers::from_env(&Env::from_pairs(
-            dev_signer("telnyx", &FIXTURE_SEED).unwrap().verifier_env(),
-        ))
-        .unwrap()
+        let mut env = Env::from_pairs(dev_signer("telnyx", &FIXTURE_SEED).unwrap().verifier_env());
+        env.set("CALLHOOK_DEV", "true");
+        Providers::from_env(&env).unwrap()
     }
 
     fn stored(event_type: &str, status: EventStatus) -> StoredEvent {

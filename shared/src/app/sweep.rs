@@ -149,6 +149,7 @@ mod tests {
         env.set("EVENTS_TABLE", "events");
         env.set("EVENTS_BUCKET", "bodies");
         env.set("EVENTS_QUEUE_URL", "queue");
+        env.set("CALLHOOK_DEV", "true");
         env
     }
 

@@ -12,7 +12,11 @@ use crate::domain::dispatch::{
     DEFAULT_TIMEOUT_SECS, DROPPED, RetryPolicy, Route, RouteKey, Routes, Target,
 };
 use crate::limits::SQS_MAX_VISIBILITY_SECS;
-use crate::signing::standard_webhooks::{self, SigningSecret};
+use crate::providers::keys;
+use crate::signing::{
+    self,
+    standard_webhooks::{self, SigningSecret},
+};
 
 /// The variable that configures a destination.
 pub fn target_var(target: Target) -> &'static str {
@@ -24,7 +28,7 @@ pub fn target_var(target: Target) -> &'static str {
 }
 
 /// What the dispatch function needs, validated at cold start.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DispatchConfig {
     pub calls_table: String,
     /// Where the facts a call keeps by reference are read back from.
@@ -40,6 +44,22 @@ pub struct DispatchConfig {
     pub policy: RetryPolicy,
 }
 
+/// Every field, the routes' webhook URLs and the signing secret hidden ([`Route`]'s and
+/// [`SigningSecret`]'s own `Debug`).
+impl std::fmt::Debug for DispatchConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DispatchConfig")
+            .field("calls_table", &self.calls_table)
+            .field("events_table", &self.events_table)
+            .field("ledger_table", &self.ledger_table)
+            .field("review_table", &self.review_table)
+            .field("routes", &self.routes)
+            .field("signing_secret", &self.signing_secret)
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
 fn bounded(env: &Env, var: &str, default: u64, min: u64, max: u64) -> Result<u32, ConfigError> {
     env.bounded(var, default, min, max).map(|v| v as u32)
 }
@@ -48,10 +68,14 @@ impl DispatchConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let routes = Routes::from_env(env)?;
         let signing_secret = match env.get(CRM_SIGNING_SECRET) {
-            Some(secret) => Some(SigningSecret::new(standard_webhooks::decode_hmac_secret(
-                CRM_SIGNING_SECRET,
-                secret,
-            )?)),
+            Some(secret) => {
+                let bytes = standard_webhooks::decode_hmac_secret(CRM_SIGNING_SECRET, secret)?;
+                signing::check_secret_len(CRM_SIGNING_SECRET, "the decoded secret", &bytes)?;
+                if !env.dev_mode()? && keys::is_public_fixture_secret(&bytes) {
+                    return Err(keys::fixture_key_error(CRM_SIGNING_SECRET));
+                }
+                Some(SigningSecret::new(bytes))
+            }
             None if routes.has_http() => {
                 return Err(ConfigError::invalid(
                     CRM_SIGNING_SECRET,
@@ -127,6 +151,40 @@ fn check_url(var: &str, what: &str, url: &str) -> Result<String, ConfigError> {
     }
 }
 
+/// A URL callhook POSTs to: https, except on this machine (127.0.0.0/8, `::1`, `localhost`),
+/// so that the signed call record and the receiver's answer never cross a network in clear.
+fn check_http_target(var: &str, what: &str, url: &str) -> Result<String, ConfigError> {
+    let url = check_url(var, what, url)?;
+    if url.starts_with("https://") || is_loopback(&url) {
+        Ok(url)
+    } else {
+        Err(ConfigError::invalid(
+            var,
+            format!(
+                "{what} must be an https:// URL (plain http only to 127.0.0.1, ::1 or localhost)"
+            ),
+        ))
+    }
+}
+
+/// The host of an `http://` URL is the loopback interface.
+fn is_loopback(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    let host = match host_port.strip_prefix('[') {
+        // [v6]:port
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 impl Routes {
     /// The default table with the configured destinations, then DISPATCH_ROUTES on top.
     pub fn from_env(env: &Env) -> Result<Routes, ConfigError> {
@@ -134,13 +192,12 @@ impl Routes {
             let var = target_var(target);
             Ok(match env.get(var) {
                 None => Route::Unconfigured(var),
-                Some(url) => {
-                    let url = check_url(var, "the value", url)?;
-                    match target {
-                        Target::Callback => Route::Sqs(url),
-                        Target::Crm | Target::Ticketing => Route::Http(url),
+                Some(url) => match target {
+                    Target::Callback => Route::Sqs(check_url(var, "the value", url)?),
+                    Target::Crm | Target::Ticketing => {
+                        Route::Http(check_http_target(var, "the value", url)?)
                     }
-                }
+                },
             })
         };
         let (crm, ticketing, callback) = (
@@ -207,7 +264,7 @@ fn parse_override(
             let what = format!("route {key:?}: the {kind} URL");
             match kind.as_str() {
                 "http" => Ok((
-                    Route::Http(check_url(DISPATCH_ROUTES, &what, url)?),
+                    Route::Http(check_http_target(DISPATCH_ROUTES, &what, url)?),
                     CUSTOM_HTTP,
                 )),
                 "sqs" => Ok((
@@ -423,6 +480,94 @@ mod tests {
         ]);
         let cfg = DispatchConfig::from_env(&queues_only).unwrap();
         assert!(cfg.signing_secret.is_none() && cfg.review_table.is_none());
+    }
+
+    #[test]
+    fn outbound_http_urls_must_be_https_unless_loopback() {
+        let err = |pairs: &[(&str, &str)]| {
+            DispatchConfig::from_env(&env(pairs))
+                .err()
+                .map(|e| e.to_string())
+        };
+        for (var, url) in [
+            (CRM_WEBHOOK_URL, "http://crm.example.com/hook?token=s3cr3t"),
+            (TICKETING_WEBHOOK_URL, "http://10.0.0.7/tickets"),
+            (CRM_WEBHOOK_URL, "http://localhost.evil.example/hook"),
+            (CRM_WEBHOOK_URL, "http://127.0.0.1.nip.io/hook"),
+        ] {
+            let message = err(&[(var, url)]).unwrap_or_else(|| panic!("{url} accepted"));
+            assert!(
+                message.starts_with(&format!("{var} is invalid")),
+                "{message}"
+            );
+            assert!(message.contains("https"), "{message}");
+            assert!(!message.contains("s3cr3t"), "{message}");
+        }
+        let route = r#"{"busy": {"http": "http://crm.example.com/busy"}}"#;
+        let message = err(&[(DISPATCH_ROUTES, route)]).expect("plain http route accepted");
+        assert!(
+            message.starts_with("DISPATCH_ROUTES is invalid"),
+            "{message}"
+        );
+        for loopback in [
+            "http://127.0.0.1:3001/crm",
+            "http://localhost:3001/crm",
+            "http://[::1]:3001/crm",
+            "http://user:pw@127.0.0.1/crm",
+            "https://crm.example.com/hook",
+        ] {
+            assert_eq!(err(&[(CRM_WEBHOOK_URL, loopback)]), None, "{loopback}");
+        }
+        // Queue URLs are the SDK's business (an emulator is plain http).
+        assert_eq!(
+            err(&[(CALLBACK_QUEUE_URL, "http://sqs.local:4566/1/q")]),
+            None
+        );
+    }
+
+    #[test]
+    fn the_signing_secret_is_long_and_not_a_public_fixture() {
+        let err = |pairs: &[(&str, &str)]| {
+            DispatchConfig::from_env(&env(pairs))
+                .err()
+                .map(|e| e.to_string())
+        };
+        let short = standard_webhooks::encode_secret(b"fifteen-bytes-x");
+        let message = err(&[(CRM_SIGNING_SECRET, &short)]).expect("15 bytes accepted");
+        assert!(
+            message.starts_with("CRM_SIGNING_SECRET is invalid"),
+            "{message}"
+        );
+        let sixteen = standard_webhooks::encode_secret(b"sixteen-bytes-ok");
+        assert_eq!(err(&[(CRM_SIGNING_SECRET, &sixteen)]), None);
+        // events/env.json's secret (the spec's vector) only in dev mode.
+        let message = err(&[(crate::config::vars::CALLHOOK_DEV, "false")])
+            .expect("the fixture secret accepted outside dev mode");
+        assert!(
+            message.starts_with("CRM_SIGNING_SECRET is invalid"),
+            "{message}"
+        );
+        assert!(message.contains("CALLHOOK_DEV"), "{message}");
+    }
+
+    #[test]
+    fn debug_of_routes_and_config_hides_urls_and_the_secret() {
+        let cfg = DispatchConfig::from_env(&env(&[
+            (CRM_WEBHOOK_URL, "https://crm.example/hook?token=s3cret-crm"),
+            (
+                DISPATCH_ROUTES,
+                r#"{"busy": {"http": "https://user:s3cret-pw@x.example/busy"}}"#,
+            ),
+        ]))
+        .unwrap();
+        for debug in [format!("{cfg:?}"), format!("{:?}", cfg.routes)] {
+            assert!(!debug.contains("s3cret"), "{debug}");
+            assert!(!debug.contains("MfKQ9r8"), "{debug}");
+            assert!(debug.contains("Busy") && debug.contains("Http"), "{debug}");
+            // Queue URLs are no secret, and say where a call-back goes.
+            assert!(debug.contains(CALLBACKS), "{debug}");
+        }
+        assert!(format!("{cfg:?}").contains("ledger"));
     }
 
     #[test]

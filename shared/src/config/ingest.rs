@@ -1,7 +1,9 @@
 //! The ingest function's configuration (besides the providers' keys, which each provider reads).
 
 use super::{ConfigError, Env, vars};
-use crate::limits::{DEFAULT_MAX_BODY_BYTES, LARGEST_BODY_BYTES};
+use crate::limits::{
+    DEFAULT_MAX_BODY_BYTES, LARGEST_BODY_BYTES, MAX_RESEND_AFTER_SECS, MAX_RETENTION_DAYS,
+};
 
 /// What the ingest function needs beyond the providers' keys.
 #[derive(Debug, Clone)]
@@ -38,14 +40,14 @@ impl IngestConfig {
                 ),
             ));
         }
-        let raw_retention_days =
-            env.number(vars::RAW_RETENTION_DAYS, DEFAULT_RAW_RETENTION_DAYS)?;
-        if raw_retention_days == 0 {
-            return Err(ConfigError::invalid(
-                vars::RAW_RETENTION_DAYS,
-                "must be above 0",
-            ));
-        }
+        // Bounded above: each request adds the retention to its receipt time, and chrono
+        // panics on a duration or a date it cannot hold.
+        let raw_retention_days = env.bounded(
+            vars::RAW_RETENTION_DAYS,
+            DEFAULT_RAW_RETENTION_DAYS,
+            1,
+            MAX_RETENTION_DAYS,
+        )?;
         Ok(IngestConfig {
             events_table: env.require(vars::EVENTS_TABLE)?.to_owned(),
             events_bucket: env.require(vars::EVENTS_BUCKET)?.to_owned(),
@@ -53,7 +55,12 @@ impl IngestConfig {
             max_body_bytes: usize::try_from(max_body_bytes)
                 .map_err(|_| ConfigError::invalid(vars::MAX_BODY_BYTES, "too large"))?,
             raw_retention_days,
-            resend_after_secs: env.number(vars::RESEND_AFTER_SECS, DEFAULT_RESEND_AFTER_SECS)?,
+            resend_after_secs: env.bounded(
+                vars::RESEND_AFTER_SECS,
+                DEFAULT_RESEND_AFTER_SECS,
+                0,
+                MAX_RESEND_AFTER_SECS,
+            )?,
         })
     }
 }

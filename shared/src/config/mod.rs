@@ -19,6 +19,8 @@ pub use sweeper::{DEFAULT_SWEEP_MIN_AGE_SECS, StaleConfig, SweepConfig};
 
 use std::collections::BTreeMap;
 
+use crate::limits::{DEV_MAX_TOLERANCE_SECS, MAX_TOLERANCE_SECS};
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error("{var} is not set")]
@@ -44,9 +46,24 @@ impl ConfigError {
 
 /// A snapshot of the environment. Functions read it once at cold start; tests and the dev
 /// command build one from pairs.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Env {
     vars: BTreeMap<String, String>,
+}
+
+/// Every name; a value only when the variable is one of [`vars::PUBLIC`], else `***`.
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut map = f.debug_map();
+        for (name, value) in &self.vars {
+            if vars::PUBLIC.contains(&name.as_str()) {
+                map.entry(name, value);
+            } else {
+                map.entry(name, &format_args!("***"));
+            }
+        }
+        map.finish()
+    }
 }
 
 impl Env {
@@ -122,9 +139,35 @@ impl Env {
         Ok(v)
     }
 
-    /// A provider's `{PROVIDER}_TOLERANCE_SECS` (`var`), defaulting per provider.
+    /// A provider's `{PROVIDER}_TOLERANCE_SECS` (`var`), defaulting per provider; at most
+    /// [`MAX_TOLERANCE_SECS`] (a larger window is no replay protection), more only in dev mode.
     pub fn tolerance_secs(&self, var: &str, default: u64) -> Result<u64, ConfigError> {
-        self.number(var, default)
+        let max = if self.dev_mode()? {
+            DEV_MAX_TOLERANCE_SECS
+        } else {
+            MAX_TOLERANCE_SECS
+        };
+        let secs = self.number(var, default)?;
+        if secs > max {
+            return Err(ConfigError::invalid(
+                var,
+                format!("must be at most {max} seconds"),
+            ));
+        }
+        Ok(secs)
+    }
+
+    /// `CALLHOOK_DEV=true`: local development or tests (the public fixture keys are allowed).
+    pub fn dev_mode(&self) -> Result<bool, ConfigError> {
+        match self.get(vars::CALLHOOK_DEV) {
+            None => Ok(false),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(_) => Err(ConfigError::invalid(
+                vars::CALLHOOK_DEV,
+                "expected true or false",
+            )),
+        }
     }
 }
 
@@ -138,5 +181,52 @@ mod tests {
         assert_eq!(env.get("A"), None);
         assert_eq!(env.list("B"), vec!["x", "y"]);
         assert_eq!(env.require("A"), Err(ConfigError::missing("A")));
+    }
+
+    #[test]
+    fn debug_shows_every_name_and_only_public_values() {
+        let env = Env::from_pairs([
+            ("EVENTS_TABLE", "callhook-events"),
+            ("TWILIO_AUTH_TOKENS", "s3cret-twilio-token"),
+            (
+                "CRM_WEBHOOK_URL",
+                "https://crm.example/hook?token=s3cret-url",
+            ),
+            (
+                "DISPATCH_ROUTES",
+                r#"{"busy":{"http":"https://x.example/s3cret-route"}}"#,
+            ),
+            ("AWS_SECRET_ACCESS_KEY", "s3cret-aws"),
+            ("SOMETHING_ELSE", "s3cret-unknown"),
+        ]);
+        let debug = format!("{env:?}");
+        for name in [
+            "EVENTS_TABLE",
+            "callhook-events",
+            "TWILIO_AUTH_TOKENS",
+            "CRM_WEBHOOK_URL",
+            "SOMETHING_ELSE",
+            "***",
+        ] {
+            assert!(debug.contains(name), "{name} missing: {debug}");
+        }
+        assert!(!debug.contains("s3cret"), "{debug}");
+    }
+
+    #[test]
+    fn tolerances_are_bounded_and_longer_only_in_dev_mode() {
+        let var = "TELNYX_TOLERANCE_SECS";
+        let week = Env::from_pairs([(var, "604800")]);
+        assert_eq!(week.tolerance_secs(var, 300), Ok(604_800));
+        for huge in ["604801", "2000000000", "18446744073709551615"] {
+            let env = Env::from_pairs([(var, huge)]);
+            let err = env.tolerance_secs(var, 300).unwrap_err().to_string();
+            assert!(err.starts_with("TELNYX_TOLERANCE_SECS is invalid"), "{err}");
+        }
+        // The fixtures are signed in 2023: dev mode lets them verify for decades.
+        let dev = Env::from_pairs([(var, "2000000000"), (vars::CALLHOOK_DEV, "true")]);
+        assert_eq!(dev.tolerance_secs(var, 300), Ok(2_000_000_000));
+        let too_much = Env::from_pairs([(var, "99999999999"), (vars::CALLHOOK_DEV, "true")]);
+        assert!(too_much.tolerance_secs(var, 300).is_err());
     }
 }

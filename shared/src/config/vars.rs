@@ -9,6 +9,9 @@ pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
 pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
 /// Sends every AWS call to an emulator.
 pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+/// One Secrets Manager secret (a JSON object of variables) merged under the environment at
+/// cold start (`adapters::secrets`).
+pub const CALLHOOK_SECRETS_ARN: &str = "CALLHOOK_SECRETS_ARN";
 
 // ---- Tables and queues
 pub const EVENTS_TABLE: &str = "EVENTS_TABLE";
@@ -61,6 +64,8 @@ pub const BIRD_SIGNING_KEYS: &str = "BIRD_SIGNING_KEYS";
 pub const BIRD_WEBHOOK_URL: &str = "BIRD_WEBHOOK_URL";
 pub const BIRD_TOLERANCE_SECS: &str = "BIRD_TOLERANCE_SECS";
 pub const RECHO_AUTH: &str = "RECHO_AUTH";
+/// `true`: RECHO_AUTH=none is meant (anyone can then post Recho events).
+pub const RECHO_ALLOW_UNAUTHENTICATED: &str = "RECHO_ALLOW_UNAUTHENTICATED";
 pub const RECHO_BEARER_TOKENS: &str = "RECHO_BEARER_TOKENS";
 pub const RECHO_PUBLIC_KEYS_PEM: &str = "RECHO_PUBLIC_KEYS_PEM";
 pub const RECHO_TOLERANCE_SECS: &str = "RECHO_TOLERANCE_SECS";
@@ -122,3 +127,56 @@ pub const BIRD_API_URL: &str = "BIRD_API_URL";
 
 // ---- Logs
 pub const RUST_LOG: &str = "RUST_LOG";
+
+/// Variables whose values are never secret: the only ones whose value [`super::Env`]'s `Debug`
+/// shows. Everything else (keys, tokens, URLs that may embed a token, AWS credentials, and any
+/// variable callhook does not know) is shown as `***`.
+pub const PUBLIC: &[&str] = &[
+    AWS_REGION,
+    AWS_DEFAULT_REGION,
+    AWS_ENDPOINT_URL,
+    EVENTS_TABLE,
+    CALLS_TABLE,
+    LEDGER_TABLE,
+    REVIEW_TABLE,
+    EVENTS_QUEUE_URL,
+    DISPATCH_QUEUE_URL,
+    REVIEW_QUEUE_ARN,
+    EVENTS_DLQ_ARN,
+    DISPATCH_DLQ_ARN,
+    CALLBACK_DLQ_ARN,
+    CALLBACK_QUEUE_URL,
+    MAX_BODY_BYTES,
+    RAW_RETENTION_DAYS,
+    RESEND_AFTER_SECS,
+    DISPATCH_SETTLE_SECS,
+    DISPATCH_MAX_ATTEMPTS,
+    DISPATCH_RETRY_BASE_SECS,
+    DISPATCH_RETRY_MAX_SECS,
+    DISPATCH_TIMEOUT_SECS,
+    SWEEP_MIN_AGE_SECS,
+    TELNYX_TOLERANCE_SECS,
+    BIRD_TOLERANCE_SECS,
+    RECHO_AUTH,
+    RECHO_ALLOW_UNAUTHENTICATED,
+    RECHO_TOLERANCE_SECS,
+    STATESET_TOLERANCE_SECS,
+    STANDARD_EVENT_TYPES,
+    STANDARD_TOLERANCE_SECS,
+    RETELL_TOLERANCE_SECS,
+    ELEVENLABS_TOLERANCE_SECS,
+    VAPI_AUTH,
+    VAPI_SIGNATURE_HEADER,
+    VAPI_TIMESTAMP_HEADER,
+    VAPI_TOKEN_HEADER,
+    VAPI_TOLERANCE_SECS,
+    VONAGE_TOLERANCE_SECS,
+    RUST_LOG,
+    CALLHOOK_DEV,
+    CALLHOOK_SECRETS_ARN,
+];
+
+// ---- Local development
+/// `true` allows what only local development and tests may use: the public fixture keys and
+/// the fixtures' long timestamp tolerances. `callhook dev`, events/env.json and the tests set it.
+pub const CALLHOOK_DEV: &str = "CALLHOOK_DEV";

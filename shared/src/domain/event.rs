@@ -167,6 +167,10 @@ impl Facts {
     }
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// The canonical event: one provider fact in callhook's vocabulary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CanonicalEvent {
@@ -196,6 +200,9 @@ pub struct CanonicalEvent {
     pub review: Option<ReviewNote>,
     #[serde(default, skip_serializing_if = "Facts::is_empty")]
     pub facts: Facts,
+    /// Its provider checked nothing (RECHO_AUTH=none): anyone could have sent it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub unauthenticated: bool,
     /// The provider payload. Left out of the stored envelope (the raw body is stored beside it)
     /// and of queue messages that would exceed the SQS size limit.
     #[serde(default, skip_serializing_if = "Value::is_null")]
@@ -222,6 +229,7 @@ impl CanonicalEvent {
             source: None,
             review: None,
             facts: Facts::default(),
+            unauthenticated: false,
             data: Value::Null,
         }
     }
@@ -244,6 +252,7 @@ impl CanonicalEvent {
             outcome,
             is_final,
             source,
+            unauthenticated,
             review,
             facts,
             data: _,
@@ -262,6 +271,7 @@ impl CanonicalEvent {
             outcome: *outcome,
             is_final: *is_final,
             source: *source,
+            unauthenticated: *unauthenticated,
             review: review.clone(),
             facts: facts.clone(),
             data: Value::Null,

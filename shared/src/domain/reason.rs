@@ -27,6 +27,8 @@ pub enum ReviewReason {
     ResponseRequired,
     /// A call given up on: no final webhook came and its provider's API gave no end.
     StaleCall,
+    /// A dispatch to the call-back route of a call with unauthenticated events.
+    Unauthenticated,
     /// `dlq:{queue}`: a message a queue's consumer gave up on.
     DeadLetter(String),
     /// Any other reason (kept as written, e.g. by an older version).
@@ -45,6 +47,7 @@ impl ReviewReason {
             ReviewReason::ProviderDeliveryFailed => "provider_delivery_failed",
             ReviewReason::ResponseRequired => "response_required",
             ReviewReason::StaleCall => "stale_call",
+            ReviewReason::Unauthenticated => "unauthenticated",
             ReviewReason::DeadLetter(queue) => return Cow::Owned(format!("dlq:{queue}")),
             ReviewReason::Other(reason) => reason,
         })
@@ -61,6 +64,7 @@ impl ReviewReason {
             "provider_delivery_failed" => ReviewReason::ProviderDeliveryFailed,
             "response_required" => ReviewReason::ResponseRequired,
             "stale_call" => ReviewReason::StaleCall,
+            "unauthenticated" => ReviewReason::Unauthenticated,
             other => match other.strip_prefix("dlq:") {
                 Some(queue) => ReviewReason::DeadLetter(queue.to_owned()),
                 None => ReviewReason::Other(other.to_owned()),

@@ -27,6 +27,9 @@ pub const DISPATCH_ATTEMPTS: &str = "dispatch_attempts";
 pub const DISPATCH_FAILURES: &str = "dispatch_failures";
 /// sweeper: open review items (a gauge); no dimensions.
 pub const REVIEW_OPEN: &str = "review_open";
+/// ingest, at every cold start: 1 for each provider configured to authenticate nothing
+/// (RECHO_AUTH=none); dims `provider`.
+pub const UNAUTHENTICATED_PROVIDERS: &str = "unauthenticated_providers";
 /// lifecycle: analytics publications lost after retry (a count); no dimensions.
 pub const ANALYTICS_LOST: &str = "analytics_lost";
 /// sweeper: open calls quiet for STALE_AFTER_SECS or more (a gauge); no dimensions.

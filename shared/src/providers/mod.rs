@@ -6,13 +6,14 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::config::{ConfigError, Env};
-pub use crate::delivery::{AuthError, Delivery, Headers};
+pub use crate::delivery::{AuthError, Delivery, Headers, Verified};
 use crate::domain::event::{CanonicalEvent, Kind, ReviewNote};
 use crate::domain::review::ReviewReason;
 
 pub mod bird;
 pub mod elevenlabs;
 pub mod form;
+pub mod keys;
 pub mod miraiminds;
 pub mod plivo;
 #[cfg(test)]
@@ -42,6 +43,18 @@ pub trait Provider: Send + Sync {
 
     /// Checks the delivery's authenticity on its raw bytes, before anything parses them.
     fn verify(&self, delivery: &Delivery<'_>) -> Result<(), AuthError>;
+
+    /// [`Provider::verify`], saying what the check established beyond "authentic" (which
+    /// named sender's key verified it): ingest calls this one and keeps the answer with the
+    /// delivery, where [`Provider::normalize`] reads it.
+    fn authenticate(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
+        self.verify(delivery).map(|()| Verified::default())
+    }
+
+    /// False for a provider configured to accept anyone's posts (RECHO_AUTH=none).
+    fn authenticates(&self) -> bool {
+        true
+    }
 
     /// Maps an authentic delivery to the canonical event. Never fails: an unknown type or a body
     /// that is not the documented shape comes back with `review` set.
@@ -136,6 +149,8 @@ pub struct Providers {
 }
 
 impl Providers {
+    /// Every provider the environment configures; then the checks across them
+    /// ([`keys::check`]): no public fixture key outside dev mode, no key for two providers.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let mut configured = Vec::new();
         for entry in CONSTRUCTORS {
@@ -143,6 +158,7 @@ impl Providers {
                 configured.push(provider);
             }
         }
+        keys::check(env)?;
         Ok(Providers { configured })
     }
 
@@ -155,6 +171,15 @@ impl Providers {
 
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.configured.iter().map(|p| p.name())
+    }
+
+    /// The configured providers that authenticate nothing (RECHO_AUTH=none).
+    pub fn unauthenticated(&self) -> Vec<&'static str> {
+        self.configured
+            .iter()
+            .filter(|p| !p.authenticates())
+            .map(|p| p.name())
+            .collect()
     }
 
     /// Every supported provider, for normalizing stored events only: none holds a credential,

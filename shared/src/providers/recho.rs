@@ -41,11 +41,13 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{
-    Delivery, Provider, ProviderEntry, derived_key, malformed, mark_unknown, scoped_id, str_at,
+    Delivery, Provider, ProviderEntry, Verified, derived_key, malformed, mark_unknown, scoped_id,
+    str_at,
 };
 #[cfg(any(test, feature = "dev"))]
 use super::{DevSigner, Signed};
 use crate::config::{ConfigError, Env, vars};
+use crate::delivery::UNAUTHENTICATED;
 use crate::domain::event::{CanonicalEvent, Direction, Kind, Outcome};
 use crate::signing::{self as verify, AuthError};
 
@@ -54,6 +56,7 @@ pub const SIGNATURE_HEADER: &str = "x-recho-signature";
 pub const TIMESTAMP_HEADER: &str = "x-recho-timestamp";
 pub const AUTHORIZATION_HEADER: &str = "authorization";
 const AUTH_VAR: &str = vars::RECHO_AUTH;
+const ALLOW_VAR: &str = vars::RECHO_ALLOW_UNAUTHENTICATED;
 const TOKENS_VAR: &str = vars::RECHO_BEARER_TOKENS;
 const KEYS_VAR: &str = vars::RECHO_PUBLIC_KEYS_PEM;
 /// Smallest RSA modulus accepted in configuration.
@@ -186,7 +189,20 @@ impl Recho {
             return Ok(None);
         };
         let auth = match mode.to_ascii_lowercase().as_str() {
-            "none" => Auth::None,
+            "none" => {
+                // Anyone could post facts for any Recho call: a second, explicit consent.
+                let allowed = env
+                    .get(ALLOW_VAR)
+                    .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+                if !allowed {
+                    return Err(ConfigError::invalid(
+                        ALLOW_VAR,
+                        "must be true to run Recho without authentication: anyone can then post \
+                         Recho events (they never feed the call-back route)",
+                    ));
+                }
+                Auth::None
+            }
             "bearer" => {
                 let tokens = env.list(TOKENS_VAR);
                 if tokens.is_empty() {
@@ -285,6 +301,25 @@ impl Provider for Recho {
         }
     }
 
+    fn authenticate(&self, d: &Delivery<'_>) -> Result<Verified, AuthError> {
+        self.verify(d)?;
+        Ok(Verified {
+            unauthenticated: !self.authenticates(),
+            ..Verified::default()
+        })
+    }
+
+    fn authenticates(&self) -> bool {
+        !matches!(self.auth, Auth::None)
+    }
+
+    fn normalize(&self, d: &Delivery<'_>) -> CanonicalEvent {
+        let mut event = self.normalize_body(d);
+        // Set by ingest, kept with the stored delivery: an event nobody authenticated.
+        event.unauthenticated = d.headers.get(UNAUTHENTICATED).is_some();
+        event
+    }
+
     fn verify(&self, d: &Delivery<'_>) -> Result<(), AuthError> {
         match &self.auth {
             Auth::None => Ok(()),
@@ -327,8 +362,10 @@ impl Provider for Recho {
             }
         }
     }
+}
 
-    fn normalize(&self, d: &Delivery<'_>) -> CanonicalEvent {
+impl Recho {
+    fn normalize_body(&self, d: &Delivery<'_>) -> CanonicalEvent {
         let Ok(mut payload) = serde_json::from_slice::<Value>(d.body) else {
             return malformed(NAME, d.body, d.received_at, "body is not JSON");
         };
@@ -475,6 +512,61 @@ impl DevSigner for RechoSigner {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn none_needs_its_own_consent_and_marks_every_event_unauthenticated() {
+        let err = Recho::from_env(&Env::from_pairs([(AUTH_VAR, "none")]))
+            .err()
+            .expect("RECHO_AUTH=none alone is refused")
+            .to_string();
+        assert!(
+            err.starts_with("RECHO_ALLOW_UNAUTHENTICATED is invalid"),
+            "{err}"
+        );
+        let refused = Env::from_pairs([(AUTH_VAR, "none"), (ALLOW_VAR, "false")]);
+        assert!(Recho::from_env(&refused).is_err());
+        let recho = Recho::from_env(&Env::from_pairs([(AUTH_VAR, "none"), (ALLOW_VAR, "true")]))
+            .unwrap()
+            .unwrap();
+        assert!(!recho.authenticates());
+        let body = br#"{"projectId":"p","eventType":"OUTBOUND_CALL_BUSY","body":{"data":{"callId":"c1"}}}"#;
+        let headers = Headers::new();
+        let delivery = Delivery {
+            headers: &headers,
+            body,
+            path_token: None,
+            request_url: None,
+            received_at: chrono::Utc::now(),
+        };
+        let verified = recho.authenticate(&delivery).unwrap();
+        assert!(verified.unauthenticated);
+        // The mark travels as a pseudo-header, so the stored copy normalizes alike.
+        let marked = verified.apply(&headers);
+        let event = recho.normalize(&Delivery {
+            headers: &marked,
+            ..delivery
+        });
+        assert!(event.unauthenticated);
+        assert!(!recho.normalize(&delivery).unauthenticated);
+        // A request cannot bring the mark off (or on) itself: ingest drops pseudo-headers.
+        let forged: Headers = [(crate::delivery::UNAUTHENTICATED, "true")]
+            .into_iter()
+            .collect();
+        assert!(
+            crate::delivery::Verified::default()
+                .apply(&forged)
+                .get(crate::delivery::UNAUTHENTICATED)
+                .is_none()
+        );
+        // Other modes authenticate.
+        let bearer = Recho::from_env(&Env::from_pairs([
+            (AUTH_VAR, "bearer"),
+            (TOKENS_VAR, "a-recho-bearer-token"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert!(bearer.authenticates());
+    }
+
     use rsa::traits::PublicKeyParts;
 
     use super::*;
@@ -639,7 +731,7 @@ mod tests {
     #[test]
     fn configuration_must_be_explicit() {
         assert!(Recho::from_env(&Env::default()).unwrap().is_none());
-        let none = Recho::from_env(&Env::from_pairs([(AUTH_VAR, "NONE")]))
+        let none = Recho::from_env(&Env::from_pairs([(AUTH_VAR, "NONE"), (ALLOW_VAR, "TRUE")]))
             .unwrap()
             .unwrap();
         let h = Headers::new();

@@ -7,11 +7,13 @@
 use serde_json::Value;
 
 use super::{
-    Delivery, Provider, ProviderEntry, malformed, mark_unknown, scoped_id, str_at, time_at,
+    Delivery, Provider, ProviderEntry, Verified, malformed, mark_unknown, scoped_id, str_at,
+    time_at,
 };
 #[cfg(any(test, feature = "dev"))]
 use super::{DevSigner, Signed};
 use crate::config::{ConfigError, Env, vars};
+use crate::delivery::SENDER;
 use crate::domain::event::{CanonicalEvent, Direction, Kind, Outcome};
 use crate::signing::AuthError;
 use crate::signing::standard_webhooks as sw;
@@ -80,7 +82,7 @@ impl Standard {
     pub fn from_env(env: &Env) -> Result<Option<Box<dyn Provider>>, ConfigError> {
         let extra_types = extra_types(env)?;
         Ok(
-            sw::Verifier::from_env(env, KEYS_VAR, vars::STANDARD_TOLERANCE_SECS)?
+            sw::Verifier::from_env(env, KEYS_VAR, vars::STANDARD_TOLERANCE_SECS, true)?
                 .map(|auth| Box::new(Standard { auth, extra_types }) as Box<dyn Provider>),
         )
     }
@@ -123,6 +125,18 @@ fn extra_types(env: &Env) -> Result<Vec<(String, Kind, bool)>, ConfigError> {
     Ok(types)
 }
 
+/// A webhook-id or call id in its sender's namespace: `{sender}#{key}` for a named sender; the
+/// key as it is for the default sender (the ids stored before senders had names), unless it
+/// contains `#`, which could spell another sender's ids: then `default#{key}`. Sender names
+/// never contain `#`, so no two senders' ids can meet.
+fn sender_key(sender: Option<&str>, key: &str) -> String {
+    match sender.filter(|s| *s != sw::DEFAULT_SENDER) {
+        Some(sender) => format!("{sender}#{key}"),
+        None if key.contains('#') => format!("{}#{key}", sw::DEFAULT_SENDER),
+        None => key.to_owned(),
+    }
+}
+
 /// Parses the canonical event's `outcome` values (docs/architecture.md).
 pub fn parse_outcome(value: &str) -> Option<Outcome> {
     serde_json::from_value(Value::String(value.to_owned())).ok()
@@ -150,6 +164,14 @@ impl Provider for Standard {
         self.auth.verify(d)
     }
 
+    fn authenticate(&self, d: &Delivery<'_>) -> Result<Verified, AuthError> {
+        let sender = self.auth.verify_sender(d)?;
+        Ok(Verified {
+            sender: (sender != sw::DEFAULT_SENDER).then(|| sender.to_owned()),
+            ..Verified::default()
+        })
+    }
+
     fn normalize(&self, d: &Delivery<'_>) -> CanonicalEvent {
         let Ok(body) = serde_json::from_slice::<Value>(d.body) else {
             return malformed(NAME, d.body, d.received_at, "body is not JSON");
@@ -157,9 +179,12 @@ impl Provider for Standard {
         let (Some(event_type), Some(id)) = (str_at(&body, "/type"), d.headers.get(sw::ID)) else {
             return malformed(NAME, d.body, d.received_at, "missing type or webhook-id");
         };
-        let mut event = CanonicalEvent::new(NAME, id, event_type, d.received_at);
+        let sender = d.headers.get(SENDER);
+        let mut event =
+            CanonicalEvent::new(NAME, &sender_key(sender, id), event_type, d.received_at);
         event.occurred_at = time_at(&body, "/timestamp").unwrap_or(d.received_at);
-        event.call_id = str_at(&body, "/data/call_id").map(|c| scoped_id(NAME, c));
+        event.call_id =
+            str_at(&body, "/data/call_id").map(|c| scoped_id(NAME, &sender_key(sender, c)));
         event.direction = str_at(&body, "/data/direction").and_then(Direction::parse);
         event.from = str_at(&body, "/data/from").map(str::to_owned);
         event.to = str_at(&body, "/data/to").map(str::to_owned);
@@ -278,6 +303,38 @@ mod tests {
                 err.starts_with("STANDARD_EVENT_TYPES is invalid"),
                 "{bad}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn senders_are_named_and_one_key_serves_one_sender() {
+        let key = |b: u8| sw::encode_secret(&[b; 32]);
+        let ok = Standard::from_env(&Env::from_pairs([(
+            KEYS_VAR,
+            format!("acme={},beta_2={},default={}", key(1), key(2), key(3)),
+        )]));
+        assert!(ok.is_ok());
+        for (value, problem) in [
+            (
+                format!("acme={},beta={}", key(4), key(4)),
+                "two senders (acme and beta)",
+            ),
+            (
+                format!("acme={},{}", key(5), key(5)),
+                "two senders (acme and default)",
+            ),
+            (format!("ac#me={}", key(6)), "a sender name"),
+            (format!("={}", key(6)), "a sender name"),
+        ] {
+            let err = crate::providers::Providers::from_env(&Env::from_pairs([(KEYS_VAR, &value)]))
+                .err()
+                .unwrap_or_else(|| panic!("{value} accepted"))
+                .to_string();
+            assert!(
+                err.starts_with("STANDARD_WEBHOOK_SECRETS is invalid"),
+                "{err}"
+            );
+            assert!(err.contains(problem), "{value}: {err}");
         }
     }
 

@@ -106,7 +106,7 @@ pub struct Stateset {
 impl Stateset {
     pub fn from_env(env: &Env) -> Result<Option<Box<dyn Provider>>, ConfigError> {
         Ok(
-            sw::Verifier::from_env(env, KEYS_VAR, vars::STATESET_TOLERANCE_SECS)?
+            sw::Verifier::from_env(env, KEYS_VAR, vars::STATESET_TOLERANCE_SECS, false)?
                 .map(|auth| Box::new(Stateset { auth }) as Box<dyn Provider>),
         )
     }

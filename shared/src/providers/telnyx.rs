@@ -302,6 +302,37 @@ mod tests {
     pub const VECTOR_SIG: &str =
         "dC3OBcB2wSvTFPovgVYgahTkxHBLYUTQahPFc/lUwaggYd6I4ZHFbHlDFBYoBw/Uu5tAQLru5b0mTdSRSA0AAg==";
 
+    #[test]
+    fn a_small_order_key_is_refused_and_cannot_be_forged_against() {
+        use crate::signing::tests::{IDENTITY_KEY, forged_signature};
+        let err = Telnyx::from_env(&Env::from_pairs([(KEYS_VAR, IDENTITY_KEY)]))
+            .err()
+            .expect("the identity key is refused")
+            .to_string();
+        assert!(err.starts_with("TELNYX_PUBLIC_KEYS is invalid"), "{err}");
+
+        // Even a verifier built around the check refuses R = identity, s = 0.
+        let bytes: [u8; 32] = verify::decode_b64("k", IDENTITY_KEY)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let telnyx = Telnyx::new(vec![VerifyingKey::from_bytes(&bytes).unwrap()], 300);
+        let headers: Headers = [
+            (SIGNATURE_HEADER, verify::encode_b64(&forged_signature())),
+            (TIMESTAMP_HEADER, VECTOR_TS.to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        let delivery = Delivery {
+            headers: &headers,
+            body: VECTOR_BODY.as_bytes(),
+            path_token: None,
+            request_url: None,
+            received_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+        };
+        assert_eq!(telnyx.verify(&delivery), Err(AuthError::BadSignature));
+    }
+
     fn provider(keys: &str) -> Box<dyn Provider> {
         Telnyx::from_env(&Env::from_pairs([(KEYS_VAR, keys)]))
             .unwrap()

@@ -7,13 +7,14 @@ pub mod standard_webhooks;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Utc};
-use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::config::ConfigError;
 pub use crate::delivery::AuthError;
+use crate::limits::MIN_SECRET_BYTES;
 
 pub type HmacSha256 = Hmac<Sha256>;
 pub type HmacSha1 = Hmac<sha1::Sha1>;
@@ -107,12 +108,30 @@ pub fn hmac_sha1(key: &[u8], parts: &[&[u8]]) -> [u8; 20] {
 
 /// Verifies an Ed25519 signature over the concatenated parts against any of `keys`.
 pub fn ed25519_verify_any(keys: &[VerifyingKey], parts: &[&[u8]], signature: &[u8]) -> bool {
+    ed25519_verify_message(keys, &parts.concat(), signature)
+}
+
+/// Verifies an Ed25519 signature over `message` against any of `keys`, strictly: a small-order
+/// key or `R` is refused, so no (R, s) made without a private key verifies (the plain `verify`
+/// accepts R = identity, s = 0 for every message under the identity key).
+pub fn ed25519_verify_message(keys: &[VerifyingKey], message: &[u8], signature: &[u8]) -> bool {
     let Ok(signature) = Signature::from_slice(signature) else {
         return false;
     };
-    let message = parts.concat();
     keys.iter()
-        .any(|key| key.verify(&message, &signature).is_ok())
+        .any(|key| key.verify_strict(message, &signature).is_ok())
+}
+
+/// Refuses a configured secret (HMAC key, bearer or path token) shorter than
+/// [`MIN_SECRET_BYTES`]; `what` names it in the error, never its value.
+pub fn check_secret_len(var: &str, what: &str, secret: &[u8]) -> Result<(), ConfigError> {
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(ConfigError::invalid(
+            var,
+            format!("{what} is shorter than {MIN_SECRET_BYTES} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 /// Parses a base64 32-byte raw Ed25519 public key from configuration.
@@ -123,12 +142,20 @@ pub fn parse_ed25519_key(var: &'static str, value: &str) -> Result<VerifyingKey,
     let bytes: [u8; 32] = bytes
         .try_into()
         .map_err(|_| ConfigError::invalid(var, "an Ed25519 public key must be 32 bytes"))?;
-    VerifyingKey::from_bytes(&bytes)
-        .map_err(|_| ConfigError::invalid(var, "a key is not a valid Ed25519 public key"))
+    let key = VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| ConfigError::invalid(var, "a key is not a valid Ed25519 public key"))?;
+    // A small-order key (the identity, all zeros, …) lets anyone forge signatures.
+    if key.is_weak() {
+        return Err(ConfigError::invalid(
+            var,
+            "a key is a small-order (weak) Ed25519 point, for which signatures can be forged",
+        ));
+    }
+    Ok(key)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chrono::TimeZone;
 
@@ -212,5 +239,51 @@ mod tests {
         assert!(parse_ed25519_key("K", "AAAA").is_err());
         assert!(parse_ed25519_key("K", "not base64!").is_err());
         assert!(parse_ed25519_key("K", "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=").is_ok());
+    }
+
+    /// The identity point, as a public key.
+    pub const IDENTITY_KEY: &str = "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+    /// R = identity, s = 0: a valid signature of every message under the identity key, for a
+    /// verifier that accepts small-order keys.
+    pub fn forged_signature() -> Vec<u8> {
+        let mut signature = vec![0u8; 64];
+        signature[0] = 1;
+        signature
+    }
+
+    #[test]
+    fn small_order_keys_are_config_errors_naming_the_variable() {
+        // Every small-order point but the identity: orders 2, 4 and 8 ("Taming the many
+        // EdDSAs", Chalkias et al.).
+        let others: Vec<String> = [
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        ]
+        .iter()
+        .map(|h| B64.encode(hex::decode(h).unwrap()))
+        .collect();
+        for weak in std::iter::once(IDENTITY_KEY).chain(others.iter().map(String::as_str)) {
+            let err = parse_ed25519_key("TELNYX_PUBLIC_KEYS", weak)
+                .expect_err(weak)
+                .to_string();
+            assert!(err.starts_with("TELNYX_PUBLIC_KEYS is invalid"), "{err}");
+            assert!(err.contains("small-order"), "{err}");
+            assert!(!err.contains(weak), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_forged_signature_never_verifies_even_under_a_weak_key() {
+        let identity: [u8; 32] = B64.decode(IDENTITY_KEY).unwrap().try_into().unwrap();
+        let key = VerifyingKey::from_bytes(&identity).unwrap();
+        for message in [b"anything" as &[u8], b""] {
+            assert!(
+                !ed25519_verify_any(&[key], &[message], &forged_signature()),
+                "R = identity, s = 0 must not verify"
+            );
+        }
     }
 }

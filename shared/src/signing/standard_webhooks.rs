@@ -17,6 +17,9 @@ pub const ID: &str = "webhook-id";
 pub const TIMESTAMP: &str = "webhook-timestamp";
 pub const SIGNATURE: &str = "webhook-signature";
 pub const HEADERS: &[&str] = &[ID, TIMESTAMP, SIGNATURE];
+/// Most entries a `webhook-signature` may list (a sender rotating keys sends two or three);
+/// more is refused before any is checked, so a flood of entries costs nothing to answer.
+pub const MAX_SIGNATURES: usize = 10;
 
 /// One configured verification key.
 #[derive(Clone)]
@@ -54,6 +57,17 @@ pub fn encode_secret(secret: &[u8]) -> String {
     format!("whsec_{}", B64.encode(secret))
 }
 
+/// `name=key` → (`Some(name)`, key); a bare key → (`None`, key). A `=` followed only by more
+/// `=` is base64 padding, not a name.
+pub fn split_sender(entry: &str) -> (Option<&str>, &str) {
+    match entry.split_once('=') {
+        Some((name, key)) if !key.trim_start_matches('=').is_empty() => {
+            (Some(name.trim()), key.trim())
+        }
+        _ => (None, entry.trim()),
+    }
+}
+
 /// Parses a comma-separated list of `whsec_…` and `whpk_…` keys.
 pub fn parse_keys(var: &'static str, entries: &[&str]) -> Result<Vec<Key>, ConfigError> {
     entries
@@ -65,10 +79,32 @@ pub fn parse_keys(var: &'static str, entries: &[&str]) -> Result<Vec<Key>, Confi
         .collect()
 }
 
-/// A provider's Standard Webhooks check: its keys (several during rotation) and its tolerance.
+/// The sender of an unnamed key.
+pub const DEFAULT_SENDER: &str = "default";
+
+/// A sender's name: what `name=` says before a key, part of its events' and calls' ids.
+fn check_sender_name(var: &'static str, name: &str) -> Result<(), ConfigError> {
+    let valid = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            var,
+            "a sender name must be 1 to 64 of A-Z a-z 0-9 _ - (name=whsec_… or name=whpk_…)",
+        ))
+    }
+}
+
+/// A provider's Standard Webhooks check: its keys (several during rotation, and for named
+/// senders), each key's sender, and its tolerance.
 #[derive(Debug, Clone)]
 pub struct Verifier {
     keys: Vec<Key>,
+    /// The sender of each key, in the same order.
+    senders: Vec<String>,
     tolerance_secs: u64,
 }
 
@@ -77,35 +113,58 @@ impl Verifier {
     pub fn none() -> Verifier {
         Verifier {
             keys: Vec::new(),
+            senders: Vec::new(),
             tolerance_secs: 0,
         }
     }
 
     /// From `keys_var` (a comma-separated list) and `tolerance_var` (default 300); `None` when
-    /// `keys_var` is unset, i.e. the provider is not configured.
+    /// `keys_var` is unset, i.e. the provider is not configured. With `named`, an entry may be
+    /// `sender=key` (a bare key belongs to the sender `default`).
     pub fn from_env(
         env: &Env,
         keys_var: &'static str,
         tolerance_var: &'static str,
+        named: bool,
     ) -> Result<Option<Verifier>, ConfigError> {
         let entries = env.list(keys_var);
         if entries.is_empty() {
             return Ok(None);
         }
+        let mut keys = Vec::with_capacity(entries.len());
+        let mut senders = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let (sender, key) = if named {
+                split_sender(entry)
+            } else {
+                (None, entry)
+            };
+            let sender = sender.unwrap_or(DEFAULT_SENDER);
+            check_sender_name(keys_var, sender)?;
+            keys.extend(parse_keys(keys_var, &[key])?);
+            senders.push(sender.to_owned());
+        }
         Ok(Some(Verifier {
-            keys: parse_keys(keys_var, &entries)?,
+            keys,
+            senders,
             tolerance_secs: env.tolerance_secs(tolerance_var, 300)?,
         }))
     }
 
     pub fn verify(&self, delivery: &Delivery<'_>) -> Result<(), AuthError> {
-        verify(
+        self.verify_sender(delivery).map(drop)
+    }
+
+    /// Verifies, and names the sender whose key matched.
+    pub fn verify_sender(&self, delivery: &Delivery<'_>) -> Result<&str, AuthError> {
+        let matched = verify_key(
             &self.keys,
             delivery.headers,
             delivery.body,
             delivery.received_at,
             self.tolerance_secs,
-        )
+        )?;
+        Ok(&self.senders[matched])
     }
 }
 
@@ -117,42 +176,69 @@ pub fn verify(
     now: DateTime<Utc>,
     tolerance_secs: u64,
 ) -> Result<(), AuthError> {
+    verify_key(keys, headers, body, now, tolerance_secs).map(drop)
+}
+
+/// [`verify`], answering which of `keys` matched (its index).
+pub fn verify_key(
+    keys: &[Key],
+    headers: &Headers,
+    body: &[u8],
+    now: DateTime<Utc>,
+    tolerance_secs: u64,
+) -> Result<usize, AuthError> {
     let id = headers.require(ID)?;
     let timestamp = headers.require(TIMESTAMP)?;
     let signatures = headers.require(SIGNATURE)?;
     verify::check_timestamp(TIMESTAMP, timestamp, now, tolerance_secs)?;
 
+    // Counted before any work: a flood of entries is refused at the price of a split.
+    let entries: Vec<&str> = signatures.split(' ').filter(|e| !e.is_empty()).collect();
+    if entries.len() > MAX_SIGNATURES {
+        return Err(AuthError::Malformed(SIGNATURE));
+    }
+
     let signed = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body];
+    // (index in `keys`, expected MAC) and (index, public key).
     let mut expected_hmacs = Vec::new();
-    for key in keys {
-        if let Key::Hmac(secret) = key {
-            expected_hmacs.push(verify::hmac_sha256(secret, &signed));
+    let mut public_keys = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        match key {
+            Key::Hmac(secret) => expected_hmacs.push((i, verify::hmac_sha256(secret, &signed))),
+            Key::Ed25519(pk) => public_keys.push((i, *pk)),
         }
     }
-    let public_keys: Vec<VerifyingKey> = keys
-        .iter()
-        .filter_map(|k| match k {
-            Key::Ed25519(pk) => Some(*pk),
-            Key::Hmac(_) => None,
-        })
-        .collect();
+    // Ed25519 needs the message in one piece: built once, and only if some entry needs it.
+    let mut message: Option<Vec<u8>> = None;
 
     let mut any_entry = false;
-    for entry in signatures.split(' ').filter(|e| !e.is_empty()) {
+    for entry in entries {
         let Some((version, encoded)) = entry.split_once(',') else {
             continue;
         };
         any_entry = true;
-        let Ok(presented) = B64.decode(encoded) else {
-            continue;
+        let matched = match version {
+            "v1" if !expected_hmacs.is_empty() => {
+                B64.decode(encoded).ok().and_then(|presented| {
+                    // Every MAC is compared, so the time does not say which key matched.
+                    expected_hmacs.iter().fold(None, |found, (i, mac)| {
+                        let equal = constant_time_eq(&presented, mac);
+                        found.or(equal.then_some(*i))
+                    })
+                })
+            }
+            // Without an Ed25519 key a `v1a` entry cannot pass: not even decoded.
+            "v1a" if !public_keys.is_empty() => B64.decode(encoded).ok().and_then(|presented| {
+                let message = message.get_or_insert_with(|| signed.concat());
+                public_keys.iter().find_map(|(i, key)| {
+                    verify::ed25519_verify_message(std::slice::from_ref(key), message, &presented)
+                        .then_some(*i)
+                })
+            }),
+            _ => None,
         };
-        let valid = match version {
-            "v1" => verify::matches_any(&presented, &expected_hmacs),
-            "v1a" => verify::ed25519_verify_any(&public_keys, &signed, &presented),
-            _ => false,
-        };
-        if valid {
-            return Ok(());
+        if let Some(i) = matched {
+            return Ok(i);
         }
     }
     if any_entry {
@@ -261,6 +347,22 @@ mod tests {
     }
 
     #[test]
+    fn more_than_ten_entries_are_refused_before_any_is_checked() {
+        let v = &VECTORS[0];
+        let keys = parse_keys("S", &[v.secret]).unwrap();
+        let wrong = "v1a,AAAA";
+        let at_the_cap = format!("{} {}", [wrong; MAX_SIGNATURES - 1].join(" "), v.signature);
+        let h = headers(v.id, v.ts, &at_the_cap);
+        assert_eq!(verify(&keys, &h, v.body.as_bytes(), at(v.ts), 300), Ok(()));
+        let over = format!("{} {}", [wrong; MAX_SIGNATURES].join(" "), v.signature);
+        let h = headers(v.id, v.ts, &over);
+        assert_eq!(
+            verify(&keys, &h, v.body.as_bytes(), at(v.ts), 300),
+            Err(AuthError::Malformed(SIGNATURE))
+        );
+    }
+
+    #[test]
     fn empty_and_truncated_signatures_fail() {
         let v = &VECTORS[0];
         let keys = parse_keys("S", &[v.secret]).unwrap();
@@ -328,5 +430,29 @@ mod tests {
         assert!(text.contains("STANDARD_WEBHOOK_SECRETS"));
         assert!(!text.contains("secret%"), "{text}");
         assert!(parse_keys("S", &["whpk_AAAA"]).is_err());
+    }
+
+    #[test]
+    fn a_small_order_whpk_key_is_refused_and_a_forged_v1a_fails() {
+        use crate::signing::tests::{IDENTITY_KEY, forged_signature};
+        let weak = format!("whpk_{IDENTITY_KEY}");
+        let err = parse_keys("STANDARD_WEBHOOK_SECRETS", &[&weak])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("STANDARD_WEBHOOK_SECRETS is invalid"),
+            "{err}"
+        );
+        let identity: [u8; 32] = B64.decode(IDENTITY_KEY).unwrap().try_into().unwrap();
+        let keys = [Key::Ed25519(VerifyingKey::from_bytes(&identity).unwrap())];
+        let h = headers(
+            "msg_1",
+            1_700_000_000,
+            &format!("v1a,{}", B64.encode(forged_signature())),
+        );
+        assert_eq!(
+            verify(&keys, &h, b"{}", at(1_700_000_000), 300),
+            Err(AuthError::BadSignature)
+        );
     }
 }

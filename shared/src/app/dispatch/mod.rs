@@ -182,6 +182,26 @@ where
         report.provider = Some(record.provider.clone());
         let (route_key, dispatch_id) = plan(&message, &record);
         let route = self.routes.get(route_key).clone();
+        if record.unauthenticated && self.routes.feeds_callback(route_key) {
+            // Anyone could have posted its facts, and so chosen whom to call back.
+            let detail = format!(
+                "route {} leads to the call-back queue, and the call has unauthenticated events \
+                 (a provider configured to check nothing): never sent there",
+                route_key.as_str()
+            );
+            let item = ReviewItem::open(
+                crate::domain::review::dispatch_pk(&dispatch_id),
+                ReviewReason::Unauthenticated,
+                &dispatch_id,
+                serde_json::to_value(&message).unwrap_or(Value::Null),
+                attempt,
+                &detail,
+                None,
+                None,
+                now,
+            );
+            return self.review(item, attempt).await;
+        }
         match &route {
             Route::Drop => {
                 return Disposition::Dropped {

@@ -499,3 +499,49 @@ async fn a_copy_in_flight_waits_for_the_lease() {
     assert_eq!(deliver(&d, &m, 1).await.retry_after(), Some(20));
     assert!(d.http.urls().is_empty());
 }
+
+/// A call with an event from an unauthenticated provider (RECHO_AUTH=none) never feeds the
+/// call-back route, whatever route leads there: anyone could have posted its facts and chosen
+/// the number to call. It goes to review; other routes are unchanged.
+#[tokio::test]
+async fn a_call_with_unauthenticated_events_never_feeds_the_callback_route() {
+    let mut busy = record(Some(Outcome::Busy));
+    busy.unauthenticated = true;
+    let d = dispatcher(vec![busy.clone()], vec![]);
+    let disposition = deliver(&d, &finalize(Some(Outcome::Busy)), 1).await;
+    let Disposition::Reviewed { reason, detail, .. } = disposition else {
+        panic!("{disposition:?}")
+    };
+    assert_eq!(reason, ReviewReason::Unauthenticated);
+    assert!(detail.contains("unauthenticated"), "{detail}");
+    assert!(d.queues.sent.lock().unwrap().is_empty(), "nothing queued");
+    assert!(d.http.urls().is_empty());
+
+    // Named in DISPATCH_ROUTES, or the call-back queue given as a route's own URL: still not.
+    for routes in [
+        r#"{"completed": "callback"}"#,
+        &format!(r#"{{"completed": {{"sqs": "{CALLBACKS}"}}}}"#),
+    ] {
+        let mut completed = record(Some(Outcome::Completed));
+        completed.unauthenticated = true;
+        let mut d = dispatcher(vec![completed], vec![]);
+        d.routes = Routes::from_env(&env(&[(DISPATCH_ROUTES, routes)])).unwrap();
+        let disposition = deliver(&d, &finalize(Some(Outcome::Completed)), 1).await;
+        assert!(
+            matches!(disposition, Disposition::Reviewed { .. }),
+            "{routes}: {disposition:?}"
+        );
+        assert!(d.queues.sent.lock().unwrap().is_empty(), "{routes}");
+    }
+
+    // The CRM still hears of a completed call, flagged in the record it receives.
+    let mut completed = record(Some(Outcome::Completed));
+    completed.unauthenticated = true;
+    let d = dispatcher(vec![completed], vec![]);
+    assert!(matches!(
+        deliver(&d, &finalize(Some(Outcome::Completed)), 1).await,
+        Disposition::Sent { .. }
+    ));
+    let body: Value = serde_json::from_slice(&d.http.requests.lock().unwrap()[0].2).unwrap();
+    assert_eq!(body["call"]["unauthenticated"], true);
+}

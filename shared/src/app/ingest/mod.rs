@@ -9,14 +9,16 @@ use serde_json::{Value, json};
 
 use super::events_queue::queue_message;
 use crate::config::IngestConfig;
-use crate::delivery::{Delivery, Headers, REQUEST_URL};
+use crate::delivery::{Delivery, Headers, REQUEST_URL, VERIFIED_HEADERS, Verified};
 use crate::domain::event::CanonicalEvent;
 use crate::domain::review::ReviewReason;
+use crate::observability::emf::{Metrics, Sink, Unit};
+use crate::observability::metrics;
 use crate::ports::{EventStatus, EventStore, Inserted, NewEvent, Queue, StoreError};
 use crate::providers::{Provider, Providers};
 
 /// One HTTP request as API Gateway hands it over.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Request<'a> {
     pub method: &'a str,
     pub provider: Option<&'a str>,
@@ -27,6 +29,24 @@ pub struct Request<'a> {
     /// `https://{domain}{path}[?{query}]`, for providers that sign the URL.
     pub request_url: Option<String>,
     pub received_at: DateTime<Utc>,
+}
+
+/// The path token and URL (which may carry it) hidden, headers as [`Headers`] shows them, the
+/// body by its length.
+impl std::fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |present: bool| if present { Some("***") } else { None };
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("provider", &self.provider)
+            .field("token", &hidden(self.token.is_some()))
+            .field("headers", &self.headers)
+            .field("body", &self.body.map(|b| format!("<{} bytes>", b.len())))
+            .field("is_base64_encoded", &self.is_base64_encoded)
+            .field("request_url", &hidden(self.request_url.is_some()))
+            .field("received_at", &self.received_at)
+            .finish()
+    }
 }
 
 /// What ingest made of a request, for logs and metrics (`docs/metrics.md`: the `result` label).
@@ -171,17 +191,27 @@ impl<S: EventStore, Q: Queue> Ingest<S, Q> {
             Ok(body) => body,
             Err(answer) => return answer,
         };
+        // Pseudo-headers (`:…`) are ingest's own: none a request brought is kept.
+        let headers = Verified::default().apply(&request.headers);
         let delivery = Delivery {
-            headers: &request.headers,
+            headers: &headers,
             body: &body,
             path_token: request.token,
             request_url: request.request_url.as_deref(),
             // Milliseconds, as stored: every later reading of the event agrees with this one.
             received_at: request.received_at.trunc_subsecs(3),
         };
-        if let Err(failed) = provider.verify(&delivery) {
-            return Answer::error(IngestOutcome::Unauthorized, failed.to_string());
-        }
+        let verified = match provider.authenticate(&delivery) {
+            Ok(verified) => verified,
+            Err(failed) => return Answer::error(IngestOutcome::Unauthorized, failed.to_string()),
+        };
+        // What the check established travels with the delivery: normalize reads it, and it is
+        // stored, so the stored copy normalizes to the same ids.
+        let headers = verified.apply(&headers);
+        let delivery = Delivery {
+            headers: &headers,
+            ..delivery
+        };
         let event = provider.normalize(&delivery);
         let mut answer = self.store_and_queue(provider, &delivery, &event).await;
         answer.call_id = event.call_id;
@@ -219,6 +249,11 @@ impl<S: EventStore, Q: Queue> Ingest<S, Q> {
         event: &CanonicalEvent,
     ) -> Answer {
         let mut headers = delivery.headers.subset(provider.signed_headers());
+        for name in VERIFIED_HEADERS {
+            if let Some(value) = delivery.headers.get(name) {
+                headers.insert(name, value);
+            }
+        }
         if let Some(url) = delivery.request_url.filter(|_| provider.signs_url()) {
             headers.insert(REQUEST_URL, url);
         }
@@ -282,6 +317,32 @@ impl<S: EventStore, Q: Queue> Ingest<S, Q> {
         }
         Answer::new(outcome, body)
     }
+}
+
+/// At cold start: a warning and the `unauthenticated_providers` metric (one EMF line to `sink`)
+/// for every configured provider that authenticates nothing (RECHO_AUTH=none), so that such a
+/// deployment never goes unnoticed. Returns their names.
+pub fn warn_unauthenticated(providers: &Providers, sink: &Sink) -> Vec<&'static str> {
+    let names = providers.unauthenticated();
+    if names.is_empty() {
+        return names;
+    }
+    let mut metrics = Metrics::now();
+    for name in &names {
+        tracing::warn!(
+            provider = name,
+            "provider accepts unauthenticated posts: anyone can send its events (they never feed \
+             the call-back route)"
+        );
+        metrics.gauge(
+            metrics::UNAUTHENTICATED_PROVIDERS,
+            Unit::Count,
+            &[("provider", name)],
+            1.0,
+        );
+    }
+    metrics.flush(sink);
+    names
 }
 
 fn duplicate(event_id: &str) -> Answer {

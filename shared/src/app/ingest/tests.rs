@@ -12,6 +12,8 @@ fn ingest(max_body_bytes: usize) -> Ingest<MemoryEventStore, MemoryQueue> {
     env.set("EVENTS_TABLE", "events");
     env.set("EVENTS_BUCKET", "bodies");
     env.set("EVENTS_QUEUE_URL", "queue");
+    // The fixture keys are public: accepted in dev mode only.
+    env.set("CALLHOOK_DEV", "true");
     env.set("MAX_BODY_BYTES", max_body_bytes.to_string());
     Ingest {
         providers: Providers::from_env(&env).unwrap(),
@@ -42,6 +44,27 @@ fn signed<'a>(body: &'a str, now: DateTime<Utc>) -> Request<'a> {
         request_url: None,
         received_at: now,
     }
+}
+
+#[test]
+fn a_requests_debug_hides_its_token_headers_body_and_url() {
+    let request = Request {
+        method: "POST",
+        provider: Some("miraiminds"),
+        token: Some("s3cret-path-token"),
+        headers: [("authorization", "Bearer s3cret-bearer")]
+            .into_iter()
+            .collect(),
+        body: Some(r#"{"card":"s3cret-body"}"#),
+        is_base64_encoded: false,
+        request_url: Some("https://h.example/webhooks/miraiminds/s3cret-path-token".into()),
+        received_at: Utc::now(),
+    };
+    let debug = format!("{request:?}");
+    for shown in ["POST", "miraiminds", "authorization", "22 bytes"] {
+        assert!(debug.contains(shown), "{shown}: {debug}");
+    }
+    assert!(!debug.contains("s3cret"), "{debug}");
 }
 
 #[tokio::test]
@@ -265,6 +288,7 @@ async fn store_or_queue_failure_is_503_and_the_retry_recovers() {
     assert_eq!(queued.len(), 1);
     let event: CanonicalEvent = serde_json::from_str(&queued[0]).unwrap();
     assert_eq!(event.event_id, "telnyx#e8");
+    // Stored to the millisecond, as every later reading of the event sees it.
     assert_eq!(
         event.received_at,
         now.trunc_subsecs(3),
@@ -312,6 +336,8 @@ async fn logs_carry_the_event_and_never_a_signature_or_a_secret() {
     env.set("EVENTS_TABLE", "events");
     env.set("EVENTS_BUCKET", "bodies");
     env.set("EVENTS_QUEUE_URL", "queue");
+    // The fixture keys are public: accepted in dev mode only.
+    env.set("CALLHOOK_DEV", "true");
     let secret = signer.verifier_env()[0].1.clone();
     assert!(secret.starts_with("whsec_"));
     let ingest = Ingest {
@@ -378,6 +404,8 @@ async fn a_url_signed_delivery_is_stored_so_it_verifies_again() {
     env.set("EVENTS_TABLE", "events");
     env.set("EVENTS_BUCKET", "bodies");
     env.set("EVENTS_QUEUE_URL", "queue");
+    // The fixture keys are public: accepted in dev mode only.
+    env.set("CALLHOOK_DEV", "true");
     let ingest = Ingest {
         providers: Providers::from_env(&env).unwrap(),
         store: MemoryEventStore::default(),
@@ -417,4 +445,210 @@ async fn a_url_signed_delivery_is_stored_so_it_verifies_again() {
         .filter(|(name, _)| *name != REQUEST_URL)
         .collect();
     assert!(twilio.verify(&without.delivery()).is_err());
+}
+
+/// A huge RAW_RETENTION_DAYS or RESEND_AFTER_SECS once passed configuration and made chrono panic
+/// on every request (`TimeDelta::days` / `TimeDelta::seconds` out of range): it must be refused
+/// at cold start instead.
+#[tokio::test]
+async fn huge_retention_or_resend_delay_is_a_config_error_not_a_panic_per_request() {
+    for (var, value) in [
+        ("RAW_RETENTION_DAYS", "1000000000000"),
+        ("RESEND_AFTER_SECS", "100000000000000000"),
+    ] {
+        let mut env = Env::from_pairs(dev_signer("telnyx", &FIXTURE_SEED).unwrap().verifier_env());
+        env.set("EVENTS_TABLE", "events");
+        env.set("EVENTS_QUEUE_URL", "queue");
+        env.set("CALLHOOK_DEV", "true");
+        env.set(var, value);
+        let config = match IngestConfig::from_env(&env) {
+            Err(err) => {
+                assert!(
+                    err.to_string().starts_with(&format!("{var} is invalid")),
+                    "{err}"
+                );
+                continue;
+            }
+            Ok(config) => config,
+        };
+        let ingest = Ingest {
+            providers: Providers::from_env(&env).unwrap(),
+            store: MemoryEventStore::default(),
+            queue: MemoryQueue::default(),
+            config,
+        };
+        let body = body("call.initiated", "huge");
+        let now = Utc::now();
+        // The first delivery stores (retention), a late copy compares with RESEND_AFTER_SECS.
+        ingest.handle(&signed(&body, now)).await;
+        ingest
+            .handle(&signed(&body, now + Duration::seconds(60)))
+            .await;
+        panic!("{var}={value} was accepted, and requests survived it");
+    }
+}
+
+/// Two Standard Webhooks senders (`STANDARD_WEBHOOK_SECRETS=acme=…,beta=…`): what one sends
+/// can never deduplicate against, or change, the other's events and calls, even with the same
+/// webhook-id and call id; the stored copy normalizes again to the same ids.
+#[tokio::test]
+async fn one_standard_webhooks_sender_never_collides_with_another() {
+    use crate::signing::standard_webhooks as sw;
+    let (acme, beta) = ([0xac; 32], [0xbe; 32]);
+    let mut env = Env::from_pairs([(
+        "STANDARD_WEBHOOK_SECRETS",
+        format!(
+            "acme={},beta={},{}",
+            sw::encode_secret(&acme),
+            sw::encode_secret(&beta),
+            sw::encode_secret(&[0xde; 32])
+        ),
+    )]);
+    env.set("EVENTS_TABLE", "events");
+    env.set("EVENTS_QUEUE_URL", "queue");
+    let ingest = Ingest {
+        providers: Providers::from_env(&env).unwrap(),
+        store: MemoryEventStore::default(),
+        queue: MemoryQueue::default(),
+        config: IngestConfig::from_env(&env).unwrap(),
+    };
+    let body = r#"{"type":"call.ended","data":{"call_id":"c-1","outcome":"busy"}}"#;
+    let now = Utc::now();
+    let from = |secret: &[u8], id: &str| {
+        let headers: Headers = [
+            (sw::ID, id.to_owned()),
+            (sw::TIMESTAMP, now.timestamp().to_string()),
+            (
+                sw::SIGNATURE,
+                sw::sign(secret, id, now.timestamp(), body.as_bytes()),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        Request {
+            method: "POST",
+            provider: Some("standard"),
+            token: None,
+            headers,
+            body: Some(body),
+            is_base64_encoded: false,
+            request_url: None,
+            received_at: now,
+        }
+    };
+    // acme sends beta's future message id first: beta's own message is still new.
+    let first = ingest.handle(&from(&acme, "msg_1")).await;
+    let second = ingest.handle(&from(&beta, "msg_1")).await;
+    let third = ingest.handle(&from(&[0xde; 32], "msg_1")).await;
+    assert_eq!(
+        first.body,
+        json!({"status":"accepted","event_id":"standard#acme#msg_1"})
+    );
+    assert_eq!(
+        second.body,
+        json!({"status":"accepted","event_id":"standard#beta#msg_1"})
+    );
+    // The unnamed sender (`default`) keeps the ids stored before senders had names.
+    assert_eq!(
+        third.body,
+        json!({"status":"accepted","event_id":"standard#msg_1"})
+    );
+    assert_eq!(first.call_id.as_deref(), Some("standard#acme#c-1"));
+    assert_eq!(second.call_id.as_deref(), Some("standard#beta#c-1"));
+    assert_eq!(third.call_id.as_deref(), Some("standard#c-1"));
+    // The default sender cannot spell a named sender's ids either.
+    let spoof = ingest.handle(&from(&[0xde; 32], "acme#msg_2")).await;
+    assert_eq!(spoof.body["event_id"], "standard#default#acme#msg_2");
+    // A stored copy normalizes again to its id (replay, the sweeper, a re-send).
+    let normalizers = Providers::normalizers(&Env::default()).unwrap();
+    for id in [
+        "standard#acme#msg_1",
+        "standard#beta#msg_1",
+        "standard#msg_1",
+    ] {
+        let stored = ingest.store.events.lock().unwrap()[id].clone();
+        let again = normalizers
+            .get("standard")
+            .unwrap()
+            .normalize(&stored.delivery());
+        assert_eq!(again.event_id, id);
+    }
+}
+
+/// RECHO_AUTH=none (with RECHO_ALLOW_UNAUTHENTICATED=true): every event is marked
+/// unauthenticated — in the queued event, in the stored copy (so replay and the sweeper agree),
+/// and in the call record the lifecycle makes of it, which dispatch then keeps away from the
+/// call-back route. Each cold start warns and writes a metric.
+#[tokio::test]
+async fn an_unauthenticated_providers_events_are_marked_from_ingest_to_the_record() {
+    let env = Env::from_pairs([
+        ("RECHO_AUTH", "none"),
+        ("RECHO_ALLOW_UNAUTHENTICATED", "true"),
+        ("EVENTS_TABLE", "events"),
+        ("EVENTS_QUEUE_URL", "queue"),
+    ]);
+    let ingest = Ingest {
+        providers: Providers::from_env(&env).unwrap(),
+        store: MemoryEventStore::default(),
+        queue: MemoryQueue::default(),
+        config: IngestConfig::from_env(&env).unwrap(),
+    };
+    let sink = crate::observability::emf::Sink::memory();
+    assert_eq!(
+        warn_unauthenticated(&ingest.providers, &sink),
+        vec!["recho"]
+    );
+    let lines = sink.lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(
+        line["unauthenticated_providers"].as_f64(),
+        Some(1.0),
+        "{line}"
+    );
+    assert_eq!(line["provider"], "recho");
+
+    let body =
+        r#"{"projectId":"p","eventType":"OUTBOUND_CALL_BUSY","body":{"data":{"callId":"c-9"}}}"#;
+    let request = Request {
+        method: "POST",
+        provider: Some("recho"),
+        token: None,
+        // A request cannot set the mark (or clear it) itself.
+        headers: [(crate::delivery::UNAUTHENTICATED, "false")]
+            .into_iter()
+            .collect(),
+        body: Some(body),
+        is_base64_encoded: false,
+        request_url: None,
+        received_at: Utc::now(),
+    };
+    let answer = ingest.handle(&request).await;
+    assert_eq!(answer.status(), 200, "{answer:?}");
+    let queued: CanonicalEvent = serde_json::from_str(&ingest.queue.taken()[0]).unwrap();
+    assert!(queued.unauthenticated);
+    let id = answer.body["event_id"].as_str().unwrap().to_owned();
+    let stored = ingest.store.events.lock().unwrap()[&id].clone();
+    let normalizers = Providers::normalizers(&Env::default()).unwrap();
+    assert!(
+        normalizers
+            .get("recho")
+            .unwrap()
+            .normalize(&stored.delivery())
+            .unauthenticated
+    );
+    let (record, _) = crate::domain::call::apply(None, &queued);
+    assert!(record.unwrap().unauthenticated);
+
+    // An authenticated provider warns of nothing.
+    let quiet = crate::observability::emf::Sink::memory();
+    let telnyx = ingest_providers_of("telnyx");
+    assert!(warn_unauthenticated(&telnyx, &quiet).is_empty());
+    assert!(quiet.lines().is_empty());
+}
+
+fn ingest_providers_of(provider: &str) -> Providers {
+    let mut env = Env::from_pairs(dev_signer(provider, &FIXTURE_SEED).unwrap().verifier_env());
+    env.set("CALLHOOK_DEV", "true");
+    Providers::from_env(&env).unwrap()
 }

@@ -177,6 +177,14 @@ pub struct CallRecord {
     /// Field name → the event that set it (see [`Source`]); what makes the result
     /// order-independent.
     pub sources: BTreeMap<String, Source>,
+    /// Some applied event came from a provider that checked nothing (RECHO_AUTH=none): the
+    /// call never feeds the call-back route.
+    #[serde(skip_serializing_if = "is_false")]
+    pub unauthenticated: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl CallRecord {

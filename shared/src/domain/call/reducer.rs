@@ -54,6 +54,8 @@ pub fn apply(
 
     fold(&mut record, event);
     derive(&mut record);
+    // Once is enough, in any order.
+    record.unauthenticated |= event.unauthenticated;
 
     let mut effects = Vec::new();
     let event_id = event.event_id.clone();

@@ -118,7 +118,7 @@ impl Target {
 }
 
 /// Where one route key goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Route {
     /// A signed POST to this URL.
     Http(String),
@@ -130,11 +130,26 @@ pub enum Route {
     Unconfigured(&'static str),
 }
 
+/// A webhook URL often embeds a token (in its path, query or userinfo): `Debug` hides it. Queue
+/// URLs are no secret.
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Route::Http(_) => f.write_str("Http(***)"),
+            Route::Sqs(url) => f.debug_tuple("Sqs").field(url).finish(),
+            Route::Drop => f.write_str("Drop"),
+            Route::Unconfigured(var) => f.debug_tuple("Unconfigured").field(var).finish(),
+        }
+    }
+}
+
 /// The route of every key, after configuration, and the name of each one's destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routes {
     routes: BTreeMap<RouteKey, Route>,
     destinations: BTreeMap<RouteKey, &'static str>,
+    /// The call-back destination as configured (CALLBACK_QUEUE_URL).
+    callback: Route,
 }
 
 /// The destination name of a DISPATCH_ROUTES `{"http": url}` override.
@@ -162,7 +177,15 @@ impl Routes {
                 .into_iter()
                 .map(|k| (k, k.default_target().as_str()))
                 .collect(),
+            callback,
         }
+    }
+
+    /// `key` leads to the call-back queue: by default, by name in DISPATCH_ROUTES, or as a
+    /// route's own `{"sqs": …}` URL that is the call-back queue's.
+    pub fn feeds_callback(&self, key: RouteKey) -> bool {
+        self.destination(key) == Target::Callback.as_str()
+            || matches!(self.get(key), Route::Sqs(_) if *self.get(key) == self.callback)
     }
 
     /// Sends `key` to `route`, a destination named `destination` (a metrics label).
