@@ -27,7 +27,7 @@ pub type IngestFunction = Ingest<DynamoEventStore, SqsQueue>;
 pub fn build(env: &Env) -> Result<IngestFunction, ConfigError> {
     let config = IngestConfig::from_env(env)?;
     let providers = Providers::from_env(env)?;
-    callhook::app::ingest::warn_unauthenticated(&providers, &Sink::Stdout);
+    callhook::observability::metrics::warn_unauthenticated(&providers, &Sink::Stdout);
     let sdk = callhook::adapters::aws::sdk_config(env)?;
     Ok(Ingest {
         providers,

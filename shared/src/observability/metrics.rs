@@ -3,11 +3,12 @@
 
 use chrono::{DateTime, Utc};
 
-use super::emf::{Metrics, Unit};
+use super::emf::{Metrics, Sink, Unit};
 use crate::app::dispatch::Attempted;
 use crate::app::ingest::IngestOutcome;
 use crate::domain::event::CanonicalEvent;
 use crate::domain::review::ReviewReason;
+use crate::providers::Providers;
 
 /// ingest: every request that names a provider; dims `provider`, `result`.
 pub const RECEIVED: &str = "received";
@@ -145,4 +146,30 @@ pub fn record_dispatch_attempts<'a>(
     for attempt in attempts.into_iter().flatten() {
         record_dispatch_attempt(metrics, attempt.route, attempt.failed);
     }
+}
+
+/// At cold start: a warning and the `unauthenticated_providers` metric (one EMF line to `sink`)
+/// for every configured provider that authenticates nothing (RECHO_AUTH=none), so that such a
+/// deployment never goes unnoticed. Returns their names.
+pub fn warn_unauthenticated(providers: &Providers, sink: &Sink) -> Vec<&'static str> {
+    let names = providers.unauthenticated();
+    if names.is_empty() {
+        return names;
+    }
+    let mut metrics = Metrics::now();
+    for name in &names {
+        tracing::warn!(
+            provider = name,
+            "provider accepts unauthenticated posts: anyone can send its events (they never feed \
+             the call-back route)"
+        );
+        metrics.gauge(
+            UNAUTHENTICATED_PROVIDERS,
+            Unit::Count,
+            &[("provider", name)],
+            1.0,
+        );
+    }
+    metrics.flush(sink);
+    names
 }

@@ -12,8 +12,6 @@ use crate::config::IngestConfig;
 use crate::delivery::{Delivery, Headers, REQUEST_URL, VERIFIED_HEADERS, Verified};
 use crate::domain::event::CanonicalEvent;
 use crate::domain::review::ReviewReason;
-use crate::observability::emf::{Metrics, Sink, Unit};
-use crate::observability::metrics;
 use crate::ports::{EventStatus, EventStore, Inserted, NewEvent, Queue, StoreError};
 use crate::providers::{Provider, Providers};
 
@@ -317,32 +315,6 @@ impl<S: EventStore, Q: Queue> Ingest<S, Q> {
         }
         Answer::new(outcome, body)
     }
-}
-
-/// At cold start: a warning and the `unauthenticated_providers` metric (one EMF line to `sink`)
-/// for every configured provider that authenticates nothing (RECHO_AUTH=none), so that such a
-/// deployment never goes unnoticed. Returns their names.
-pub fn warn_unauthenticated(providers: &Providers, sink: &Sink) -> Vec<&'static str> {
-    let names = providers.unauthenticated();
-    if names.is_empty() {
-        return names;
-    }
-    let mut metrics = Metrics::now();
-    for name in &names {
-        tracing::warn!(
-            provider = name,
-            "provider accepts unauthenticated posts: anyone can send its events (they never feed \
-             the call-back route)"
-        );
-        metrics.gauge(
-            metrics::UNAUTHENTICATED_PROVIDERS,
-            Unit::Count,
-            &[("provider", name)],
-            1.0,
-        );
-    }
-    metrics.flush(sink);
-    names
 }
 
 fn duplicate(event_id: &str) -> Answer {

@@ -595,7 +595,7 @@ async fn an_unauthenticated_providers_events_are_marked_from_ingest_to_the_recor
     };
     let sink = crate::observability::emf::Sink::memory();
     assert_eq!(
-        warn_unauthenticated(&ingest.providers, &sink),
+        crate::observability::metrics::warn_unauthenticated(&ingest.providers, &sink),
         vec!["recho"]
     );
     let lines = sink.lines();
@@ -643,7 +643,7 @@ async fn an_unauthenticated_providers_events_are_marked_from_ingest_to_the_recor
     // An authenticated provider warns of nothing.
     let quiet = crate::observability::emf::Sink::memory();
     let telnyx = ingest_providers_of("telnyx");
-    assert!(warn_unauthenticated(&telnyx, &quiet).is_empty());
+    assert!(crate::observability::metrics::warn_unauthenticated(&telnyx, &quiet).is_empty());
     assert!(quiet.lines().is_empty());
 }
 
