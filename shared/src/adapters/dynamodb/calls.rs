@@ -11,7 +11,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{Capacity, conditional_update, item_size, n, pk_of, s, unavailable};
+use super::{
+    Capacity, conditional_update, get_by_pk, item_size, n, pk_of, s, scan_each, unavailable,
+};
 use crate::adapters::packing;
 use crate::domain::call::CallRecord;
 use crate::limits::MAX_ITEM_BYTES;
@@ -114,20 +116,17 @@ impl DynamoCallStore {
         call_id: &str,
         consistent: bool,
     ) -> Result<Option<StoredCall>, StoreError> {
-        let out = self
-            .capacity
-            .read(
-                self.client
-                    .get_item()
-                    .table_name(&self.calls_table)
-                    .key("pk", s(call_id))
-                    .consistent_read(consistent)
-                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                    .send()
-                    .await,
-            )
-            .map_err(|e| unavailable("GetItem", &e))?;
-        out.item().map(call_of).transpose()
+        get_by_pk(
+            &self.client,
+            &self.capacity,
+            &self.calls_table,
+            call_id,
+            consistent,
+        )
+        .await?
+        .as_ref()
+        .map(call_of)
+        .transpose()
     }
 }
 
@@ -318,28 +317,12 @@ impl CallStore for DynamoCallStore {
 
     async fn list(&self) -> Result<Vec<CallRecord>, StoreError> {
         let mut calls = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .capacity
-                .read(
-                    self.client
-                        .scan()
-                        .table_name(&self.calls_table)
-                        .set_exclusive_start_key(start)
-                        .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                        .send()
-                        .await,
-                )
-                .map_err(|e| unavailable("Scan", &e))?;
-            for item in page.items() {
-                calls.push(call_of(item)?.record);
-            }
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                break;
-            }
-        }
+        let scan = || self.client.scan().table_name(&self.calls_table);
+        scan_each(&self.capacity, scan, |item| {
+            calls.push(call_of(item)?.record);
+            Ok(())
+        })
+        .await?;
         calls.sort_by_key(|c| std::cmp::Reverse(c.last_occurred_at));
         Ok(calls)
     }

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::{Capacity, conditional_update, n, pk_of, s, unavailable};
+use super::{Capacity, conditional_update, get_by_pk, n, pk_of, s, unavailable};
 use crate::domain::text::truncate_utf8;
 use crate::limits::LEDGER_DETAIL_LIMIT;
 use crate::ports::{Begun, Failure, Ledger, LedgerEntry, LedgerStatus, StoreError};
@@ -80,20 +80,11 @@ pub(crate) fn entry_of(item: &HashMap<String, AttributeValue>) -> Result<LedgerE
 
 impl DynamoLedger {
     async fn read(&self, dispatch_id: &str) -> Result<Option<LedgerEntry>, StoreError> {
-        let out = self
-            .capacity
-            .read(
-                self.client
-                    .get_item()
-                    .table_name(&self.table)
-                    .key("pk", s(dispatch_id))
-                    .consistent_read(true)
-                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                    .send()
-                    .await,
-            )
-            .map_err(|e| unavailable("GetItem", &e))?;
-        out.item().map(entry_of).transpose()
+        get_by_pk(&self.client, &self.capacity, &self.table, dispatch_id, true)
+            .await?
+            .as_ref()
+            .map(entry_of)
+            .transpose()
     }
 
     /// Why a claim was refused, from the item the failed condition saw.

@@ -17,9 +17,11 @@ pub use review::{DEFAULT_RETENTION_DAYS, DynamoReviewStore};
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
 
 use crate::ports::StoreError;
 
@@ -29,6 +31,61 @@ pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
 
 pub(crate) fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
+}
+
+/// An item as the SDK gives it.
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+/// One item by its `pk` (a consistent read, or half the price when `consistent` is false), its
+/// capacity counted.
+pub(crate) async fn get_by_pk(
+    client: &Client,
+    capacity: &Capacity,
+    table: &str,
+    pk: &str,
+    consistent: bool,
+) -> Result<Option<Item>, StoreError> {
+    let out = capacity
+        .read(
+            client
+                .get_item()
+                .table_name(table)
+                .key("pk", s(pk))
+                .consistent_read(consistent)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await,
+        )
+        .map_err(|e| unavailable("GetItem", &e))?;
+    Ok(out.item().cloned())
+}
+
+/// Every page of the scan `scan` builds (its exclusive start key is set here), each item given
+/// to `each`, capacity counted. For operators' listings: a scan reads the whole table.
+pub(crate) async fn scan_each(
+    capacity: &Capacity,
+    scan: impl Fn() -> ScanFluentBuilder,
+    mut each: impl FnMut(&Item) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut start = None;
+    loop {
+        let page = capacity
+            .read(
+                scan()
+                    .set_exclusive_start_key(start)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await,
+            )
+            .map_err(|e| unavailable("Scan", &e))?;
+        for item in page.items() {
+            each(item)?;
+        }
+        start = page.last_evaluated_key().cloned();
+        if start.is_none() {
+            return Ok(());
+        }
+    }
 }
 
 /// The item's `pk`, or "" when it has none (only for naming a corrupt item in an error).

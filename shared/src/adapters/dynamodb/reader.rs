@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 use chrono::{DateTime, Utc};
 
 use super::events::{load, received_at_of};
-use super::{Capacity, unavailable};
+use super::{Capacity, get_by_pk, scan_each, unavailable};
 use crate::ports::{
     BlobStore, EventReader, EventSelection, PendingKey, PendingPage, StoreError, StoredEvent,
 };
@@ -124,21 +124,8 @@ impl EventReader for DynamoEventReader {
     }
 
     async fn get_event(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
-        let out = self
-            .capacity
-            .read(
-                self.client
-                    .get_item()
-                    .table_name(&self.table)
-                    .key("pk", AttributeValue::S(event_id.to_owned()))
-                    .consistent_read(true)
-                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                    .send()
-                    .await,
-            )
-            .map_err(|err| unavailable("GetItem", &err))?;
-        match out.item() {
-            Some(item) => load(item, self.bodies.as_deref()).await,
+        match get_by_pk(&self.client, &self.capacity, &self.table, event_id, true).await? {
+            Some(item) => load(&item, self.bodies.as_deref()).await,
             None => Ok(None),
         }
     }
@@ -164,43 +151,29 @@ impl EventReader for DynamoEventReader {
             EventSelection::Range { .. } => (None, HashMap::new()),
         };
         let mut found: Vec<(DateTime<Utc>, String)> = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .capacity
-                .read(
-                    self.client
-                        .scan()
-                        .table_name(&self.table)
-                        .projection_expression("pk, received_at, #s")
-                        .expression_attribute_names("#s", "status")
-                        .set_filter_expression(filter.map(str::to_owned))
-                        .set_expression_attribute_values(
-                            (!values.is_empty()).then(|| values.clone()),
-                        )
-                        .set_exclusive_start_key(start)
-                        .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                        .send()
-                        .await,
-                )
-                .map_err(|e| unavailable("Scan", &e))?;
-            for item in page.items() {
-                let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok()) else {
-                    continue;
-                };
-                let received_at = received_at_of(item).unwrap_or(DateTime::UNIX_EPOCH);
-                if let EventSelection::Range { since, until } = selection
-                    && (received_at < *since || until.is_some_and(|u| received_at >= u))
-                {
-                    continue;
-                }
+        let values = (!values.is_empty()).then_some(values);
+        let scan = || {
+            self.client
+                .scan()
+                .table_name(&self.table)
+                .projection_expression("pk, received_at, #s")
+                .expression_attribute_names("#s", "status")
+                .set_filter_expression(filter.map(str::to_owned))
+                .set_expression_attribute_values(values.clone())
+        };
+        scan_each(&self.capacity, scan, |item| {
+            let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok()) else {
+                return Ok(());
+            };
+            let received_at = received_at_of(item).unwrap_or(DateTime::UNIX_EPOCH);
+            let outside = matches!(selection, EventSelection::Range { since, until }
+                if received_at < *since || until.is_some_and(|u| received_at >= u));
+            if !outside {
                 found.push((received_at, pk.clone()));
             }
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                break;
-            }
-        }
+            Ok(())
+        })
+        .await?;
         found.sort();
         Ok(found.into_iter().map(|(_, id)| id).collect())
     }

@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{Capacity, conditional_update, n, pk_of, s, unavailable};
+use super::{Capacity, conditional_update, get_by_pk, n, pk_of, s, scan_each, unavailable};
 use crate::domain::review::{ReviewItem, ReviewReason, ReviewStatus};
 use crate::limits::MAX_RETENTION_DAYS;
 use crate::ports::{ReviewAdmin, ReviewStore, StoreError};
@@ -124,20 +124,11 @@ impl DynamoReviewStore {
 impl ReviewAdmin for DynamoReviewStore {
     /// One item, read consistently.
     async fn get(&self, pk: &str) -> Result<Option<ReviewItem>, StoreError> {
-        let out = self
-            .capacity
-            .read(
-                self.client
-                    .get_item()
-                    .table_name(&self.table)
-                    .key("pk", s(pk))
-                    .consistent_read(true)
-                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                    .send()
-                    .await,
-            )
-            .map_err(|e| unavailable("GetItem", &e))?;
-        out.item().map(review_of).transpose()
+        get_by_pk(&self.client, &self.capacity, &self.table, pk, true)
+            .await?
+            .as_ref()
+            .map(review_of)
+            .transpose()
     }
 
     /// Every item (a paginated scan: an operator's tool), filtered on `status` and `reason`,
@@ -162,33 +153,23 @@ impl ReviewAdmin for DynamoReviewStore {
         }
         let filter = (!filters.is_empty()).then(|| filters.join(" AND "));
         let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .capacity
-                .read(
-                    self.client
-                        .scan()
-                        .table_name(&self.table)
-                        .set_filter_expression(filter.clone())
-                        .set_expression_attribute_names((!names.is_empty()).then(|| names.clone()))
-                        .set_expression_attribute_values(
-                            (!values.is_empty()).then(|| values.clone()),
-                        )
-                        .set_exclusive_start_key(start)
-                        .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                        .send()
-                        .await,
-                )
-                .map_err(|e| unavailable("Scan", &e))?;
-            for item in page.items() {
-                items.push(review_of(item)?);
-            }
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                break;
-            }
-        }
+        let (names, values) = (
+            (!names.is_empty()).then_some(names),
+            (!values.is_empty()).then_some(values),
+        );
+        let scan = || {
+            self.client
+                .scan()
+                .table_name(&self.table)
+                .set_filter_expression(filter.clone())
+                .set_expression_attribute_names(names.clone())
+                .set_expression_attribute_values(values.clone())
+        };
+        scan_each(&self.capacity, scan, |item| {
+            items.push(review_of(item)?);
+            Ok(())
+        })
+        .await?;
         items.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.pk.cmp(&b.pk)));
         Ok(items)
     }
