@@ -113,7 +113,11 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        let mut env = Env::from_pairs([("EVENTS_TABLE", "e"), ("EVENTS_QUEUE_URL", "q")]);
+        let mut env = Env::from_pairs([
+            ("EVENTS_TABLE", "e"),
+            ("EVENTS_QUEUE_URL", "q"),
+            ("EVENTS_BUCKET", "b"),
+        ]);
         for (k, v) in pairs {
             env.set(k, *v);
         }

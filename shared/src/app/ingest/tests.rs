@@ -459,6 +459,7 @@ async fn huge_retention_or_resend_delay_is_a_config_error_not_a_panic_per_reques
         let mut env = Env::from_pairs(dev_signer("telnyx", &FIXTURE_SEED).unwrap().verifier_env());
         env.set("EVENTS_TABLE", "events");
         env.set("EVENTS_QUEUE_URL", "queue");
+        env.set("EVENTS_BUCKET", "bodies");
         env.set("CALLHOOK_DEV", "true");
         env.set(var, value);
         let config = match IngestConfig::from_env(&env) {
@@ -506,6 +507,7 @@ async fn one_standard_webhooks_sender_never_collides_with_another() {
     )]);
     env.set("EVENTS_TABLE", "events");
     env.set("EVENTS_QUEUE_URL", "queue");
+    env.set("EVENTS_BUCKET", "bodies");
     let ingest = Ingest {
         providers: Providers::from_env(&env).unwrap(),
         store: MemoryEventStore::default(),
@@ -586,6 +588,7 @@ async fn an_unauthenticated_providers_events_are_marked_from_ingest_to_the_recor
         ("RECHO_ALLOW_UNAUTHENTICATED", "true"),
         ("EVENTS_TABLE", "events"),
         ("EVENTS_QUEUE_URL", "queue"),
+        ("EVENTS_BUCKET", "bodies"),
     ]);
     let ingest = Ingest {
         providers: Providers::from_env(&env).unwrap(),
