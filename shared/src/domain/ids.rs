@@ -21,6 +21,23 @@ pub fn derived_key(parts: &[&str]) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// The dedupe key of a fact from a sender that gives no event id: the call and the fact's type
+/// when the fact happens once per call, else also the SHA-256 of the raw body (facts that recur,
+/// and types nobody mapped), so that only byte-identical re-deliveries collapse.
+pub fn key_without_event_id(
+    call_key: Option<&str>,
+    fact: &str,
+    once_per_call: bool,
+    body: &[u8],
+) -> String {
+    let call_key = call_key.unwrap_or("");
+    if once_per_call {
+        derived_key(&[call_key, fact])
+    } else {
+        derived_key(&[call_key, fact, &sha256_hex(body)])
+    }
+}
+
 /// `{provider}#{key}`. A key longer than [`MAX_KEY_BYTES`] is replaced by `sha256:{hex of it}`:
 /// the same key still gives the same id, and the id fits a DynamoDB key (at most 2048 bytes)
 /// and the keys built from it.

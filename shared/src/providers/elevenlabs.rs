@@ -27,11 +27,11 @@
 use serde_json::{Value, json};
 
 use super::{
-    Delivery, Provider, ProviderEntry, derived_key, integer_at, malformed, mark_unknown, scoped_id,
-    secs_at, sha256_hex, str_at,
+    Delivery, Provider, ProviderEntry, integer_at, key_without_event_id, malformed, mark_unknown,
+    scoped_id, secs_at, str_at,
 };
 #[cfg(any(test, feature = "dev"))]
-use super::{DevSigner, Signed};
+use super::{DevSigner, Signed, sha256_hex};
 use crate::config::{ConfigError, Env, vars};
 use crate::domain::event::{CanonicalEvent, Direction, Facts, Kind, Outcome};
 use crate::signing::{self as verify, AuthError};
@@ -209,10 +209,7 @@ impl Provider for Elevenlabs {
         if mapping.is_some() && call_key.is_none() {
             return malformed(NAME, d.body, d.received_at, "missing data.conversation_id");
         }
-        let key = match mapping {
-            Some(_) => derived_key(&[call_key.unwrap_or(""), event_type]),
-            None => derived_key(&[call_key.unwrap_or(""), event_type, &sha256_hex(d.body)]),
-        };
+        let key = key_without_event_id(call_key, event_type, mapping.is_some(), d.body);
         let mut event = CanonicalEvent::new(NAME, &key, event_type, d.received_at);
         event.call_id = call_key.map(|k| scoped_id(NAME, k));
         event.occurred_at = secs_at(&body, "/event_timestamp").unwrap_or(d.received_at);
@@ -342,6 +339,7 @@ impl DevSigner for ElevenlabsSigner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::derived_key;
     use crate::providers::{FIXTURE_SEED, Headers};
     use chrono::{DateTime, TimeZone, Utc};
 

@@ -222,7 +222,7 @@ impl Provider for NormalizeOnly {
 
 // ---- helpers for normalizers ----
 
-pub use crate::domain::ids::{derived_key, scoped_id, sha256_hex};
+pub use crate::domain::ids::{derived_key, key_without_event_id, scoped_id, sha256_hex};
 
 /// An authentic body that is not the documented shape: kept, keyed by its bytes, for review.
 pub fn malformed(

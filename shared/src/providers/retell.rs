@@ -30,11 +30,11 @@
 use serde_json::{Value, json};
 
 use super::{
-    Delivery, Headers, Provider, ProviderEntry, derived_key, integer_at, malformed, mark_unknown,
-    millis_at, scoped_id, sha256_hex, str_at,
+    Delivery, Headers, Provider, ProviderEntry, integer_at, key_without_event_id, malformed,
+    mark_unknown, millis_at, scoped_id, str_at,
 };
 #[cfg(any(test, feature = "dev"))]
-use super::{DevSigner, Signed};
+use super::{DevSigner, Signed, sha256_hex};
 use crate::config::{ConfigError, Env, vars};
 use crate::domain::event::{CanonicalEvent, Direction, Facts, Kind, Outcome};
 use crate::signing::{self as verify, AuthError};
@@ -212,10 +212,8 @@ impl Provider for Retell {
         if mapping.is_some() && call_key.is_none() {
             return malformed(NAME, d.body, d.received_at, "missing call.call_id");
         }
-        let key = match mapping {
-            Some((.., false)) => derived_key(&[call_key.unwrap_or(""), event_type]),
-            _ => derived_key(&[call_key.unwrap_or(""), event_type, &sha256_hex(d.body)]),
-        };
+        let once_per_call = matches!(mapping, Some((.., false)));
+        let key = key_without_event_id(call_key, event_type, once_per_call, d.body);
         let mut event = CanonicalEvent::new(NAME, &key, event_type, d.received_at);
         event.call_id = call_key.map(|k| scoped_id(NAME, k));
         // A known event's data is its call object (with the transfer details found beside
@@ -343,6 +341,7 @@ impl DevSigner for RetellSigner {
 mod tests {
     use super::*;
     use crate::providers::FIXTURE_SEED;
+    use crate::providers::derived_key;
     use chrono::TimeZone;
 
     /// R1: the SDKs' own test vector (retell-python-sdk tests/test_webhook_auth.py, identical

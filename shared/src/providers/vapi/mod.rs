@@ -44,11 +44,11 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::Value;
 
 use super::{
-    Delivery, Provider, ProviderEntry, derived_key, malformed, mark_unknown, millis_at, scoped_id,
-    sha256_hex, str_at, time_at,
+    Delivery, Provider, ProviderEntry, derived_key, key_without_event_id, malformed, mark_unknown,
+    millis_at, scoped_id, str_at, time_at,
 };
 #[cfg(any(test, feature = "dev"))]
-use super::{DevSigner, Signed};
+use super::{DevSigner, Signed, sha256_hex};
 use crate::config::{ConfigError, Env, vars};
 use crate::domain::event::{CanonicalEvent, Direction, Facts, Kind, Outcome, ReviewNote};
 use crate::domain::review::ReviewReason;
@@ -374,8 +374,10 @@ impl Provider for Vapi {
             (Some(("status-update", ..)), Some(status)) => {
                 derived_key(&[call_key.unwrap_or(""), event_type, status])
             }
-            (Some((.., false)), _) => derived_key(&[call_key.unwrap_or(""), event_type]),
-            _ => derived_key(&[call_key.unwrap_or(""), event_type, &sha256_hex(d.body)]),
+            (mapping, _) => {
+                let once_per_call = matches!(mapping, Some((.., false)));
+                key_without_event_id(call_key, event_type, once_per_call, d.body)
+            }
         };
         let mut event = CanonicalEvent::new(NAME, &key, event_type, d.received_at);
         event.call_id = call_key.map(|k| scoped_id(NAME, k));
