@@ -26,10 +26,10 @@ use crate::providers::Headers;
 
 #[derive(Clone)]
 pub struct DynamoEventStore {
-    client: Client,
-    capacity: Capacity,
-    table: String,
-    bodies: Option<Arc<dyn BlobStore>>,
+    pub(super) client: Client,
+    pub(super) capacity: Capacity,
+    pub(super) table: String,
+    pub(super) bodies: Option<Arc<dyn BlobStore>>,
 }
 
 impl DynamoEventStore {

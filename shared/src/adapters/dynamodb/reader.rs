@@ -6,14 +6,13 @@
 //! consistent: the caller reads the item itself (consistently) before acting on it.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 use chrono::{DateTime, Utc};
 
-use super::events::{load, received_at_of};
+use super::events::{DynamoEventStore, load, received_at_of};
 use super::{Capacity, get_by_pk, scan_each, unavailable};
 use crate::ports::{
     BlobStore, EventReader, EventSelection, PendingKey, PendingPage, StoreError, StoredEvent,
@@ -27,34 +26,22 @@ pub const PENDING_INDEX: &str = "pending";
 /// table. Reading an event whose body is kept apart also needs `s3:GetObject` on the events
 /// bucket.
 #[derive(Clone)]
-pub struct DynamoEventReader {
-    client: Client,
-    capacity: Capacity,
-    table: String,
-    bodies: Option<Arc<dyn BlobStore>>,
-}
+pub struct DynamoEventReader(DynamoEventStore);
 
 impl DynamoEventReader {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoEventReader {
-            client,
-            capacity: Capacity::default(),
-            table: table.into(),
-            bodies: None,
-        }
+        DynamoEventReader(DynamoEventStore::new(client, table))
     }
 
     /// Counts this adapter's consumed capacity into `capacity` (shared with other adapters).
-    pub fn with_capacity(mut self, capacity: Capacity) -> Self {
-        self.capacity = capacity;
-        self
+    pub fn with_capacity(self, capacity: Capacity) -> Self {
+        DynamoEventReader(self.0.with_capacity(capacity))
     }
 
     /// Reads bodies kept apart from their item from `bodies` (the events bucket). Without it,
     /// reading such an event is an error.
-    pub fn with_bodies(mut self, bodies: impl BlobStore + 'static) -> Self {
-        self.bodies = Some(Arc::new(bodies));
-        self
+    pub fn with_bodies(self, bodies: impl BlobStore + 'static) -> Self {
+        DynamoEventReader(self.0.with_bodies(bodies))
     }
 }
 
@@ -84,11 +71,13 @@ impl EventReader for DynamoEventReader {
         // A scan may filter on the index's own key (a query could not); the filter is applied
         // after the read, so a page can come back empty with more to read.
         let page = self
+            .0
             .capacity
             .read(
-                self.client
+                self.0
+                    .client
                     .scan()
-                    .table_name(&self.table)
+                    .table_name(&self.0.table)
                     .index_name(PENDING_INDEX)
                     .filter_expression("pending_since <= :cutoff")
                     .expression_attribute_values(
@@ -124,8 +113,16 @@ impl EventReader for DynamoEventReader {
     }
 
     async fn get_event(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
-        match get_by_pk(&self.client, &self.capacity, &self.table, event_id, true).await? {
-            Some(item) => load(&item, self.bodies.as_deref()).await,
+        match get_by_pk(
+            &self.0.client,
+            &self.0.capacity,
+            &self.0.table,
+            event_id,
+            true,
+        )
+        .await?
+        {
+            Some(item) => load(&item, self.0.bodies.as_deref()).await,
             None => Ok(None),
         }
     }
@@ -153,15 +150,16 @@ impl EventReader for DynamoEventReader {
         let mut found: Vec<(DateTime<Utc>, String)> = Vec::new();
         let values = (!values.is_empty()).then_some(values);
         let scan = || {
-            self.client
+            self.0
+                .client
                 .scan()
-                .table_name(&self.table)
+                .table_name(&self.0.table)
                 .projection_expression("pk, received_at, #s")
                 .expression_attribute_names("#s", "status")
                 .set_filter_expression(filter.map(str::to_owned))
                 .set_expression_attribute_values(values.clone())
         };
-        scan_each(&self.capacity, scan, |item| {
+        scan_each(&self.0.capacity, scan, |item| {
             let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok()) else {
                 return Ok(());
             };
