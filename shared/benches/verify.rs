@@ -14,7 +14,9 @@ const TS: i64 = 1_700_000_000;
 
 fn bench(c: &mut Criterion) {
     let signer = dev_signer("telnyx", &FIXTURE_SEED).unwrap();
-    let env = Env::from_pairs(signer.verifier_env());
+    let mut env = Env::from_pairs(signer.verifier_env());
+    // The fixture key is public: accepted only in dev mode.
+    env.set("CALLHOOK_DEV", "true");
     let providers = Providers::from_env(&env).unwrap();
     let telnyx = providers.get("telnyx").unwrap();
     let signed = signer.sign(BODY.as_bytes(), TS, "");
