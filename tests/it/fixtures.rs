@@ -62,6 +62,51 @@ fn env_json_configures_every_provider_with_the_fixture_keys() {
     }
 }
 
+/// `sam local invoke --env-vars events/env.json` starts each function with exactly these
+/// variables: every one must be enough for its function's cold start.
+#[tokio::test]
+async fn env_json_alone_starts_every_function() {
+    let documented = fixtures::read(&events_dir().join("env.json")).unwrap();
+    let env_of = |function: &str| {
+        let vars = documented[function].as_object().unwrap();
+        let mut env = Env::from_pairs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str().unwrap())));
+        // What Lambda (and sam local) sets; no request is made at cold start.
+        env.set("AWS_REGION", "us-east-1");
+        env.set("AWS_ACCESS_KEY_ID", "test");
+        env.set("AWS_SECRET_ACCESS_KEY", "test");
+        env
+    };
+    let errors: Vec<String> = [
+        (
+            "IngestFunction",
+            callhook_ingest::build(&env_of("IngestFunction")).err(),
+        ),
+        (
+            "LifecycleFunction",
+            callhook_lifecycle::build(&env_of("LifecycleFunction")).err(),
+        ),
+        (
+            "DispatchFunction",
+            callhook_dispatch::build(&env_of("DispatchFunction")).err(),
+        ),
+        (
+            "ReviewFunction",
+            callhook_review::build(&env_of("ReviewFunction")).err(),
+        ),
+        (
+            "SweeperFunction",
+            callhook_sweeper::build(&env_of("SweeperFunction")).err(),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(function, err)| err.map(|e| format!("{function}: {e}")))
+    .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    // The sweeper's stale pass runs only where the calls table is named: locally too.
+    let sweeper = env_of("SweeperFunction");
+    assert!(sweeper.get("CALLS_TABLE").is_some() && sweeper.get("REVIEW_TABLE").is_some());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_ingest_fixture_gets_its_documented_answer() {
     let stack = Stack::start().await;
