@@ -7,6 +7,14 @@ use crate::domain::dispatch::HttpResult;
 use crate::limits::RESPONSE_BODY_LIMIT;
 use crate::ports::HttpPoster;
 
+/// A reqwest client builder whose TLS runs on AWS-LC, the crypto provider the AWS SDK links
+/// anyway. reqwest takes rustls's process-wide default provider; installing it when another is
+/// already installed changes nothing, so every caller may call this.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let _already_installed = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
 /// POSTs with reqwest: one timeout for the whole exchange, redirects not followed (a redirected
 /// POST would be re-sent as a GET), at most [`RESPONSE_BODY_LIMIT`] bytes of a failure's body
 /// read. Error texts never include the URL (it may carry a token).
@@ -17,7 +25,7 @@ pub struct ReqwestPoster {
 
 impl ReqwestPoster {
     pub fn new(timeout: Duration) -> Result<Self, ConfigError> {
-        let client = reqwest::Client::builder()
+        let client = client_builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())
@@ -89,5 +97,22 @@ impl HttpPoster for ReqwestPoster {
             Err(err) if err.is_builder() => HttpResult::Invalid(error_text(err)),
             Err(err) => HttpResult::Transport(error_text(err)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without a provider installed, reqwest built without ring panics at `build()`.
+    #[test]
+    fn clients_build_with_tls_on_aws_lc() {
+        assert!(ReqwestPoster::new(Duration::from_secs(1)).is_ok());
+        let provider = rustls::crypto::CryptoProvider::get_default().expect("a provider");
+        let aws_lc = rustls::crypto::aws_lc_rs::default_provider();
+        assert_eq!(
+            format!("{:?}", provider.cipher_suites),
+            format!("{:?}", aws_lc.cipher_suites)
+        );
     }
 }

@@ -234,7 +234,7 @@ impl fmt::Debug for ApiClient {
 
 impl ApiClient {
     pub fn new(policy: RetryPolicy) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+        let http = crate::adapters::http::client_builder()
             .timeout(policy.timeout)
             .connect_timeout(policy.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
