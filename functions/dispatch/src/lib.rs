@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use callhook::adapters::dynamodb::{
     DynamoCallStore, DynamoEventReader, DynamoLedger, DynamoReviewStore,
 };
@@ -20,7 +20,7 @@ use callhook::observability::emf::{Metrics, Sink};
 use callhook::observability::metrics;
 use callhook::providers::Providers;
 use callhook_lambda::sqs_batch::{self, Order, Record, RecordHandler, Settled, Visibility};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use lambda_runtime::{Error, LambdaEvent};
 
 /// Calls read whole: their large facts read back from the stored events.
@@ -72,7 +72,6 @@ pub fn build(env: &Env) -> Result<DispatchFunction, ConfigError> {
 /// One dispatch-queue record; reports the delivery attempt it made, if any.
 struct Records<'a, D> {
     dispatcher: &'a D,
-    now: DateTime<Utc>,
 }
 
 impl<D: Handler> RecordHandler for Records<'_, D> {
@@ -85,7 +84,9 @@ impl<D: Handler> RecordHandler for Records<'_, D> {
             body: record.body,
             receive_count: record.receive_count,
         };
-        let (disposition, report) = self.dispatcher.handle_delivery(&delivery, self.now).await;
+        // The time of this record, not of the batch: records of one call wait for each other's
+        // HTTP attempts, and the ledger lease and the signature's timestamp start from it.
+        let (disposition, report) = self.dispatcher.handle_delivery(&delivery, Utc::now()).await;
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         dispatch::log(record.message_id, &disposition, &report, duration_ms);
         let settled = match disposition.retry_after() {
@@ -96,14 +97,6 @@ impl<D: Handler> RecordHandler for Records<'_, D> {
         };
         (settled, report.attempt)
     }
-}
-
-/// The call a dispatch message names: messages about one call in one batch go one after the
-/// other (copies of a dispatch, or a finalization and an escalation that resolve to the call's
-/// one ticket), so the later one finds the ledger's answer instead of racing the first.
-fn call_of(message: &SqsMessage) -> Option<String> {
-    let body: serde_json::Value = serde_json::from_str(message.body.as_deref()?).ok()?;
-    body.get("call_id")?.as_str().map(str::to_owned)
 }
 
 /// Handles a batch and reports the records that must be retried; its metrics go to stdout.
@@ -127,7 +120,6 @@ pub async fn process_batch_with<D: Handler>(
     let now = Utc::now();
     let records = Records {
         dispatcher: &function.dispatcher,
-        now,
     };
     let visibility = Visibility {
         sqs: &function.sqs,
@@ -136,7 +128,10 @@ pub async fn process_batch_with<D: Handler>(
     let (response, reports) = sqs_batch::process(
         &records,
         event,
-        Order::ConcurrentBy(call_of),
+        // Messages about one call go one after the other (copies of a dispatch, or a
+        // finalization and an escalation that resolve to the call's one ticket), so the later
+        // one finds the ledger's answer instead of racing the first.
+        Order::ConcurrentBy(sqs_batch::call_id_of),
         Some(&visibility),
     )
     .await;
@@ -156,7 +151,9 @@ pub async fn handle<D: Handler>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_lambda_events::sqs::SqsMessage;
     use callhook::app::dispatch::{Disposition, Report};
+    use chrono::DateTime;
 
     /// Panics on "boom", retries "again", sends anything else.
     struct Scripted;
@@ -215,14 +212,15 @@ mod tests {
             message("5", "not json", None),
         ];
         let refs: Vec<&SqsMessage> = records.iter().collect();
-        let groups: Vec<Vec<&str>> = callhook_lambda::sqs_batch::groups(&refs, call_of)
-            .iter()
-            .map(|g| {
-                g.iter()
-                    .map(|&i| refs[i].message_id.as_deref().unwrap())
-                    .collect()
-            })
-            .collect();
+        let groups: Vec<Vec<&str>> =
+            callhook_lambda::sqs_batch::groups(&refs, sqs_batch::call_id_of)
+                .iter()
+                .map(|g| {
+                    g.iter()
+                        .map(|&i| refs[i].message_id.as_deref().unwrap())
+                        .collect()
+                })
+                .collect();
         assert_eq!(groups, [vec!["1", "3"], vec!["2"], vec!["4"], vec!["5"]]);
     }
 

@@ -95,12 +95,6 @@ impl GroupHandler for Calls<'_> {
     }
 }
 
-/// A batch's group key: the call a queued event names (an unreadable message, or one naming
-/// no call, is a group of its own).
-fn call_of(message: &SqsMessage) -> Option<String> {
-    events_queue::call_of(message.body.as_deref()?)
-}
-
 fn ms(started: Instant) -> f64 {
     started.elapsed().as_secs_f64() * 1000.0
 }
@@ -127,9 +121,13 @@ pub async fn process_batch_with(
     sink: &Sink,
 ) -> SqsBatchResponse {
     let mut metrics = Metrics::now();
-    let (response, reports) =
-        sqs_batch::process_groups(&Calls(function), event, Order::ConcurrentBy(call_of), None)
-            .await;
+    let (response, reports) = sqs_batch::process_groups(
+        &Calls(function),
+        event,
+        Order::ConcurrentBy(sqs_batch::call_id_of),
+        None,
+    )
+    .await;
     for (provider, taken_on, applied_at) in reports.into_iter().flatten().flatten() {
         metrics::record_processed(&mut metrics, &provider, taken_on, applied_at);
     }

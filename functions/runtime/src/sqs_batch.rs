@@ -102,6 +102,19 @@ pub enum Order {
     ConcurrentBy(fn(&SqsMessage) -> Option<String>),
 }
 
+/// The call a message names in its top-level `call_id` (queued events and dispatch messages
+/// both do), read without the rest of it: the key that groups a batch by call. An unreadable
+/// message, or one naming no call, is a group of its own.
+pub fn call_id_of(message: &SqsMessage) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        call_id: Option<String>,
+    }
+    serde_json::from_str::<Named>(message.body.as_deref()?)
+        .ok()?
+        .call_id
+}
+
 /// Where retried records are made invisible for their backoff.
 pub struct Visibility<'a> {
     pub sqs: &'a aws_sdk_sqs::Client,
@@ -286,6 +299,18 @@ mod tests {
                 _ => (Settled::Done, "done"),
             }
         }
+    }
+
+    #[test]
+    fn the_call_is_read_alone_from_a_queued_event() {
+        use callhook::app::events_queue::queue_message;
+        use callhook::domain::event::CanonicalEvent;
+        let mut event = CanonicalEvent::new("telnyx", "e", "call.hangup", chrono::Utc::now());
+        let of = |body: &str| call_id_of(&message("m", body, None));
+        assert_eq!(of(&queue_message(&event)), None);
+        event.call_id = Some("telnyx#c1".into());
+        assert_eq!(of(&queue_message(&event)).as_deref(), Some("telnyx#c1"));
+        assert_eq!(of("{"), None);
     }
 
     fn message(id: &str, body: &str, count: Option<&str>) -> SqsMessage {

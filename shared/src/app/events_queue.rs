@@ -14,16 +14,6 @@ pub fn parse(body: &str) -> Result<CanonicalEvent, Unreadable> {
     serde_json::from_str(body).map_err(|e| Unreadable(e.to_string()))
 }
 
-/// The call a message's event names, read without the rest of it (the lifecycle groups a
-/// batch's events by call before parsing them).
-pub fn call_of(body: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Named {
-        call_id: Option<String>,
-    }
-    serde_json::from_str::<Named>(body).ok()?.call_id
-}
-
 /// The canonical event as the queue carries it, always a message the lifecycle can read back.
 /// Over the SQS limit, or nested deeper than serde_json reads (a body at its depth limit is one
 /// level deeper inside the event), the payload is left out: the raw body stays in the events
@@ -112,18 +102,6 @@ mod tests {
             back.facts.cost, event.facts.cost,
             "small facts travel as they are"
         );
-    }
-
-    #[test]
-    fn the_call_is_read_alone() {
-        let mut event = CanonicalEvent::new("telnyx", "e", "call.hangup", Utc::now());
-        assert_eq!(call_of(&queue_message(&event)), None);
-        event.call_id = Some("telnyx#c1".into());
-        assert_eq!(
-            call_of(&queue_message(&event)).as_deref(),
-            Some("telnyx#c1")
-        );
-        assert_eq!(call_of("{"), None);
     }
 
     #[test]
