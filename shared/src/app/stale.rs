@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::events_queue::queue_message;
 use crate::domain::call::CallRecord;
 use crate::domain::call::stale::{
-    Next, StalePolicy, backfill_event, backoff, call_key, decide, gave_up_event, quiet_since,
+    Next, StalePolicy, backfill_event, call_key, decide, gave_up_event, quiet_since,
+    wait_before_asking_again,
 };
 use crate::domain::review::ReviewItem;
 use crate::ports::{
@@ -108,8 +109,7 @@ where
             let page = self.calls.open_page(opened_before, after.as_ref()).await?;
             for key in &page.calls {
                 report.open_scanned += 1;
-                let out_of_time = started.elapsed() >= self.budget;
-                self.one(&key.call_id, now, &mut report, &mut limited, out_of_time)
+                self.one(&key.call_id, now, &mut report, &mut limited, started)
                     .await?;
             }
             match page.next {
@@ -125,8 +125,9 @@ where
         now: DateTime<Utc>,
         report: &mut StaleReport,
         limited: &mut BTreeSet<String>,
-        out_of_time: bool,
+        started: std::time::Instant,
     ) -> Result<(), StaleError> {
+        let out_of_time = started.elapsed() >= self.budget;
         let Some(stored) = self.calls.get_eventual(call_id).await? else {
             return Ok(());
         };
@@ -172,15 +173,22 @@ where
                 };
                 report.asked += 1;
                 let times = stored.asked.map_or(0, |a| a.times);
-                let again = |extra: Option<u64>| {
-                    let wait = backoff(times, &self.policy)
-                        .max(chrono::Duration::seconds(extra.unwrap_or(0) as i64));
-                    Asked {
-                        again_after: now + wait,
-                        times: times.saturating_add(1),
-                    }
+                let again = |retry_after_secs: Option<u64>| Asked {
+                    again_after: now
+                        + wait_before_asking_again(times, &self.policy, retry_after_secs),
+                    times: times.saturating_add(1),
                 };
-                let (result, asked) = match lookup.lookup(key).await {
+                // A question may take several requests (pages, retries): bounded by what is
+                // left of the pass, so the function's own timeout never cuts a pass short.
+                let left = self.budget.saturating_sub(started.elapsed());
+                let answer = tokio::time::timeout(left, lookup.lookup(key))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(LookupError::Unavailable(
+                            "no answer within the pass's time left".into(),
+                        ))
+                    });
+                let (result, asked) = match answer {
                     Ok(Lookup::Ended(state)) => {
                         let event = backfill_event(record, &state, now);
                         self.queue.send(queue_message(&event), 0).await?;
@@ -575,5 +583,68 @@ mod tests {
         let report = pass.run(at(5.0)).await.unwrap();
         assert_eq!((report.asked, report.still_alive, report.capped), (2, 2, 3));
         assert_eq!(report.stale, 5);
+    }
+
+    /// A provider API that never answers.
+    struct Hanging;
+
+    impl CallLookup for Hanging {
+        fn provider(&self) -> &'static str {
+            "twilio"
+        }
+
+        fn lookup<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Lookup, LookupError>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_question_without_an_answer_ends_with_the_pass_budget() {
+        let world = World::new();
+        world.answered("CH1", 0.0).await;
+        let pass = StalePass {
+            budget: std::time::Duration::from_millis(50),
+            ..world.pass(vec![Box::new(Hanging)])
+        };
+        let report = tokio::time::timeout(std::time::Duration::from_secs(5), pass.run(at(5.0)))
+            .await
+            .expect("the pass ends within its budget")
+            .unwrap();
+        assert_eq!((report.asked, report.errors), (1, 1));
+        let call = world
+            .lifecycle
+            .calls
+            .get("twilio#CH1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            call.asked.map(|a| a.times),
+            Some(1),
+            "remembered, asked again later"
+        );
+    }
+
+    #[tokio::test]
+    async fn any_retry_after_a_provider_sends_is_kept_within_a_day() {
+        let world = World::new();
+        world.answered("CR1", 0.0).await;
+        let limited = Err(LookupError::RateLimited {
+            retry_after_secs: Some(u64::MAX),
+        });
+        let report = world
+            .pass(vec![Box::new(Scripted::new("twilio", vec![limited]))])
+            .run(at(5.0))
+            .await
+            .unwrap();
+        assert_eq!(report.errors, 1);
+        let call = world
+            .lifecycle
+            .calls
+            .get("twilio#CR1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(call.asked.unwrap().again_after, at(5.0) + Duration::days(1));
     }
 }

@@ -91,6 +91,20 @@ pub fn backoff(tries: u32, policy: &StalePolicy) -> Duration {
     doubled.min(policy.max_backoff)
 }
 
+/// The longest wait a provider's `Retry-After` is granted: a day. Whatever a provider sends
+/// (the header is any number), the time it asks for stays a time chrono can add.
+pub const MAX_RETRY_AFTER_SECS: u64 = 86_400;
+
+/// The wait before asking again: the backoff, or what the provider asked for if longer.
+pub fn wait_before_asking_again(
+    tries: u32,
+    policy: &StalePolicy,
+    retry_after_secs: Option<u64>,
+) -> Duration {
+    let asked = retry_after_secs.unwrap_or(0).min(MAX_RETRY_AFTER_SECS);
+    backoff(tries, policy).max(Duration::seconds(asked as i64))
+}
+
 /// The provider's own key for the call (the call id after `{provider}#`); `None` when it was
 /// hashed (too long to keep) and so cannot be asked about.
 pub fn call_key(record: &CallRecord) -> Option<&str> {
@@ -190,6 +204,26 @@ mod tests {
         assert_eq!(backoff(2, &policy), Duration::hours(1));
         assert_eq!(backoff(10, &policy), Duration::hours(4));
         assert_eq!(backoff(u32::MAX, &policy), Duration::hours(4));
+    }
+
+    #[test]
+    fn a_providers_retry_after_is_granted_up_to_a_day() {
+        let policy = StalePolicy::default();
+        assert_eq!(
+            wait_before_asking_again(0, &policy, Some(3 * 3600)),
+            Duration::hours(3)
+        );
+        assert_eq!(
+            wait_before_asking_again(2, &policy, Some(60)),
+            Duration::hours(1)
+        );
+        // Any number a header can carry once made chrono panic ("TimeDelta::seconds out of
+        // bounds") on every pass.
+        for huge in [99_999_999_999_999_999, u64::MAX] {
+            let wait = wait_before_asking_again(0, &policy, Some(huge));
+            assert_eq!(wait, Duration::days(1));
+            assert!(at(0).checked_add_signed(wait).is_some());
+        }
     }
 
     #[test]
