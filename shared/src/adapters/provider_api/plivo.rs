@@ -48,7 +48,9 @@ impl PlivoLookup {
         let answer = self.client.get(&call, &auth).await?;
         Ok(match answer.found(vars::PLIVO_API_TOKEN)? {
             None => Lookup::NotFound,
-            Some(record) => Lookup::Ended(call_record(&record)),
+            Some(record) => {
+                Lookup::Ended(call_record(&record).map_err(|problem| answer.unexpected(&problem))?)
+            }
         })
     }
 }
@@ -78,12 +80,16 @@ pub fn live_call(call: &Value) -> Result<Lookup, String> {
     }
 }
 
-/// The end a call record (CDR) reports.
-pub fn call_record(record: &Value) -> FinalState {
+/// The end a call record (CDR) reports. A record names its end time or hangup cause: any
+/// other answer (`{}`, an error object) is refused, never taken for an end.
+pub fn call_record(record: &Value) -> Result<FinalState, String> {
+    if str_at(record, "/end_time").is_none() && integer_at(record, "/hangup_cause_code").is_none() {
+        return Err("a call record without end_time or hangup_cause_code".to_owned());
+    }
     let time = |field: &str| str_at(record, &format!("/{field}")).and_then(plivo::parse_time);
     let code = integer_at(record, "/hangup_cause_code");
     let code_text = code.map(|c| c.to_string());
-    FinalState {
+    Ok(FinalState {
         status: "hangup".to_owned(),
         outcome: code
             .and_then(|c| u32::try_from(c).ok())
@@ -97,7 +103,7 @@ pub fn call_record(record: &Value) -> FinalState {
             code_text.as_deref(),
             None,
         ),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -112,7 +118,7 @@ mod tests {
             "initiation_time": "2023-11-14 22:12:38+00:00", "end_time": "2023-11-14 22:13:20+00:00",
             "call_duration": 42, "bill_duration": 60, "hangup_cause_code": 4000,
             "hangup_cause_name": "Normal Hangup", "hangup_source": "Callee"});
-        let state = call_record(&record);
+        let state = call_record(&record).unwrap();
         assert_eq!(state.outcome, Some(Outcome::Completed));
         assert_eq!(state.hangup_cause.as_deref(), Some("Normal Hangup (4000)"));
         assert_eq!(
@@ -126,9 +132,18 @@ mod tests {
             (json!(3000), Some(Outcome::Failed)),
             (json!(null), None),
         ] {
-            let state = call_record(&json!({"hangup_cause_code": code, "answer_time": null}));
+            let state = call_record(&json!({"hangup_cause_code": code, "answer_time": null,
+                "end_time": "2023-11-14 22:13:20+00:00"}))
+            .unwrap();
             assert_eq!(state.outcome, outcome, "{code}");
             assert_eq!(state.answered_at, None);
+        }
+    }
+
+    #[test]
+    fn an_answer_that_is_not_a_call_record_is_refused() {
+        for answer in [json!({}), json!([]), json!({"error": "not found"})] {
+            assert!(call_record(&answer).is_err(), "{answer}");
         }
     }
 }
