@@ -53,17 +53,20 @@ pub fn build(env: &Env) -> Result<SweeperFunction, ConfigError> {
     let review = config
         .review_table
         .map(|table| DynamoReviewStore::new(dynamo.clone(), table));
-    // Provider APIs for the stale pass: those with credentials configured.
-    let lookups = Lookups::from_env(env)?;
-    let stale = config.stale.map(|stale| StalePass {
-        calls: DynamoCallStore::new(dynamo.clone(), stale.calls_table, ""),
-        lookups,
-        queue: SqsQueue::new(sqs.clone(), config.events_queue_url.clone()),
-        review: review.clone(),
-        policy: stale.policy,
-        max_lookups: stale.max_lookups,
-        budget: stale.budget,
-    });
+    // Only where the stale pass runs: the provider APIs with credentials configured (their
+    // HTTP client and settings are nothing the lost-send sweep needs or may fail on).
+    let stale = match config.stale {
+        None => None,
+        Some(stale) => Some(StalePass {
+            calls: DynamoCallStore::new(dynamo.clone(), stale.calls_table, ""),
+            lookups: Lookups::from_env(env)?,
+            queue: SqsQueue::new(sqs.clone(), config.events_queue_url.clone()),
+            review: review.clone(),
+            policy: stale.policy,
+            max_lookups: stale.max_lookups,
+            budget: stale.budget,
+        }),
+    };
     Ok(SweeperFunction {
         sweeper: Sweeper {
             store: DynamoEventReader::new(dynamo, config.events_table).with_bodies(
