@@ -88,7 +88,8 @@ pub enum Inserted {
 /// The events table at ingest: `insert_new` is the dedupe.
 pub trait EventStore: Send + Sync {
     /// Writes the event unless its pk exists (one conditional write); on a duplicate returns
-    /// the stored copy from the same call.
+    /// the stored copy from the same call, with its body while it is still RECEIVED (the only
+    /// copy ingest may re-send; a body kept apart is not read back for any other).
     fn insert_new(
         &self,
         event: &NewEvent<'_>,

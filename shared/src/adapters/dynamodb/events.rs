@@ -258,28 +258,31 @@ pub(crate) async fn load(
     }
 }
 
-impl DynamoEventStore {
-    /// The copy already stored, when the dedupe write found one. When both keep their body in
-    /// the bucket under the same key, the bytes are the same (the key names their hash) and
-    /// are not read back.
-    async fn stored_copy(
-        &self,
-        old: &HashMap<String, AttributeValue>,
-        new: &NewEvent<'_>,
-        object: Option<&BodyObject>,
-    ) -> Result<StoredEvent, StoreError> {
-        let same_object = object.is_some_and(|object| {
-            body_object_of(old).ok().flatten().map(|(key, _)| key) == Some(object.key.as_str())
-        });
-        if same_object {
-            let mut stored = stored_of(old)?;
-            stored.raw_body = new.raw_body.to_vec();
-            return Ok(stored);
-        }
-        load(old, self.bodies.as_deref()).await?.ok_or_else(|| {
-            StoreError::Corrupt(new.event_id.to_owned(), "its body object is missing".into())
-        })
+/// The copy already stored, when the dedupe write found one. Its body only while it is still
+/// RECEIVED, the one state in which ingest may re-send it: any other duplicate needs no body,
+/// and a body that can no longer be read (expired, lost) must not turn every retry of an
+/// applied event into a 503. When both keep their body in the bucket under the same key, the
+/// bytes are the same (the key names their hash) and are not read back.
+async fn stored_copy(
+    old: &HashMap<String, AttributeValue>,
+    new: &NewEvent<'_>,
+    object: Option<&BodyObject>,
+    bodies: Option<&dyn BlobStore>,
+) -> Result<StoredEvent, StoreError> {
+    let mut stored = stored_of(old)?;
+    let same_object = object.is_some_and(|object| {
+        body_object_of(old).ok().flatten().map(|(key, _)| key) == Some(object.key.as_str())
+    });
+    if same_object {
+        stored.raw_body = new.raw_body.to_vec();
+        return Ok(stored);
     }
+    if stored.status != EventStatus::Received {
+        return Ok(stored);
+    }
+    load(old, bodies).await?.ok_or_else(|| {
+        StoreError::Corrupt(new.event_id.to_owned(), "its body object is missing".into())
+    })
 }
 
 impl EventStore for DynamoEventStore {
@@ -323,7 +326,7 @@ impl EventStore for DynamoEventStore {
                         )
                     })?;
                     self.remove_unused(old, event, object.as_ref()).await;
-                    self.stored_copy(old, event, object.as_ref())
+                    stored_copy(old, event, object.as_ref(), self.bodies.as_deref())
                         .await
                         .map(Inserted::Duplicate)
                 }
@@ -563,5 +566,22 @@ mod tests {
         let mut expired_item = item.clone();
         expired_item.insert("expires_at".into(), n(Utc::now().timestamp() - 1));
         assert_eq!(load(&expired_item, Some(&blobs)).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_of_an_applied_event_needs_no_body() {
+        use crate::testing::MemoryBlobStore;
+
+        let headers = Headers::new();
+        let large = transcript_like(40_000);
+        let new = new_event(&large, &headers);
+        let (mut item, _) = item_of(&new, true);
+        // Its object is gone (lost, or expired before the item): nothing to read.
+        let blobs = MemoryBlobStore::default();
+        let err = stored_copy(&item, &new, None, Some(&blobs)).await.unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(..)), "RECEIVED: {err}");
+        item.insert("status".into(), AttributeValue::S("PROCESSED".into()));
+        let stored = stored_copy(&item, &new, None, Some(&blobs)).await.unwrap();
+        assert_eq!(stored.status, EventStatus::Processed);
     }
 }
