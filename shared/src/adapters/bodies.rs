@@ -1,5 +1,5 @@
 //! Request bodies kept apart from their events item (docs/architecture.md, "Large bodies"):
-//! when a body, packed, with its header line passes [`BODY_IN_ITEM_BYTES`], the body goes to
+//! when the request (header line and body) packed passes [`BODY_IN_ITEM_BYTES`], the body goes to
 //! the blob store (the events bucket) before the item is written, and the item keeps the
 //! object's key and the body's SHA-256 instead. Every reader gets the body back through
 //! [`read`], which never returns bytes that do not match that hash.
@@ -14,11 +14,11 @@ use crate::adapters::packing;
 use crate::limits::BODY_IN_ITEM_BYTES;
 use crate::ports::{BlobStore, StoreError};
 
-/// Whether a request stays whole in its item: its header line and its packed body together
-/// are at most [`BODY_IN_ITEM_BYTES`]. Above that, an S3 PUT and a GET per read cost less than
-/// the write units of a larger item (written once, rewritten when marked).
-pub fn stays_in_item(header_line_bytes: usize, packed_body_bytes: usize) -> bool {
-    header_line_bytes.saturating_add(packed_body_bytes) <= BODY_IN_ITEM_BYTES
+/// Whether a request stays whole in its item: packed, header line and body, it is at most
+/// [`BODY_IN_ITEM_BYTES`]. Above that, an S3 PUT and a GET per read cost less than the write
+/// units of a larger item (written once, rewritten when marked).
+pub fn stays_in_item(packed_request_bytes: usize) -> bool {
+    packed_request_bytes <= BODY_IN_ITEM_BYTES
 }
 
 /// A body kept apart: where it is and what it must hash to.
@@ -89,11 +89,10 @@ mod tests {
     #[test]
     fn a_request_stays_in_its_item_up_to_the_threshold() {
         assert_eq!(BODY_IN_ITEM_BYTES, 4096);
-        assert!(stays_in_item(0, 0));
-        assert!(stays_in_item(200, 3896));
-        assert!(!stays_in_item(200, 3897));
-        assert!(!stays_in_item(0, 4097));
-        assert!(!stays_in_item(usize::MAX, 1));
+        assert!(stays_in_item(0));
+        assert!(stays_in_item(4096));
+        assert!(!stays_in_item(4097));
+        assert!(!stays_in_item(usize::MAX));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use super::{Capacity, conditional_update, item_size, n, pk_of, s, unavailable};
 use crate::adapters::bodies::{self, BodyObject};
 use crate::adapters::packing;
-use crate::limits::{BODY_IN_ITEM_BYTES, MAX_ITEM_BYTES};
+use crate::limits::MAX_ITEM_BYTES;
 use crate::ports::{
     BlobStore, EventStatus, EventStore, Inserted, MarkForReview, NewEvent, StoreError, StoredEvent,
 };
@@ -67,23 +67,17 @@ pub(crate) fn item_of(
 ) -> (HashMap<String, AttributeValue>, Option<Apart>) {
     let line = header_line(event.headers);
     let body = event.raw_body;
-    // Packing never grows a value by more than its format byte: a request this small stays
-    // without packing the body on its own first.
-    let object = if apart && line.len() + body.len() + 1 > BODY_IN_ITEM_BYTES {
-        let packed = packing::pack(body);
-        (!bodies::stays_in_item(line.len(), packed.len()))
-            .then(|| (BodyObject::of(event.event_id, body), packed))
+    // The request packed whole, as it stays in the item; only one too large for it is packed
+    // again: its body alone for the blob store, its header line alone for the item.
+    let mut whole = Vec::with_capacity(line.len() + body.len());
+    whole.extend_from_slice(&line);
+    whole.extend_from_slice(body);
+    let whole = packing::pack(&whole);
+    let (request, object) = if !apart || bodies::stays_in_item(whole.len()) {
+        (whole, None)
     } else {
-        None
-    };
-    let request = match &object {
-        // The header line alone: the body is the object.
-        Some(_) => packing::pack(&line),
-        None => {
-            let mut request = line;
-            request.extend_from_slice(body);
-            packing::pack(&request)
-        }
+        let object = (BodyObject::of(event.event_id, body), packing::pack(body));
+        (packing::pack(&line), Some(object))
     };
     let received_ms = event.received_at.timestamp_millis();
     let mut item = HashMap::from([
@@ -115,16 +109,9 @@ fn header_line(headers: &Headers) -> Vec<u8> {
     line
 }
 
-/// The request as stored: its headers as one line of JSON, then the body exactly as received,
-/// packed together (the header names then cost almost nothing, and the item stays under one
-/// write unit for a typical body).
-pub fn pack_request(headers: &Headers, body: &[u8]) -> Vec<u8> {
-    let mut request = header_line(headers);
-    request.extend_from_slice(body);
-    packing::pack(&request)
-}
-
-/// The headers and the exact body [`pack_request`] was given.
+/// The headers and the exact body of a stored request: its headers as one line of JSON, then
+/// the body exactly as received, packed together (the header names then cost almost nothing,
+/// and the item stays under one write unit for a typical body).
 pub fn unpack_request(packed: &[u8]) -> Result<(Headers, Vec<u8>), String> {
     let request = packing::unpack(packed).map_err(|e| e.to_string())?;
     // JSON escapes any newline inside a string: the first one ends the headers.
@@ -403,6 +390,7 @@ impl MarkForReview for DynamoEventStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::BODY_IN_ITEM_BYTES;
 
     #[test]
     fn a_request_unpacks_to_its_headers_and_exact_body() {
@@ -410,7 +398,8 @@ mod tests {
         headers.insert("telnyx-signature-ed25519", "c2ln\nbmF0dXJl");
         headers.insert("telnyx-timestamp", "1704067200");
         for body in [&b""[..], b"\n\n{\"a\":1}\r\n", b"\x00\xff not utf-8"] {
-            let (back, exact) = unpack_request(&pack_request(&headers, body)).unwrap();
+            let (item, _) = item_of(&new_event(body, &headers), true);
+            let (back, exact) = unpack_request(item["request"].as_b().unwrap().as_ref()).unwrap();
             assert_eq!((back, exact.as_slice()), (headers.clone(), body));
         }
         assert!(unpack_request(&packing::pack(b"no header line")).is_err());
@@ -578,7 +567,9 @@ mod tests {
         let (mut item, _) = item_of(&new, true);
         // Its object is gone (lost, or expired before the item): nothing to read.
         let blobs = MemoryBlobStore::default();
-        let err = stored_copy(&item, &new, None, Some(&blobs)).await.unwrap_err();
+        let err = stored_copy(&item, &new, None, Some(&blobs))
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::Corrupt(..)), "RECEIVED: {err}");
         item.insert("status".into(), AttributeValue::S("PROCESSED".into()));
         let stored = stored_copy(&item, &new, None, Some(&blobs)).await.unwrap();

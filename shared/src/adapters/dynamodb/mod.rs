@@ -10,7 +10,7 @@ mod review;
 
 pub use calls::{DynamoCallStore, OPEN_INDEX};
 pub use capacity::{Capacity, Units, item_size, write_units};
-pub use events::{DynamoEventStore, pack_request, unpack_request};
+pub use events::{DynamoEventStore, unpack_request};
 pub use ledger::DynamoLedger;
 pub use reader::{DynamoEventReader, PENDING_INDEX};
 pub use review::{DEFAULT_RETENTION_DAYS, DynamoReviewStore};
