@@ -250,6 +250,18 @@ async fn consumed_capacity_per_event_stays_within_the_budget() {
             units.read / events
         );
     }
+    // Counted, not merely under budget: every table the pipeline writes reports its units,
+    // and each event costs at least its own put.
+    let tables = capacity.by_table();
+    for table in ["EventsTable", "CallsTable", "LedgerTable"] {
+        assert!(
+            tables
+                .iter()
+                .any(|(name, units)| name.ends_with(table) && units.write > 0.0),
+            "no write units counted for the {table}: {tables:?}"
+        );
+    }
+    assert!(wru >= 1.0, "{wru:.2} WRU per event: the writes were not counted");
     assert!(
         wru <= MAX_WRU_PER_EVENT,
         "{wru:.2} WRU per event is over the budget of {MAX_WRU_PER_EVENT}"

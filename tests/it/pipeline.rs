@@ -66,7 +66,7 @@ impl Pipeline {
         .await
         .unwrap()
         .tables;
-        let capacity = Capacity::default();
+        let capacity = Capacity::counting();
         let sqs_requests = RequestCounter::default();
         let sqs = counted_sqs(&stack.moto.endpoint, &sqs_requests);
         let crm = HttpSink::start(Vec::new()).await;

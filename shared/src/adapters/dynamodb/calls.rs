@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -160,7 +160,7 @@ impl OpenCalls for DynamoCallStore {
                     .filter_expression("opened_at <= :cutoff")
                     .expression_attribute_values(":cutoff", n(opened_before.timestamp_millis()))
                     .set_exclusive_start_key(start)
-                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .set_return_consumed_capacity(self.capacity.mode())
                     .send()
                     .await,
             )
@@ -194,7 +194,7 @@ impl OpenCalls for DynamoCallStore {
                 .expression_attribute_values(":v", n(version))
                 .expression_attribute_values(":after", n(asked.again_after.timestamp_millis()))
                 .expression_attribute_values(":times", n(asked.times))
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .set_return_consumed_capacity(self.capacity.mode())
                 .send()
                 .await,
         );
@@ -231,14 +231,15 @@ impl CallStore for DynamoCallStore {
                 .map_err(|e| StoreError::Corrupt(record.call_id.clone(), e.to_string()))?;
             item.insert("outbox".to_owned(), s(outbox));
         }
-        if item_size(&item) > MAX_ITEM_BYTES {
+        let item_bytes = item_size(&item);
+        if item_bytes > MAX_ITEM_BYTES {
             return Err(StoreError::TooLarge(record.call_id.clone()));
         }
         let mut put = self
             .client
             .put_item()
             .table_name(&self.calls_table)
-            .set_item(Some(item.clone()));
+            .set_item(Some(item));
         let mut condition = match commit.expected_version {
             None => "attribute_not_exists(pk)".to_owned(),
             Some(v) => {
@@ -252,14 +253,14 @@ impl CallStore for DynamoCallStore {
         }
         let result = self.capacity.wrote(
             put.condition_expression(condition)
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .set_return_consumed_capacity(self.capacity.mode())
                 .send()
                 .await,
         );
         match result {
             Ok(_) => Ok(Committed::Yes),
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                self.capacity.failed_write(&self.calls_table, &item);
+                self.capacity.failed_write(&self.calls_table, item_bytes);
                 Ok(Committed::Conflict)
             }
             Err(err) => Err(unavailable("PutItem", &err)),
@@ -275,7 +276,7 @@ impl CallStore for DynamoCallStore {
                 .update_expression("REMOVE outbox")
                 .condition_expression("version = :v")
                 .expression_attribute_values(":v", AttributeValue::N(version.to_string()))
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .set_return_consumed_capacity(self.capacity.mode())
                 .send()
                 .await,
         );
@@ -308,7 +309,7 @@ impl CallStore for DynamoCallStore {
         let result = self.capacity.wrote(
             update
                 .update_expression(expression)
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .set_return_consumed_capacity(self.capacity.mode())
                 .send()
                 .await,
         );

@@ -1,8 +1,8 @@
-//! DynamoDB capacity consumed through the adapters: every request asks for
-//! `ReturnConsumedCapacity::Total`, and the units come back into a [`Capacity`] the adapters
-//! share. The capacity test and the cost figures in docs/benchmarks.md count through it; a
-//! write whose condition failed returns no figure, so it is counted by the item's size, as
-//! DynamoDB bills it.
+//! DynamoDB capacity consumed through the adapters. Off by default (the functions count
+//! nothing, and their requests ask for nothing); a [`Capacity::counting`] shared by the adapters
+//! makes every request ask for `ReturnConsumedCapacity::Total` and sums the units. The capacity
+//! test and the cost figures in docs/benchmarks.md count through it; a write whose condition
+//! failed returns no figure, so it is counted by the item's size, as DynamoDB bills it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
 use aws_sdk_dynamodb::operation::query::QueryOutput;
 use aws_sdk_dynamodb::operation::scan::ScanOutput;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
-use aws_sdk_dynamodb::types::{AttributeValue, ConsumedCapacity};
+use aws_sdk_dynamodb::types::{AttributeValue, ConsumedCapacity, ReturnConsumedCapacity};
 
 /// Read and write units consumed, summed.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -21,11 +21,22 @@ pub struct Units {
     pub write: f64,
 }
 
-/// The units consumed through every adapter holding a clone of it, by table.
+/// The units consumed through every adapter holding a clone of it, by table; `default()`
+/// counts nothing.
 #[derive(Debug, Clone, Default)]
-pub struct Capacity(Arc<Mutex<BTreeMap<String, Units>>>);
+pub struct Capacity(Option<Arc<Mutex<BTreeMap<String, Units>>>>);
 
 impl Capacity {
+    /// A shared count: every request of the adapters given a clone asks for its capacity.
+    pub fn counting() -> Self {
+        Capacity(Some(Arc::default()))
+    }
+
+    /// What a request asks DynamoDB to return.
+    pub(crate) fn mode(&self) -> Option<ReturnConsumedCapacity> {
+        self.0.as_ref().map(|_| ReturnConsumedCapacity::Total)
+    }
+
     /// Everything consumed.
     pub fn units(&self) -> Units {
         self.by_table()
@@ -38,11 +49,16 @@ impl Capacity {
 
     /// What each table (its indexes included) consumed.
     pub fn by_table(&self) -> BTreeMap<String, Units> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0.as_ref().map_or_else(BTreeMap::new, |tables| {
+            tables.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        })
     }
 
     fn add(&self, consumed: &[(&str, f64)], write: bool) {
-        let mut tables = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(tables) = &self.0 else {
+            return;
+        };
+        let mut tables = tables.lock().unwrap_or_else(|e| e.into_inner());
         for (table, units) in consumed {
             let entry = tables.entry((*table).to_owned()).or_default();
             if write {
@@ -69,10 +85,10 @@ impl Capacity {
         result
     }
 
-    /// A write to `table` whose condition failed: DynamoDB bills it by the size of the item
-    /// written.
-    pub(crate) fn failed_write(&self, table: &str, item: &HashMap<String, AttributeValue>) {
-        self.add(&[(table, write_units(item_size(item)))], true);
+    /// A write to `table` of an item of `item_bytes` whose condition failed: DynamoDB bills it
+    /// by the size of the item written.
+    pub(crate) fn failed_write(&self, table: &str, item_bytes: usize) {
+        self.add(&[(table, write_units(item_bytes))], true);
     }
 }
 

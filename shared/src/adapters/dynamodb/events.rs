@@ -11,7 +11,6 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Utc};
 
@@ -275,7 +274,8 @@ async fn stored_copy(
 impl EventStore for DynamoEventStore {
     async fn insert_new(&self, event: &NewEvent<'_>) -> Result<Inserted, StoreError> {
         let (item, object) = item_of(event, self.bodies.is_some());
-        if item_size(&item) > MAX_ITEM_BYTES {
+        let item_bytes = item_size(&item);
+        if item_bytes > MAX_ITEM_BYTES {
             return Err(StoreError::TooLarge(event.event_id.to_owned()));
         }
         // The body first: an item never names an object that is not there. A failure here is
@@ -291,12 +291,12 @@ impl EventStore for DynamoEventStore {
             self.client
                 .put_item()
                 .table_name(&self.table)
-                .set_item(Some(item.clone()))
+                .set_item(Some(item))
                 .condition_expression("attribute_not_exists(pk)")
                 .return_values_on_condition_check_failure(
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 )
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .set_return_consumed_capacity(self.capacity.mode())
                 .send()
                 .await,
         );
@@ -305,7 +305,7 @@ impl EventStore for DynamoEventStore {
             Err(SdkError::ServiceError(service)) => match service.err() {
                 PutItemError::ConditionalCheckFailedException(failed) => {
                     // A failed condition is billed like the write it refused.
-                    self.capacity.failed_write(&self.table, &item);
+                    self.capacity.failed_write(&self.table, item_bytes);
                     let old = failed.item().ok_or_else(|| {
                         StoreError::Corrupt(
                             event.event_id.to_owned(),
@@ -334,7 +334,7 @@ impl EventStore for DynamoEventStore {
                 .expression_attribute_names("#s", "status")
                 .expression_attribute_values(":t", AttributeValue::Bool(true))
                 .expression_attribute_values(":received", s(EventStatus::Received.as_str()))
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .set_return_consumed_capacity(self.capacity.mode())
                 .send()
                 .await,
         );
@@ -378,7 +378,7 @@ impl MarkForReview for DynamoEventStore {
                 .expression_attribute_values(":review", s(EventStatus::Review.as_str()))
                 .expression_attribute_values(":processed", s(EventStatus::Processed.as_str()))
                 .expression_attribute_values(":reason", s(reason))
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .set_return_consumed_capacity(self.capacity.mode())
                 .send()
                 .await,
         );

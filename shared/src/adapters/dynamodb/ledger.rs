@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, TimeZone, Utc};
 
@@ -134,7 +133,7 @@ impl Ledger for DynamoLedger {
                 .return_values_on_condition_check_failure(
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 )
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .set_return_consumed_capacity(self.capacity.mode())
                 .send()
                 .await,
         );
@@ -190,7 +189,7 @@ impl Ledger for DynamoLedger {
             .wrote(
                 request
                     .update_expression(expression)
-                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .set_return_consumed_capacity(self.capacity.mode())
                     .send()
                     .await,
             )
@@ -239,7 +238,7 @@ impl Ledger for DynamoLedger {
             self.capacity.wrote(
                 request
                     .update_expression(expression)
-                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .set_return_consumed_capacity(self.capacity.mode())
                     .send()
                     .await,
             ),

@@ -21,7 +21,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::ports::StoreError;
 
@@ -52,7 +52,7 @@ pub(crate) async fn get_by_pk(
                 .table_name(table)
                 .key("pk", s(pk))
                 .consistent_read(consistent)
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .set_return_consumed_capacity(capacity.mode())
                 .send()
                 .await,
         )
@@ -73,7 +73,7 @@ pub(crate) async fn scan_each(
             .read(
                 scan()
                     .set_exclusive_start_key(start)
-                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .set_return_consumed_capacity(capacity.mode())
                     .send()
                     .await,
             )

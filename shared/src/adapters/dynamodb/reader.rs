@@ -9,7 +9,6 @@ use std::collections::{BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 use chrono::{DateTime, Utc};
 
 use super::events::{DynamoEventStore, load, received_at_of};
@@ -85,7 +84,7 @@ impl EventReader for DynamoEventReader {
                         AttributeValue::N(received_before.timestamp_millis().to_string()),
                     )
                     .set_exclusive_start_key(after.map(start_key))
-                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .set_return_consumed_capacity(self.0.capacity.mode())
                     .send()
                     .await,
             )

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -191,7 +190,7 @@ impl ReviewAdmin for DynamoReviewStore {
                         .expression_attribute_names("#s", "status")
                         .expression_attribute_values(":open", s(ReviewStatus::Open.as_str()))
                         .set_exclusive_start_key(start)
-                        .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                        .set_return_consumed_capacity(self.capacity.mode())
                         .send()
                         .await,
                 )
@@ -227,7 +226,7 @@ impl ReviewAdmin for DynamoReviewStore {
                 ),
         };
         let result = request
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .set_return_consumed_capacity(self.capacity.mode())
             .send()
             .await;
         conditional_update(self.capacity.wrote(result))
@@ -242,7 +241,7 @@ impl ReviewStore for DynamoReviewStore {
                     .put_item()
                     .table_name(&self.table)
                     .set_item(Some(item_of(item)))
-                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .set_return_consumed_capacity(self.capacity.mode())
                     .send()
                     .await,
             )
@@ -291,7 +290,7 @@ impl ReviewStore for DynamoReviewStore {
             .expression_attribute_values(":type", s(item.event_type.clone().unwrap_or_default()))
             .expression_attribute_values(":received", s(received.to_rfc3339()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .set_return_consumed_capacity(self.capacity.mode())
             .send()
             .await;
         // Discarded by a person: it stays discarded.
