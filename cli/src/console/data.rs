@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Duration, Utc};
 
-use callhook::adapters::dynamodb::{DynamoEventReader, DynamoLedger};
+use callhook::adapters::dynamodb::DynamoLedger;
 use callhook::app::whole_calls::{WholeCalls, normalize_stored};
 use callhook::domain::call::{CallRecord, escalation_dispatch_id, finalize_dispatch_id};
 use callhook::domain::review::{ReviewItem, ReviewStatus, dispatch_pk, event_pk};
@@ -156,7 +156,8 @@ impl Backend for TargetBackend {
         let stored_call = store.get(call_id).await?;
         let whole = WholeCalls {
             calls: store,
-            events: DynamoEventReader::new(target.dynamo.clone(), target.table("EventsTable")?),
+            // With the events bucket: a large body (a long call's transcript) is kept there.
+            events: target.events_reader()?,
             normalizers: Providers::normalizers(&target.env).context("provider configuration")?,
         };
         let (events, normalizers) = (&whole.events, &whole.normalizers);
@@ -203,6 +204,8 @@ impl Backend for TargetBackend {
         .collect();
         dispatch_ids.push(finalize_dispatch_id(call_id));
         dispatch_ids.push(escalation_dispatch_id(call_id));
+        // Updates after the end resolve to the finalization's id too: each id is read once.
+        dispatch_ids.sort_unstable();
         dispatch_ids.dedup();
         let ledger = DynamoLedger::new(target.dynamo.clone(), target.table("LedgerTable")?);
         let review_store = target.review_store()?;
