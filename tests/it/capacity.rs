@@ -261,7 +261,10 @@ async fn consumed_capacity_per_event_stays_within_the_budget() {
             "no write units counted for the {table}: {tables:?}"
         );
     }
-    assert!(wru >= 1.0, "{wru:.2} WRU per event: the writes were not counted");
+    assert!(
+        wru >= 1.0,
+        "{wru:.2} WRU per event: the writes were not counted"
+    );
     assert!(
         wru <= MAX_WRU_PER_EVENT,
         "{wru:.2} WRU per event is over the budget of {MAX_WRU_PER_EVENT}"

@@ -73,6 +73,19 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in the order a person reads them.
+    pub const ALL: [Outcome; 9] = [
+        Outcome::Completed,
+        Outcome::NoAnswer,
+        Outcome::Busy,
+        Outcome::Failed,
+        Outcome::Canceled,
+        Outcome::Voicemail,
+        Outcome::Escalated,
+        Outcome::Rescheduled,
+        Outcome::Unknown,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Completed => "completed",

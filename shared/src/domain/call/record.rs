@@ -23,17 +23,18 @@ pub enum CallStatus {
 }
 
 impl CallStatus {
+    /// Every status, in the order a call goes through them.
+    pub const ALL: [CallStatus; 5] = [
+        CallStatus::Queued,
+        CallStatus::Initiated,
+        CallStatus::Ringing,
+        CallStatus::Answered,
+        CallStatus::Ended,
+    ];
+
     /// The status for a rank of [`Kind::rank`].
     pub fn from_rank(rank: u8) -> Option<Self> {
-        [
-            CallStatus::Queued,
-            CallStatus::Initiated,
-            CallStatus::Ringing,
-            CallStatus::Answered,
-            CallStatus::Ended,
-        ]
-        .into_iter()
-        .find(|s| s.rank() == rank)
+        Self::ALL.into_iter().find(|s| s.rank() == rank)
     }
 
     /// Same numbers as [`Kind::rank`].
