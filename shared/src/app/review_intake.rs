@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::config::{Source, Sources};
 use crate::domain::event::CanonicalEvent;
 use crate::domain::review::{ReviewItem, ReviewReason, dead_letter_pk};
-use crate::domain::text::truncate_utf8;
+use crate::domain::text::{MAX_FIELD_BYTES, capped, truncate_utf8};
 use crate::limits::REVIEW_PAYLOAD_LIMIT as PAYLOAD_LIMIT;
 use crate::ports::{MarkForReview, ReviewStore, StoreError};
 
@@ -105,10 +105,12 @@ pub fn classify(source: &Source, message: &Message<'_>, now: DateTime<Utc>) -> I
                     .map(|at| format!("; first sent {}", at.to_rfc3339()))
                     .unwrap_or_default()
             );
+            // Capped as every sender string in an item is: a dead letter whose `type` is huge
+            // must still make an item DynamoDB can write.
             let text = |field: &str| {
                 parsed
                     .as_ref()
-                    .and_then(|v| v.get(field)?.as_str().map(str::to_owned))
+                    .and_then(|v| v.get(field)?.as_str().map(|t| capped(t, MAX_FIELD_BYTES)))
             };
             let (provider, event_type) = (text("provider"), text("type"));
             let mut item = ReviewItem::open(
@@ -280,6 +282,16 @@ mod tests {
         );
         assert_eq!(intake.item().payload, Value::String("\u{0}not json".into()));
         assert_eq!(intake.item().subject_id, "m-1");
+    }
+
+    #[test]
+    fn a_dead_letters_provider_and_type_are_capped() {
+        let huge = "t".repeat(200_000);
+        let body = serde_json::json!({"provider": huge, "type": huge}).to_string();
+        let intake = classify(&Source::DeadLetter("events".into()), &message(&body), at(9));
+        let item = intake.item();
+        assert!(item.provider.as_ref().unwrap().len() <= MAX_FIELD_BYTES);
+        assert!(item.event_type.as_ref().unwrap().len() <= MAX_FIELD_BYTES);
     }
 
     #[test]
