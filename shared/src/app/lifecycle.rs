@@ -248,7 +248,7 @@ impl<C: CallStore, Q: Queue, R: ReviewStore, A: Analytics> Lifecycle<C, Q, R, A>
                 .or(record.as_ref())
                 .and_then(|r| r.finalized_at);
             self.flush(call_id, version, &owed, finalized_at).await?;
-            if let Some(written) = &written {
+            if let Some(written) = written.as_ref().filter(|_| self.analytics.enabled()) {
                 self.publish(events, &pass.steps, written, pass.finalizing, pass.updated)
                     .await;
             }
