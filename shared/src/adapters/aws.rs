@@ -11,6 +11,7 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::config::{ConfigError, Env, vars};
+use crate::ports::StoreError;
 
 /// SDK settings for a function. `AWS_ENDPOINT_URL` points every client at an emulator.
 ///
@@ -50,4 +51,28 @@ pub fn sdk_config(env: &Env) -> Result<SdkConfig, ConfigError> {
         builder = builder.endpoint_url(endpoint);
     }
     Ok(builder.build())
+}
+
+/// An AWS SDK failure as text for logs and answers: the operation and the error's kind, never
+/// request data. Every service's `SdkError` is the same type (DynamoDB's, S3's, SQS's).
+pub(crate) fn sdk_error_text<E: std::error::Error>(
+    op: &str,
+    err: &aws_sdk_sqs::error::SdkError<E>,
+) -> String {
+    use aws_sdk_sqs::error::SdkError;
+    match err {
+        SdkError::ServiceError(e) => format!("{op}: {}", e.err()),
+        SdkError::TimeoutError(_) => format!("{op}: timed out"),
+        SdkError::DispatchFailure(_) => format!("{op}: could not connect"),
+        other => format!("{op}: {other}"),
+    }
+}
+
+/// Any SDK failure of a store is "unavailable" to the caller, which answers 503 so the
+/// provider retries.
+pub(crate) fn unavailable<E: std::error::Error>(
+    op: &str,
+    err: &aws_sdk_sqs::error::SdkError<E>,
+) -> StoreError {
+    StoreError::Unavailable(sdk_error_text(op, err))
 }

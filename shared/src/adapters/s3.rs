@@ -7,6 +7,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;
 
+use crate::adapters::aws::unavailable;
 use crate::limits::MAX_BODY_OBJECT_BYTES;
 use crate::ports::{BlobFuture, BlobStore, StoreError};
 
@@ -32,22 +33,6 @@ impl S3BlobStore {
             .build();
         Client::from_conf(config)
     }
-
-    pub fn bucket(&self) -> &str {
-        &self.bucket
-    }
-}
-
-/// Any SDK failure is "unavailable" (the caller answers 503); the text keeps the error's kind
-/// and never the object's bytes.
-fn unavailable<E: std::error::Error>(op: &str, err: &SdkError<E>) -> StoreError {
-    let detail = match err {
-        SdkError::ServiceError(e) => format!("{op}: {}", e.err()),
-        SdkError::TimeoutError(_) => format!("{op}: timed out"),
-        SdkError::DispatchFailure(_) => format!("{op}: could not connect"),
-        other => format!("{op}: {other}"),
-    };
-    StoreError::Unavailable(detail)
 }
 
 impl BlobStore for S3BlobStore {

@@ -1,7 +1,7 @@
 //! SQS: the events and dispatch queues, and any queue a dispatch route names.
 
+use crate::adapters::aws::sdk_error_text;
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::SdkError;
 
 use crate::limits::SQS_MAX_DELAY_SECS;
 use crate::ports::{Queue, QueueError, QueueSender};
@@ -19,10 +19,6 @@ impl SqsQueue {
             url: url.into(),
         }
     }
-
-    pub fn url(&self) -> &str {
-        &self.url
-    }
 }
 
 impl Queue for SqsQueue {
@@ -35,14 +31,11 @@ impl Queue for SqsQueue {
         if delay_secs > 0 {
             request = request.delay_seconds(delay_secs.min(SQS_MAX_DELAY_SECS) as i32);
         }
-        request.send().await.map(|_| ()).map_err(|err| {
-            QueueError(match &err {
-                SdkError::ServiceError(e) => format!("SendMessage: {}", e.err()),
-                SdkError::TimeoutError(_) => "SendMessage: timed out".into(),
-                SdkError::DispatchFailure(_) => "SendMessage: could not connect".into(),
-                other => format!("SendMessage: {other}"),
-            })
-        })
+        request
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|err| QueueError(sdk_error_text("SendMessage", &err)))
     }
 }
 

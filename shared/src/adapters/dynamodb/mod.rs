@@ -96,17 +96,7 @@ pub(crate) fn pk_of(item: &HashMap<String, AttributeValue>) -> String {
         .unwrap_or_default()
 }
 
-/// Any SDK failure is "unavailable" to the caller, which answers 503 so the provider retries;
-/// the text keeps the error's kind for logs and never includes request data.
-pub(crate) fn unavailable<E: std::error::Error>(op: &str, err: &SdkError<E>) -> StoreError {
-    let detail = match err {
-        SdkError::ServiceError(e) => format!("{op}: {}", e.err()),
-        SdkError::TimeoutError(_) => format!("{op}: timed out"),
-        SdkError::DispatchFailure(_) => format!("{op}: could not connect"),
-        other => format!("{op}: {other}"),
-    };
-    StoreError::Unavailable(detail)
-}
+pub(crate) use crate::adapters::aws::unavailable;
 
 /// A conditional `UpdateItem`'s result: `true` when it applied, `false` when its condition did
 /// not hold (which each caller reads as "nothing to do"), any other failure unavailable.
