@@ -67,3 +67,8 @@ pub const MAX_TOLERANCE_SECS: u64 = 7 * 24 * 60 * 60;
 pub const DEV_MAX_TOLERANCE_SECS: u64 = u32::MAX as u64;
 /// The largest RESEND_AFTER_SECS (a day: the sweeper catches anything older anyway).
 pub const MAX_RESEND_AFTER_SECS: u64 = 24 * 60 * 60;
+
+/// Most signatures one request may present (a sender rotating keys sends two or three): more is
+/// refused before any is checked, so a flood of entries costs nothing to answer. Standard
+/// Webhooks' `webhook-signature`, ElevenLabs' `v0=` items, Plivo's two headers together.
+pub const MAX_SIGNATURES: usize = 10;

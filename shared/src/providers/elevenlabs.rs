@@ -39,8 +39,7 @@ use crate::signing::{self as verify, AuthError};
 pub const NAME: &str = "elevenlabs";
 pub const SIGNATURE_HEADER: &str = "elevenlabs-signature";
 const SECRETS_VAR: &str = vars::ELEVENLABS_WEBHOOK_SECRETS;
-/// Most `v0=` items one header may carry: a header of thousands must not cost a CPU-second.
-pub const MAX_SIGNATURES: usize = 10;
+use crate::limits::MAX_SIGNATURES;
 
 use Kind::*;
 

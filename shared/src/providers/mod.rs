@@ -257,6 +257,12 @@ pub fn str_at<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
+/// Whole seconds from `start` to `end`, rounded; `None` when the end is before the start.
+pub fn whole_secs(start: DateTime<Utc>, end: DateTime<Utc>) -> Option<u64> {
+    let millis = u64::try_from((end - start).num_milliseconds()).ok()?;
+    Some(millis.saturating_add(500) / 1000)
+}
+
 /// An RFC 3339 time at a JSON pointer. Unparseable times are treated as absent.
 pub fn time_at(value: &Value, pointer: &str) -> Option<DateTime<Utc>> {
     str_at(value, pointer)

@@ -41,8 +41,7 @@ pub const MAIN_ACCOUNT_SIGNATURE_HEADER: &str = "x-plivo-signature-ma-v3";
 pub const NONCE_HEADER: &str = "x-plivo-signature-v3-nonce";
 const TOKENS_VAR: &str = vars::PLIVO_AUTH_TOKENS;
 const URL_VAR: &str = vars::PLIVO_WEBHOOK_URL;
-/// At most this many signatures are read from the two signature headers together.
-const MAX_SIGNATURES: usize = 10;
+use crate::limits::MAX_SIGNATURES;
 
 use Kind::*;
 

@@ -498,12 +498,6 @@ pub(crate) fn final_state(status: &str, outcome: Option<Outcome>, facts: Facts) 
     }
 }
 
-/// Whole seconds from `start` to `end`, rounded; `None` when `end` is before `start`.
-pub(crate) fn whole_secs(start: DateTime<Utc>, end: DateTime<Utc>) -> Option<u64> {
-    let millis = u64::try_from((end - start).num_milliseconds()).ok()?;
-    Some(millis.saturating_add(500) / 1000)
-}
-
 /// Still inside the analysis grace after `ended_at` (or no end to measure from).
 pub(crate) fn analysis_pending(ended_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
     ended_at.is_none_or(|end| (now - end).num_seconds() < ANALYSIS_GRACE_SECS)

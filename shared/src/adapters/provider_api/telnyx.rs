@@ -18,11 +18,12 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::{ApiClient, Auth, checked_key, endpoint, whole_secs};
+use super::{ApiClient, Auth, checked_key, endpoint};
 use crate::config::provider_api::KeyApi;
 use crate::config::vars;
 use crate::ports::{CallLookup, FinalState, Lookup, LookupError};
 use crate::providers::telnyx::{self, hangup_outcome};
+use crate::providers::whole_secs;
 use crate::providers::{integer_at, str_at, time_at};
 
 pub const PAGE_SIZE: u32 = 250;

@@ -45,7 +45,7 @@ use serde_json::Value;
 
 use super::{
     Delivery, Provider, ProviderEntry, derived_key, key_without_event_id, malformed, mark_unknown,
-    millis_at, scoped_id, str_at, time_at,
+    millis_at, scoped_id, str_at, time_at, whole_secs,
 };
 #[cfg(any(test, feature = "dev"))]
 use super::{DevSigner, Signed, sha256_hex};
@@ -53,7 +53,6 @@ use crate::config::{ConfigError, Env, vars};
 use crate::domain::event::{CanonicalEvent, Direction, Facts, Kind, Outcome, ReviewNote};
 use crate::domain::review::ReviewReason;
 use crate::signing::{self as verify, AuthError};
-use chrono::{DateTime, Utc};
 
 pub const NAME: &str = "vapi";
 const AUTH_VAR: &str = vars::VAPI_AUTH;
@@ -510,12 +509,6 @@ pub fn call_end(message: &Value) -> (Option<Outcome>, Facts) {
         ..Facts::default()
     };
     (reason.and_then(ended_reason_outcome), facts)
-}
-
-/// Whole seconds from `start` to `end`, rounded; `None` when `end` is before `start`.
-fn whole_secs(start: DateTime<Utc>, end: DateTime<Utc>) -> Option<u64> {
-    let millis = u64::try_from((end - start).num_milliseconds()).ok()?;
-    Some(millis.saturating_add(500) / 1000)
 }
 
 #[cfg(any(test, feature = "dev"))]
