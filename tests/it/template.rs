@@ -71,10 +71,39 @@ fn variables(t: &Value, function: &str) -> Vec<String> {
         .collect()
 }
 
+/// The parameters that hold secrets, by name: keys, tokens, secrets and PEMs.
+fn secret_parameters(t: &Value) -> Vec<String> {
+    let secret = ["Key", "Keys", "Token", "Tokens", "Secret", "Secrets", "Pem"];
+    t["Parameters"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .filter_map(|k| k.as_str())
+        .filter(|name| secret.iter().any(|end| name.ends_with(end)))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The sweeper normalizes stored events without keys: it gets none of the webhook keys,
+/// tokens or secrets ingest verifies with (its provider *API* credentials for the stale pass
+/// are its own parameters).
 #[test]
-fn the_sweeper_gets_no_key_token_or_secret() {
+fn the_sweeper_gets_no_webhook_verification_secret() {
     let t = template();
     let sweeper = variables(&t, "SweeperFunction");
+    let secrets = secret_parameters(&t);
+    let ingest = &resource(&t, "IngestFunction")["Properties"]["Environment"]["Variables"];
+    let verifying: Vec<&str> = ingest
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| reference(v).is_some_and(|p| secrets.iter().any(|s| s == p)))
+        .map(|(k, _)| k.as_str().unwrap())
+        .collect();
+    assert!(verifying.len() >= 12, "{verifying:?}");
+    for var in &verifying {
+        assert!(!sweeper.contains(&(*var).to_owned()), "sweeper gets {var}");
+    }
     for secret in [
         "TELNYX_PUBLIC_KEYS",
         "BIRD_SIGNING_KEYS",
@@ -104,6 +133,12 @@ fn the_sweeper_gets_no_key_token_or_secret() {
 #[test]
 fn every_parameter_that_may_hold_a_secret_is_no_echo() {
     let t = template();
+    let secrets = secret_parameters(&t);
+    assert!(secrets.len() >= 23, "{secrets:?}");
+    for param in &secrets {
+        assert_eq!(t["Parameters"][param]["NoEcho"], true, "{param}");
+    }
+    // And those that are secret without saying so in their name.
     for param in [
         "DispatchRoutes",
         "CrmWebhookUrl",
