@@ -618,23 +618,6 @@ impl MotoWatch {
     }
 }
 
-/// An item's size as DynamoDB bills it: attribute names plus values (numbers approximated).
-fn item_size(item: &std::collections::HashMap<String, AttributeValue>) -> usize {
-    fn value(v: &AttributeValue) -> usize {
-        match v {
-            AttributeValue::S(s) => s.len(),
-            AttributeValue::N(n) => n.len().div_ceil(2) + 1,
-            AttributeValue::B(b) => b.as_ref().len(),
-            AttributeValue::M(m) => {
-                3 + m.iter().map(|(k, v)| k.len() + value(v) + 1).sum::<usize>()
-            }
-            AttributeValue::L(l) => 3 + l.iter().map(|v| value(v) + 1).sum::<usize>(),
-            _ => 1,
-        }
-    }
-    item.iter().map(|(k, v)| k.len() + value(v)).sum()
-}
-
 async fn stored_size(stack: &Stack, table: &str, pk: &str) -> usize {
     let out = stack
         .dynamo
@@ -644,7 +627,7 @@ async fn stored_size(stack: &Stack, table: &str, pk: &str) -> usize {
         .send()
         .await
         .unwrap();
-    item_size(out.item().unwrap())
+    callhook::adapters::dynamodb::item_size(out.item().unwrap())
 }
 
 fn per(n: usize, of: usize) -> f64 {
