@@ -901,11 +901,33 @@ fn voice_ai_fixture_calls_reconcile() {
         ("retell", "outbound", Outcome::Completed, true),
         ("retell", "no-answer", Outcome::NoAnswer, false),
         ("retell", "transfer", Outcome::Escalated, true),
+        ("elevenlabs", "inbound", Outcome::Escalated, true),
         ("elevenlabs", "outbound", Outcome::Completed, true),
         ("elevenlabs", "no-answer", Outcome::NoAnswer, false),
+        ("vapi", "inbound", Outcome::Completed, true),
         ("vapi", "outbound", Outcome::Completed, true),
         ("vapi", "no-answer", Outcome::NoAnswer, false),
     ];
+    // Every numbered call of these providers' fixtures has its row: none is skipped silently.
+    for (i, name, ..) in fixture_bodies().iter() {
+        let provider = CONSTRUCTORS[*i].name;
+        if !["retell", "elevenlabs", "vapi"].contains(&provider) {
+            continue;
+        }
+        // `{sequence}-{NN}-{event}.json`: the sequence is what comes before the number.
+        let parts: Vec<&str> = name.split('-').collect();
+        let numbered = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+        let Some(at) = parts.iter().position(numbered) else {
+            continue;
+        };
+        let sequence = parts[..at].join("-");
+        assert!(
+            calls
+                .iter()
+                .any(|(p, s, ..)| *p == provider && *s == sequence),
+            "{provider}/{sequence} ({name}) has no row"
+        );
+    }
     for (provider, sequence, outcome, answered) in calls {
         let prefix = format!("{sequence}-");
         let events: Vec<_> = fixture_bodies()
