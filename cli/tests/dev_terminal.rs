@@ -109,6 +109,18 @@ impl Dev {
     }
 }
 
+/// A test that fails midway still stops dev (SIGTERM: dev stops the emulator it started).
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .arg(self.child.id().to_string())
+                .status();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 #[test]
 fn dev_prints_readable_lines_and_keeps_the_emf_lines_in_a_file() {
     let dev = Dev::start("plain", &[]);
