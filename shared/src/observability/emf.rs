@@ -29,7 +29,6 @@ pub enum Unit {
     Count,
     Milliseconds,
     Seconds,
-    Bytes,
     None,
 }
 
@@ -39,7 +38,6 @@ impl Unit {
             Unit::Count => "Count",
             Unit::Milliseconds => "Milliseconds",
             Unit::Seconds => "Seconds",
-            Unit::Bytes => "Bytes",
             Unit::None => "None",
         }
     }
@@ -251,7 +249,6 @@ impl Metrics {
                     .unwrap_or_else(|e| e.into_inner())
                     .extend(lines);
             }
-            Sink::Discard => {}
         }
         self.entries.clear();
     }
@@ -385,7 +382,6 @@ pub enum Sink {
     /// Any writer, shared by clones (`callhook dev`: a file in its state directory), each line
     /// written whole.
     Writer(SharedWriter),
-    Discard,
 }
 
 impl Sink {

@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 use super::emf::{Metrics, Sink, Unit};
 use crate::app::dispatch::Attempted;
 use crate::app::ingest::IngestOutcome;
-use crate::domain::event::CanonicalEvent;
 use crate::domain::review::ReviewReason;
 use crate::providers::Providers;
 
@@ -122,11 +121,6 @@ pub fn record_processed(
         &[("provider", provider_label(provider))],
         lag_ms(taken_on, now),
     );
-}
-
-/// [`record_processed`] for `event`, received at `event.received_at` and applied now.
-pub fn record_applied(metrics: &mut Metrics, event: &CanonicalEvent) {
-    record_processed(metrics, &event.provider, event.received_at, Utc::now());
 }
 
 /// dispatch, one delivery attempt on `route` (a [`crate::domain::dispatch::Routes::destination`]

@@ -243,10 +243,6 @@ impl ApiClient {
         Ok(ApiClient { http, policy })
     }
 
-    pub fn policy(&self) -> &RetryPolicy {
-        &self.policy
-    }
-
     /// GETs `url` with `auth`, retrying as the policy says.
     pub(crate) async fn get(&self, url: &Url, auth: &Auth<'_>) -> Result<Answer, LookupError> {
         let request = format!("GET {}", shown(url));
@@ -559,11 +555,6 @@ impl Lookups {
             lookups.push(Box::new(BirdLookup::new(client.clone(), api.clone())));
         }
         Ok(Lookups { lookups })
-    }
-
-    /// Any lookups (fakes in tests).
-    pub fn from_lookups(lookups: Vec<Box<dyn CallLookup>>) -> Lookups {
-        Lookups { lookups }
     }
 
     /// The lookup of `provider` (`twilio`, …), if its API is configured.
