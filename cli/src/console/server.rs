@@ -106,6 +106,21 @@ async fn calls_page<B: Backend>(
     }
 }
 
+/// A call or review id from the URL, refused before it reaches the stack when no item can have
+/// it (DynamoDB keys are 1 to 2048 bytes): a clear 400, not a 502 from the store.
+fn bad_id<B: Backend>(app: &App<B>, id: &str) -> Option<Response> {
+    (id.is_empty() || id.len() > 2048).then(|| {
+        page(
+            StatusCode::BAD_REQUEST,
+            pages::error(
+                &app.backend.label(),
+                "Bad id",
+                "an id is 1 to 2048 bytes long",
+            ),
+        )
+    })
+}
+
 #[derive(Deserialize)]
 struct CallQuery {
     id: String,
@@ -115,6 +130,9 @@ struct CallQuery {
 }
 
 async fn call_page<B: Backend>(State(app): Shared<B>, Query(query): Query<CallQuery>) -> Response {
+    if let Some(refused) = bad_id(&app, &query.id) {
+        return refused;
+    }
     match app.backend.story(&query.id).await {
         Ok(Some(story)) => {
             let state = story.record.as_ref().map_or(CallState::Open, |r| {
@@ -192,6 +210,9 @@ async fn review_item<B: Backend>(
     State(app): Shared<B>,
     Query(query): Query<ItemQuery>,
 ) -> Response {
+    if let Some(refused) = bad_id(&app, &query.id) {
+        return refused;
+    }
     match app.backend.review_item(&query.id).await {
         Ok(detail) => {
             pages::review_item(&app.backend.label(), &detail, query.done.as_deref()).into_response()
@@ -210,6 +231,9 @@ async fn confirm<B: Backend>(State(app): Shared<B>, Query(query): Query<ItemQuer
             );
         }
     };
+    if let Some(refused) = bad_id(&app, &query.id) {
+        return refused;
+    }
     match app.backend.review_item(&query.id).await {
         Ok(detail) => pages::confirm(
             &app.backend.label(),
@@ -239,6 +263,9 @@ async fn act<B: Backend>(
     form: &ActionForm,
     action: &'static str,
 ) -> Response {
+    if let Some(refused) = bad_id(app, id) {
+        return refused;
+    }
     if !app.secrets.csrf_ok(&form.csrf) {
         return page(
             StatusCode::FORBIDDEN,
@@ -551,5 +578,17 @@ mod tests {
         assert_eq!(status, StatusCode::BAD_REQUEST);
         let (status, _, _) = send(&app, get("/review/confirm?id=x&action=explode", Some(&c))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
+        // Ids no item can have are refused before the stack is asked (a store would fail).
+        let long = "a".repeat(2049);
+        for path in [
+            "/call?id=".to_owned(),
+            format!("/call?id={long}"),
+            "/review/item?id=".to_owned(),
+            format!("/review/confirm?id={long}&action=replay"),
+        ] {
+            let (status, _, body) = send(&app, get(&path, Some(&c))).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+            assert!(body.contains("Bad id"), "{path}: {body}");
+        }
     }
 }
