@@ -7,47 +7,17 @@
 /// At most this many bytes of a raw body are shown on a page (the rest: `review show --raw`).
 pub const MAX_BODY_SHOWN: usize = 64 * 1024;
 
+pub use crate::terminal::clipped;
+
 /// `text` with every control character except newline and tab, and every bidirectional
 /// control, shown as its escape (`\u{1b}`), so what is on the page is what is in the data.
 pub fn visible(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if (c.is_control() && c != '\n' && c != '\t') || is_reordering(c) {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::terminal::printable_lines(text).into_owned()
 }
 
 /// [`visible`] on one line: newlines and tabs escaped too (ids, table cells).
 pub fn visible_line(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() || is_reordering(c) {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// [`visible_line`], at most `max` characters, then `…`.
-pub fn clipped(text: &str, max: usize) -> String {
-    let line = visible_line(text);
-    match line.char_indices().nth(max) {
-        Some((at, _)) => format!("{}…", &line[..at]),
-        None => line,
-    }
-}
-
-fn is_reordering(c: char) -> bool {
-    matches!(
-        c,
-        '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
-    )
+    crate::terminal::printable(text).into_owned()
 }
 
 /// A raw body as text: UTF-8 shown as it is (controls made [`visible`]), any other byte as

@@ -204,24 +204,7 @@ pub fn short_id(id: &str) -> String {
 /// `text` safe for a terminal: control characters (escape sequences a sender could put in an
 /// id) shown escaped, at most `max` characters kept (then `…`).
 pub fn sanitize(text: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (n, c) in text.chars().enumerate() {
-        if n == max {
-            out.push('…');
-            break;
-        }
-        if c.is_control() || is_bidi_control(c) {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Characters that reorder the text around them (they could disguise an id).
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')
+    crate::terminal::clipped(text, max)
 }
 
 fn paint(text: &str, style: Style, color: bool) -> String {
