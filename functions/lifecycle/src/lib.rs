@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Instant;
 
-use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use callhook::adapters::dynamodb::{DynamoCallStore, DynamoReviewStore};
 use callhook::adapters::eventbridge::EventBridgeAnalytics;
 use callhook::adapters::sqs::SqsQueue;
@@ -47,13 +47,8 @@ struct Calls<'a>(&'a LifecycleFunction);
 /// When callhook took the event on: its receipt, or, for a message queued later (a replay, the
 /// sweeper), when that message was queued (SQS's `SentTimestamp`). Not the provider's
 /// `occurred_at`: a provider's own delay, or a fixture's years-old time, is not callhook's lag.
-fn taken_on(event: &CanonicalEvent, message: &SqsMessage) -> DateTime<Utc> {
-    let sent = message
-        .attributes
-        .get("SentTimestamp")
-        .and_then(|ms| ms.parse::<i64>().ok())
-        .and_then(DateTime::from_timestamp_millis);
-    sent.map_or(event.received_at, |sent| sent.max(event.received_at))
+fn taken_on(event: &CanonicalEvent, sent_at: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    sent_at.map_or(event.received_at, |sent| sent.max(event.received_at))
 }
 
 impl GroupHandler for Calls<'_> {
@@ -83,7 +78,7 @@ impl GroupHandler for Calls<'_> {
                     Settled::Done,
                     Some((
                         event.provider.clone(),
-                        taken_on(event, record.message),
+                        taken_on(event, record.sent_at),
                         Utc::now(),
                     )),
                 ),

@@ -2,12 +2,12 @@
 //! items (`callhook::app::review_intake`), with partial batch failures: a message whose item
 //! cannot be written stays on its queue, so nothing that reaches review is lost.
 
-use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use callhook::adapters::dynamodb::{DynamoEventStore, DynamoReviewStore};
 use callhook::app::review_intake::{Intake, Message, ReviewIntake};
 use callhook::config::{ConfigError, Env, ReviewConfig};
 use callhook_lambda::sqs_batch::{self, Order, Record, RecordHandler, Settled};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use lambda_runtime::{Error, LambdaEvent};
 
 pub type ReviewFunction = ReviewIntake<DynamoReviewStore, DynamoEventStore>;
@@ -24,18 +24,12 @@ pub fn build(env: &Env) -> Result<ReviewFunction, ConfigError> {
 }
 
 /// SQS's own attributes: how often the message was received, and when it was first sent.
-fn message_of(record: &SqsMessage) -> Message<'_> {
-    let record = Record::of(record);
+fn message_of<'a>(record: &Record<'a>) -> Message<'a> {
     Message {
         message_id: record.message_id,
         body: record.body,
         receive_count: record.receive_count,
-        sent_at: record
-            .message
-            .attributes
-            .get("SentTimestamp")
-            .and_then(|ms| ms.parse::<i64>().ok())
-            .and_then(DateTime::from_timestamp_millis),
+        sent_at: record.sent_at,
     }
 }
 
@@ -45,7 +39,7 @@ impl RecordHandler for Records<'_> {
     type Report = ();
 
     async fn handle<'a>(&'a self, record: Record<'a>) -> (Settled, ()) {
-        let message = message_of(record.message);
+        let message = message_of(&record);
         let source = record.message.event_source_arn.as_deref();
         match self.0.take(source, &message, Utc::now()).await {
             Ok(intake) => {
@@ -120,7 +114,7 @@ mod tests {
             "../../../events/review/dead-letter-events.json"
         ))
         .unwrap();
-        let message = message_of(&event.records[0]);
+        let message = message_of(&Record::of(&event.records[0]));
         assert_eq!(message.receive_count, 6);
         assert_eq!(
             message.sent_at.unwrap().to_rfc3339(),

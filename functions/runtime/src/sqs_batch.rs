@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use callhook::limits::SQS_MAX_VISIBILITY_SECS;
+use chrono::{DateTime, Utc};
 use futures::FutureExt;
 
 /// One record as a handler sees it.
@@ -19,6 +20,8 @@ pub struct Record<'a> {
     pub body: &'a str,
     /// SQS ApproximateReceiveCount (1 on the first delivery, and when absent).
     pub receive_count: u32,
+    /// When the message was first sent (SQS `SentTimestamp`), if readable.
+    pub sent_at: Option<DateTime<Utc>>,
     pub message: &'a SqsMessage,
 }
 
@@ -28,6 +31,11 @@ impl<'a> Record<'a> {
             message_id: message.message_id.as_deref().unwrap_or(""),
             body: message.body.as_deref().unwrap_or(""),
             receive_count: receive_count(message),
+            sent_at: message
+                .attributes
+                .get("SentTimestamp")
+                .and_then(|ms| ms.parse::<i64>().ok())
+                .and_then(DateTime::from_timestamp_millis),
             message,
         }
     }
