@@ -36,8 +36,8 @@ impl ReqwestPoster {
     }
 }
 
-/// The error and its causes, without the URL.
-fn error_text(err: reqwest::Error) -> String {
+/// The error and its causes, without the URL (it may carry a token or a key).
+pub(crate) fn error_text(err: reqwest::Error) -> String {
     let err = err.without_url();
     let mut text = err.to_string();
     let mut source = std::error::Error::source(&err);

@@ -167,8 +167,9 @@ fn check_http_target(var: &str, what: &str, url: &str) -> Result<String, ConfigE
     }
 }
 
-/// The host of an `http://` URL is the loopback interface.
-fn is_loopback(url: &str) -> bool {
+/// The host of an `http://` URL is the loopback interface (127.0.0.0/8, `::1`, `localhost`):
+/// the one place plain http is allowed, for outbound POSTs and provider API base URLs alike.
+pub(crate) fn is_loopback(url: &str) -> bool {
     let Some(rest) = url.strip_prefix("http://") else {
         return false;
     };

@@ -266,17 +266,18 @@ pub fn base_url(env: &Env, var: &str, default: &str) -> Result<String, ConfigErr
     }
     let authority = rest.split('/').next().unwrap_or_default();
     let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().map(|h| format!("[{h}]")),
-        None => authority.split(':').next().map(str::to_owned),
+        Some(v6) => v6.split(']').next(),
+        None => authority.split(':').next(),
+    };
+    if host.is_none_or(str::is_empty) {
+        return Err(invalid("has no host"));
     }
-    .filter(|h| !h.is_empty())
-    .ok_or_else(|| invalid("has no host"))?;
     match scheme {
         "https" => {}
-        "http" if ["127.0.0.1", "localhost", "[::1]"].contains(&host.as_str()) => {}
+        "http" if super::dispatch::is_loopback(url) => {}
         "http" => {
             return Err(invalid(
-                "must be https:// (http:// only to 127.0.0.1, localhost or [::1])",
+                "must be https:// (http:// only to 127.0.0.1, ::1 or localhost)",
             ));
         }
         _ => return Err(invalid("must be https://")),

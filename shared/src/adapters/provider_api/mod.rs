@@ -365,15 +365,7 @@ impl ApiClient {
         if err.is_timeout() {
             return format!("timed out after {:?}", self.policy.timeout);
         }
-        let err = err.without_url();
-        let mut text = err.to_string();
-        let mut source = std::error::Error::source(&err);
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
+        crate::adapters::http::error_text(err)
     }
 }
 
