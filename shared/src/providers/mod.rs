@@ -249,6 +249,16 @@ pub fn mark_unknown(event: &mut CanonicalEvent) {
     });
 }
 
+/// The token of `Authorization: Bearer <token>` (scheme case-insensitive, RFC 6750), if the
+/// value has that form and a token.
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 /// A string at a JSON pointer, if it is one and not empty.
 pub fn str_at<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
     value

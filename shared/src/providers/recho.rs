@@ -327,9 +327,7 @@ impl Provider for Recho {
                 let presented = d
                     .headers
                     .get(AUTHORIZATION_HEADER)
-                    .and_then(|value| value.trim().split_once(' '))
-                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                    .map(|(_, token)| token.trim())
+                    .and_then(super::bearer)
                     .ok_or(AuthError::BadBearer)?;
                 if verify::matches_any(presented.as_bytes(), tokens) {
                     Ok(())

@@ -235,15 +235,6 @@ fn json_object(segment: &str) -> Option<Map<String, Value>> {
     }
 }
 
-/// The token of `Authorization: Bearer <token>` (scheme case-insensitive).
-fn bearer(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
-
 /// The provider for normalizing stored events: no credentials (it is wrapped so that it
 /// verifies nothing).
 fn normalizer(_env: &Env) -> Result<Box<dyn Provider>, ConfigError> {
@@ -265,8 +256,8 @@ impl Provider for Vonage {
 
     fn verify(&self, d: &Delivery<'_>) -> Result<(), AuthError> {
         let value = d.headers.require(AUTHORIZATION_HEADER)?;
-        let token =
-            bearer(value).ok_or(AuthError::Invalid("authorization is not a Bearer token"))?;
+        let token = super::bearer(value)
+            .ok_or(AuthError::Invalid("authorization is not a Bearer token"))?;
         let claims = self.verified_claims(token)?;
         let now = d.received_at.timestamp();
         let iat = claims

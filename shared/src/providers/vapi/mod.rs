@@ -339,7 +339,8 @@ impl Provider for Vapi {
             Auth::Token { tokens, header } => {
                 let header = *header;
                 let presented = d.headers.require(header)?;
-                let presented = presented.strip_prefix("Bearer ").unwrap_or(presented);
+                // A `Bearer ` scheme (any case) is accepted in front of the token.
+                let presented = super::bearer(presented).unwrap_or(presented);
                 if verify::matches_any(presented.as_bytes(), tokens) {
                     Ok(())
                 } else {

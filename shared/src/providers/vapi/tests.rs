@@ -212,6 +212,9 @@ fn v1_token_mode_compares_the_header() {
     assert_eq!(check(&*p, &[("x-vapi-secret", TOKEN)], V_BODY, 0), Ok(()));
     let bearer = format!("Bearer {TOKEN}");
     assert_eq!(check(&*p, &[("x-vapi-secret", &bearer)], V_BODY, 0), Ok(()));
+    // The scheme in any case, as every other Bearer check reads it (RFC 6750).
+    let lower = format!("bearer {TOKEN}");
+    assert_eq!(check(&*p, &[("x-vapi-secret", &lower)], V_BODY, 0), Ok(()));
     assert_eq!(
         check(&*p, &[("x-vapi-secret", "old-token-0123456789")], "{}", 0),
         Ok(())
