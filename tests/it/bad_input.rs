@@ -1207,19 +1207,12 @@ fn secrets() -> Vec<String> {
     let mut secrets = Vec::new();
     for provider in providers::supported() {
         for (var, value) in signer(provider).verifier_env() {
-            if matches!(
-                var,
-                "BIRD_SIGNING_KEYS"
-                    | "MIRAIMINDS_PATH_TOKENS"
-                    | "STATESET_WEBHOOK_SECRETS"
-                    | "STANDARD_WEBHOOK_SECRETS"
-                    | "RETELL_API_KEYS"
-                    | "ELEVENLABS_WEBHOOK_SECRETS"
-                    | "VAPI_HMAC_SECRETS"
-                    | "TWILIO_AUTH_TOKENS"
-                    | "VONAGE_SIGNATURE_SECRETS"
-                    | "PLIVO_AUTH_TOKENS"
-            ) {
+            // Every key, token and secret a provider is configured with, by its name: a new
+            // provider's are checked without being listed here.
+            if ["_KEYS", "_SECRETS", "_TOKENS"]
+                .iter()
+                .any(|end| var.ends_with(end))
+            {
                 secrets.push(value.trim_start_matches("whsec_").to_owned());
             }
         }
