@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::call::CallRecord;
 use super::event::CanonicalEvent;
 pub use super::reason::ReviewReason;
-use super::text::{MAX_FIELD_BYTES, capped, truncate_utf8};
+use super::text::{MAX_FIELD_BYTES, capped, json_len, truncate_utf8};
 use crate::limits::{RESPONSE_BODY_LIMIT, REVIEW_DETAIL_LIMIT};
 
 /// The largest canonical envelope a review item copies; a larger one is kept by reference to
@@ -123,7 +123,7 @@ impl ReviewItem {
                 format!("{reason}: the lifecycle did not apply {}", event.event_type)
             });
         let mut payload = serde_json::to_value(event.envelope()).unwrap_or(Value::Null);
-        if serde_json::to_vec(&payload).map_or(0, |json| json.len()) > MAX_EVENT_PAYLOAD_BYTES {
+        if json_len(&payload) > MAX_EVENT_PAYLOAD_BYTES {
             // The stored event has all of it; the item stays well inside DynamoDB's limit.
             payload = serde_json::json!({ "$event": event.event_id });
         }

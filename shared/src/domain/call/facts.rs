@@ -7,12 +7,12 @@
 //! carried it ([`CallRecord::resolve`]).
 
 use std::collections::BTreeSet;
-use std::io::Write;
 
 use serde_json::{Value, json};
 
 use super::record::CallRecord;
 use crate::domain::event::{CanonicalEvent, Facts};
+use crate::domain::text::json_len;
 
 /// A fact whose JSON is longer than this is kept by reference.
 pub const LARGE_FACT_BYTES: usize = 1024;
@@ -31,23 +31,6 @@ fn by_reference(fact: &mut Value, event_id: &str) {
     {
         *fact = json!({ "$event": event_id });
     }
-}
-
-/// The length of `value` as JSON, without building the text.
-fn json_len(value: &Value) -> usize {
-    struct Count(usize);
-    impl Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    let _ = serde_json::to_writer(&mut count, value);
-    count.0
 }
 
 impl Facts {
