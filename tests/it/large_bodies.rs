@@ -19,25 +19,12 @@ use callhook::ports::CallStore;
 use callhook::providers::{self, FIXTURE_SEED, Providers};
 use callhook_cli::commands::{fixtures, replay, review};
 use callhook_cli::target::Target;
-use callhook_integration::{AtomicOnMoto, HttpSink, Stack, counted_ingest_at, dead_endpoint};
+use callhook_integration::{AtomicOnMoto, HttpSink, Lcg, Stack, counted_ingest_at, dead_endpoint};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::Digest;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-/// A small deterministic generator: every run sends the same bytes.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 33
-    }
-}
 
 const WORDS: &[&str] = &[
     "appointment",

@@ -584,3 +584,38 @@ async fn serve_one(
         }
     }
 }
+
+/// A small deterministic generator, so every run of a test sends the same bytes.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn hex(&mut self, len: usize) -> String {
+        (0..len)
+            .map(|_| char::from_digit(self.below(16) as u32, 16).unwrap())
+            .collect()
+    }
+
+    pub fn uuid(&mut self) -> String {
+        format!(
+            "{}-{}-{}-{}-{}",
+            self.hex(8),
+            self.hex(4),
+            self.hex(4),
+            self.hex(4),
+            self.hex(12)
+        )
+    }
+}
