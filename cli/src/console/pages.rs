@@ -13,7 +13,7 @@ use callhook::domain::review::ReviewItem;
 
 use super::calls::{CallFilter, CallState, CallsPage};
 use super::data::ReviewDetail;
-use super::story::{CallStory, Late, show_value};
+use super::story::{CallStory, FIELDS, Late, show_value};
 use super::summary::Summary;
 use super::text::{body_text, clipped, visible, visible_line};
 
@@ -437,31 +437,17 @@ pub fn call(target: &str, story: &CallStory, by_receipt: bool, stale: CallState)
 fn record_table(record: &CallRecord) -> Markup {
     let value = serde_json::to_value(record).unwrap_or(Value::Null);
     let pretty = serde_json::to_string_pretty(&value).unwrap_or_default();
-    let shown = [
-        "call_id",
-        "provider",
-        "status",
-        "outcome",
-        "direction",
-        "from",
-        "to",
-        "started_at",
-        "ringing_at",
-        "answered_at",
-        "ended_at",
-        "duration_secs",
-        "hangup_cause",
-        "recording_url",
-        "final_event_id",
+    // Which call, what a person follows (as the timeline shows it), then the bookkeeping.
+    let shown = ["call_id", "provider"].iter().chain(FIELDS).chain(&[
         "finalized_at",
         "event_count",
         "version",
-    ];
+    ]);
     html! {
         table.record {
             tbody {
                 @for field in shown {
-                    tr { th { (field) } td { (show_value(value.get(field).unwrap_or(&Value::Null))) } }
+                    tr { th { (field) } td { (show_value(value.get(*field).unwrap_or(&Value::Null))) } }
                 }
             }
         }

@@ -151,8 +151,9 @@ pub struct CallStory {
     pub replay_differs: bool,
 }
 
-/// The record fields a person follows, in the order they are shown.
-const FIELDS: &[&str] = &[
+/// The record fields a person follows, in the order they are shown (the timeline's changes and
+/// the final record alike).
+pub const FIELDS: &[&str] = &[
     "status",
     "outcome",
     "direction",
@@ -171,6 +172,7 @@ const FIELDS: &[&str] = &[
     "metadata",
     "errors",
     "actions",
+    "incomplete",
     "final_event_id",
 ];
 
@@ -599,6 +601,18 @@ mod tests {
             .collect();
         assert_eq!(rows, [(2, false), (1, false), (0, false), (0, true)]);
         assert_eq!(story.receipts[3].answer.as_deref(), Some("200 duplicate"));
+    }
+
+    #[test]
+    fn giving_up_on_a_call_shows_as_a_change() {
+        let before = CallRecord::new("twilio#CA1", "twilio");
+        let mut after = before.clone();
+        after.incomplete = true;
+        let fields: Vec<&str> = changes(Some(&before), Some(&after))
+            .iter()
+            .map(|c| c.field)
+            .collect();
+        assert_eq!(fields, ["incomplete"]);
     }
 
     #[test]
